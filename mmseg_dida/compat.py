@@ -1,0 +1,130 @@
+"""Compatibility of mmseg 1.2.2 / mmengine 0.10.7 with this project's environment.
+
+Two independent parts, each switched on by :func:`apply` (called when ``mmseg_dida``
+is imported):
+
+* :func:`install_mmcv_ops_shim` -- mmcv-lite ships no compiled ops and mmseg 1.2.2
+  imports a few of them unguarded at module level. When (and only when) ``mmcv._ext``
+  is absent, a small ``mmcv.ops`` stand-in is registered: ``point_sample`` is provided
+  in pure PyTorch (``grid_sample``), every other op name resolves to a placeholder that
+  raises :class:`MissingMMCVOpError` naming the op when it is called or instantiated.
+  None of DAFormer/HRDA/MIC/DiDA needs a compiled op.
+* :func:`allow_runner_checkpoints` -- torch >= 2.6 loads with ``weights_only=True`` by
+  default while mmengine calls ``torch.load`` without the argument, so runner-saved
+  checkpoints (they hold the message hub's ``HistoryBuffer`` and numpy arrays) fail to
+  load. The few classes such files contain are added to torch's safe-globals allowlist;
+  safe loading itself stays on for every file.
+"""
+import importlib.util
+import sys
+import types
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    'MissingMMCVOpError', 'apply', 'install_mmcv_ops_shim',
+    'allow_runner_checkpoints', 'mmcv_has_compiled_ops', 'point_sample'
+]
+
+_SHIM_MARKER = '__mmseg_dida_shim__'
+
+
+class MissingMMCVOpError(RuntimeError):
+    """Raised when code needs an mmcv op that mmcv-lite does not compile."""
+
+
+def mmcv_has_compiled_ops() -> bool:
+    """Whether the installed mmcv carries its compiled extension ``mmcv._ext``."""
+    return importlib.util.find_spec('mmcv._ext') is not None
+
+
+def point_sample(input, points, align_corners=False, **kwargs):
+    """Pure-PyTorch equivalent of ``mmcv.ops.point_sample``.
+
+    Samples ``input`` (N, C, H, W) at ``points`` (N, P, 2) or (N, Hp, Wp, 2) given in
+    [0, 1] x [0, 1] coordinates (x, y), bilinearly, as mmcv does.
+    """
+    add_dim = points.dim() == 3
+    if add_dim:
+        points = points.unsqueeze(2)
+    output = F.grid_sample(
+        input, 2.0 * points - 1.0, align_corners=align_corners, **kwargs)
+    if add_dim:
+        output = output.squeeze(3)
+    return output
+
+
+class _MissingOp:
+    """Placeholder for an mmcv op that is not compiled in this environment."""
+
+    def __init__(self, name: str):
+        self.__name__ = name
+        self.__qualname__ = name
+
+    def _fail(self, *args, **kwargs):
+        raise MissingMMCVOpError(
+            f"mmcv op '{self.__name__}' needs mmcv with compiled ops, but the "
+            "installed mmcv has none (mmcv-lite). Install the full package "
+            "(pip install mmcv==2.1.0, see README 'Install on a GPU cluster') "
+            'to use this component.')
+
+    __call__ = _fail
+
+    def __repr__(self):
+        return f'<missing mmcv op {self.__name__}>'
+
+
+class _OpsShim(types.ModuleType):
+
+    def __getattr__(self, name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        if name in ('get_compiler_version', 'get_compiling_cuda_version'):
+            return lambda: 'n/a (mmcv-lite, no compiled ops)'
+        op = _MissingOp(name)
+        setattr(self, name, op)
+        return op
+
+
+def install_mmcv_ops_shim() -> bool:
+    """Register the ``mmcv.ops`` stand-in if mmcv has no compiled ops.
+
+    Returns True when the shim is (already) active, False when the real ops exist.
+    """
+    if mmcv_has_compiled_ops():
+        return False
+    existing = sys.modules.get('mmcv.ops')
+    if existing is not None and getattr(existing, _SHIM_MARKER, False):
+        return True
+    import mmcv
+    shim = _OpsShim('mmcv.ops', doc='mmseg_dida stand-in for mmcv.ops '
+                    '(mmcv-lite has no compiled ops).')
+    setattr(shim, _SHIM_MARKER, True)
+    shim.point_sample = point_sample
+    sys.modules['mmcv.ops'] = shim
+    mmcv.ops = shim
+    return True
+
+
+def _runner_checkpoint_globals():
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    dtype_classes = [type(np.dtype(c)) for c in '?bBhHiIlLqQefdgFDGO']
+    return [HistoryBuffer, _reconstruct, np.ndarray, np.dtype] + dtype_classes
+
+
+def allow_runner_checkpoints() -> None:
+    """Allow torch's safe loader to read mmengine runner checkpoints."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:  # torch >= 2.4
+        add(_runner_checkpoint_globals())
+
+
+def apply() -> None:
+    install_mmcv_ops_shim()
+    allow_runner_checkpoints()

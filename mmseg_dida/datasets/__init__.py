@@ -1,0 +1,1 @@
+from .uda_dataset import UDADataset  # noqa: F401

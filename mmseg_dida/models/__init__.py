@@ -1,0 +1,1 @@
+from . import backbones, decode_heads, losses, segmentors, uda, utils  # noqa: F401

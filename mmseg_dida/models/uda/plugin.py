@@ -1,0 +1,71 @@
+"""The interface through which plug-ins (MIC, DiDA, ...) add losses to a UDA step.
+
+A self-training model (e.g. :class:`~mmseg_dida.models.uda.DACS`) builds one
+:class:`UDAStepContext` per training step, after its own source and mixed-target
+losses, and asks every configured plug-in for extra losses::
+
+    for plugin in self.plugins:
+        losses.update(plugin.losses(ctx))
+
+A plug-in never edits the self-training model and the self-training model never
+imports a plug-in: they meet only here.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+
+@dataclass
+class UDAStepContext:
+    """Everything a plug-in may read in one self-training step.
+
+    Attributes:
+        student: The segmentor being trained (an mmseg ``EncoderDecoder``-like model).
+        teacher: The EMA teacher segmentor (no gradients), or None in source-only mode.
+        src_inputs: Normalised source images, (N, 3, H, W).
+        src_data_samples: Source ``SegDataSample`` list (``gt_sem_seg`` set).
+        tgt_inputs: Normalised target images, (N, 3, H, W), clean (not mixed).
+        tgt_data_samples: Target ``SegDataSample`` list (no labels are read).
+        pseudo_label: The teacher's pseudo labels on ``tgt_inputs``, (N, H, W) long.
+        pseudo_weight: Their per-pixel confidence weight q^T, (N, H, W) float.
+        iteration: The current training iteration (0-based).
+        extra: Free-form values a self-training method may share (e.g. HRDA crops).
+    """
+    student: nn.Module
+    teacher: Optional[nn.Module]
+    src_inputs: Tensor
+    src_data_samples: List
+    tgt_inputs: Tensor
+    tgt_data_samples: List
+    pseudo_label: Optional[Tensor]
+    pseudo_weight: Optional[Tensor]
+    iteration: int
+    extra: Dict = field(default_factory=dict)
+
+
+class BaseUDAPlugin(BaseModule):
+    """Base class of UDA plug-ins.
+
+    Subclasses are registered in ``mmseg.registry.MODELS`` and listed in the UDA model's
+    ``plugins`` config. They are ``nn.Module`` children of the UDA model, so their own
+    parameters (e.g. DiDA's reconstruction head) are trained and checkpointed with it.
+    """
+
+    def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
+        """Return named, already-weighted losses (keys start with ``loss_``).
+
+        Values that are not to be back-propagated (statistics to log) are returned as
+        detached tensors whose key does not contain ``loss``.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def check_losses(losses: Dict[str, Tensor], owner: str) -> Dict[str, Tensor]:
+        for key, value in losses.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f'{owner} returned {key}={type(value).__name__}; '
+                                'plug-in losses must be tensors')
+        return losses
