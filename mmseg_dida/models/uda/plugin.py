@@ -54,6 +54,11 @@ class BaseUDAPlugin(BaseModule):
     parameters (e.g. DiDA's reconstruction head) are trained and checkpointed with it.
     """
 
+    def attach(self, uda_model: nn.Module) -> None:
+        """Called once by the UDA model right after it builds the student and before it
+        creates the EMA teacher (a copy of the student). A plug-in that must change the
+        student (e.g. wrap its backbone) does it here. Default: nothing."""
+
     def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
         """Return named, already-weighted losses (keys start with ``loss_``).
 
