@@ -1,1 +1,2 @@
 
+from .degradation import Degradation  # noqa: F401

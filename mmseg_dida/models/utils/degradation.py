@@ -1,0 +1,293 @@
+"""Degradation as a domain bridge: the diffusion forward process and its relatives.
+
+DiDA (NeurIPS 2025, arXiv 2412.10339), Sec. 3: an image x_0 of either domain is degraded
+by the forward process of a diffusion model,
+
+    x_t = sqrt(abar_t) * x_0 + sqrt(1 - abar_t) * eps,    eps ~ N(0, I),   (Eq. 1)
+
+with t in {0, ..., T-1}, T = 100 and the sigmoid noise schedule. The states
+x_1..x_T form a bridge from each domain towards a shared, fully degraded domain.
+The reconstruction target of the noise degradation is eps. Gaussian blur and
+masking (inpainting) degradations are also provided; their reconstruction target
+is the clean image x_0.
+
+Everything here is a pure tensor function except :class:`Degradation`, a small
+registered module that holds the abar_t table and draws t and the noise for a
+(source, target) pair.
+"""
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+__all__ = [
+    'sigmoid_abar', 'linear_abar', 'cosine_abar', 'abar_from_betas', 'make_abar',
+    'forward_diffuse', 'sample_noise', 'blur_sigmas', 'gaussian_blur', 'mask_degrade',
+    'Degradation'
+]
+
+SCHEDULES = ('sigmoid', 'linear', 'cosine')
+KINDS = ('noise', 'blur', 'mask')
+
+
+def abar_from_betas(betas: Tensor) -> Tensor:
+    """abar_t = prod_{s <= t} (1 - beta_s) (DDPM, Ho et al. 2020, Eq. 4)."""
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def _betas_from_abar(abar: Tensor, max_beta: float) -> Tensor:
+    prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    return (1.0 - abar / prev).clamp(0.0, max_beta)
+
+
+def sigmoid_abar(num_timesteps: int = 100, start: float = -3.0, end: float = 3.0,
+                 tau: float = 1.0, clip_min: float = 1e-9,
+                 max_beta: float = 0.999) -> Tensor:
+    """Sigmoid schedule (Chen 2023, "On the importance of noise scheduling", Alg. 1).
+
+    gamma(s) = (sigmoid(end/tau) - sigmoid((s (end - start) + start)/tau)) /
+               (sigmoid(end/tau) - sigmoid(start/tau)),  s = (t + 1) / T,
+    turned into betas (clipped at ``max_beta``) and back into abar_t = prod(1 - beta).
+    With the defaults: abar ~ 0.997, 0.851, 0.5, 0.149, ~0 at t = 0, 24, 49, 74, 99.
+    Returns a float64 tensor (T,).
+    """
+    s = torch.arange(1, num_timesteps + 1, dtype=torch.float64) / num_timesteps
+    v_start = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64))
+    v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))
+    v_s = torch.sigmoid((s * (end - start) + start) / tau)
+    gamma = (v_end - v_s) / (v_end - v_start)
+    gamma = gamma.clamp(clip_min, 1.0)
+    return abar_from_betas(_betas_from_abar(gamma, max_beta))
+
+
+def linear_abar(num_timesteps: int = 100, beta_start: float = 1e-4,
+                beta_end: float = 0.02) -> Tensor:
+    """Linear beta schedule of DDPM, rescaled to T steps as in Nichol & Dhariwal 2021
+    (betas in [beta_start, beta_end] * 1000 / T). Returns float64 (T,)."""
+    scale = 1000.0 / num_timesteps
+    betas = torch.linspace(scale * beta_start, scale * beta_end, num_timesteps,
+                           dtype=torch.float64)
+    return abar_from_betas(betas)
+
+
+def cosine_abar(num_timesteps: int = 100, s: float = 0.008,
+                max_beta: float = 0.999) -> Tensor:
+    """Cosine schedule (Nichol & Dhariwal 2021, Eq. 17):
+    abar(t) = f(t) / f(0), f(t) = cos(((t / T) + s) / (1 + s) * pi / 2)^2, evaluated at
+    t + 1 and turned into betas clipped at ``max_beta``. Returns float64 (T,)."""
+    steps = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    abar = f[1:] / f[0]
+    return abar_from_betas(_betas_from_abar(abar, max_beta))
+
+
+def make_abar(schedule: str, num_timesteps: int, **kwargs) -> Tensor:
+    """The abar_t table (float64, (T,)) of a named schedule."""
+    fns = dict(sigmoid=sigmoid_abar, linear=linear_abar, cosine=cosine_abar)
+    if schedule not in fns:
+        raise ValueError(f'make_abar: schedule must be one of {SCHEDULES}, '
+                         f'got {schedule!r}')
+    return fns[schedule](num_timesteps, **kwargs).to(torch.float64)
+
+
+def forward_diffuse(x0: Tensor, t: Tensor, abar: Tensor, noise: Tensor) -> Tensor:
+    """Eq. 1: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, per image.
+
+    Args:
+        x0: Clean (mean/std-normalised) images, (N, C, H, W).
+        t: Timesteps, (N,) long.
+        abar: The schedule's abar table, (T,).
+        noise: eps at the images' resolution, (N, C, H, W).
+    """
+    a = abar.to(device=x0.device, dtype=x0.dtype)[t].view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
+
+
+def sample_noise(shape, downsample: int = 1, device=None, dtype=torch.float32,
+                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+    """Draw eps ~ N(0, I) at 1/``downsample`` of the image size and upsample it
+    bilinearly (``downsample=1``: full resolution).
+
+    Returns ``(eps_lowres, eps_fullres)``; the first is the reconstruction target, the
+    second is added to the image.
+    """
+    n, c, h, w = shape
+    if downsample < 1 or h % downsample or w % downsample:
+        raise ValueError(f'sample_noise: downsample={downsample} must be >= 1 and '
+                         f'divide the image size {h}x{w}')
+    low = torch.randn((n, c, h // downsample, w // downsample), device=device,
+                      dtype=dtype, generator=generator)
+    if downsample == 1:
+        return low, low
+    full = F.interpolate(low, size=(h, w), mode='bilinear', align_corners=False)
+    return low, full
+
+
+def blur_sigmas(num_timesteps: int = 100, rate: float = 0.02) -> Tensor:
+    """Blur schedule: step i applies a Gaussian of sigma_i = exp(rate * i);
+    applying steps 0..t in sequence equals one Gaussian of
+    sigma(t) = sqrt(sum_{i<=t} sigma_i^2)
+    (variances add under convolution). Returns float64 (T,), increasing."""
+    i = torch.arange(num_timesteps, dtype=torch.float64)
+    return torch.cumsum(torch.exp(2 * rate * i), dim=0).sqrt()
+
+
+def _gauss_kernel1d(sigma: float, device, dtype) -> Tensor:
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
+    """Separable Gaussian blur with a per-image sigma (pixels), replicate padding.
+
+    Args:
+        x: Images, (N, C, H, W).
+        sigma: (N,) standard deviations; sigma <= 0 leaves the image unchanged.
+    """
+    out = []
+    c = x.shape[1]
+    for img, s in zip(x, sigma.tolist()):
+        img = img.unsqueeze(0)
+        if s > 0:
+            k = _gauss_kernel1d(s, x.device, x.dtype)
+            r = k.numel() // 2
+            img = F.pad(img, (r, r, 0, 0), mode='replicate')
+            img = F.conv2d(img, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+            img = F.pad(img, (0, 0, r, r), mode='replicate')
+            img = F.conv2d(img, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        out.append(img)
+    return torch.cat(out, dim=0)
+
+
+def mask_degrade(x0: Tensor, keep: Tensor, mask_sigma: float = 4.0,
+                 generator: Optional[torch.Generator] = None,
+                 fill: float = 0.0) -> Tuple[Tensor, Tensor]:
+    """Masking (inpainting) degradation: a blurred-noise field thresholded at its own
+    quantile so that the kept fraction of pixels equals ``keep`` per image; masked
+    pixels are set to ``fill`` (0 = the dataset mean in normalised space).
+
+    Returns ``(x_t, mask)`` with mask (N, 1, H, W) in {0, 1}, 1 = kept.
+    """
+    n, _, h, w = x0.shape
+    field = torch.randn((n, 1, h, w), device=x0.device, dtype=x0.dtype,
+                        generator=generator)
+    if mask_sigma > 0:
+        field = gaussian_blur(field, torch.full((n,), float(mask_sigma)))
+    flat = field.flatten(1)
+    ranks = flat.argsort(dim=1).argsort(dim=1)  # 0 = smallest
+    num_keep = (keep.to(x0.dtype) * h * w).round().long().view(n, 1)
+    mask = (ranks < num_keep).to(x0.dtype).view(n, 1, h, w)
+    return x0 * mask + fill * (1.0 - mask), mask
+
+
+@MODELS.register_module()
+class Degradation(nn.Module):
+    """The DiDA degradation of a paired (source, target) batch, built from config.
+
+    Args:
+        kind: 'noise' (Eq. 1, the paper), 'blur' or 'mask'.
+        schedule: Noise schedule for 'noise' and 'mask' (kept fraction = abar_t):
+            'sigmoid' (paper), 'linear' or 'cosine'.
+        num_timesteps: T (paper: 100).
+        noise_downsample: eps is drawn at 1/``noise_downsample`` resolution and
+            upsampled bilinearly (4, as in the authors' earlier code) or at full
+            resolution (1).
+        share_t: Source image i and target image i share t (default, as the authors'
+            earlier code); otherwise t is drawn independently for every image.
+        share_noise: Source image i and target image i share eps (default).
+        blur_rate: Blur schedule, sigma_i = exp(blur_rate * i).
+        mask_sigma: Smoothness (pixels) of the mask degradation's noise field.
+    """
+
+    def __init__(self, kind: str = 'noise', schedule: str = 'sigmoid',
+                 num_timesteps: int = 100, noise_downsample: int = 4,
+                 share_t: bool = True, share_noise: bool = True,
+                 blur_rate: float = 0.02, mask_sigma: float = 4.0):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f'Degradation: kind must be one of {KINDS}, got {kind!r}')
+        if num_timesteps < 1:
+            raise ValueError(f'Degradation: num_timesteps must be >= 1, '
+                             f'got {num_timesteps}')
+        if noise_downsample not in (1, 2, 4, 8):
+            raise ValueError('Degradation: noise_downsample must be 1, 2, 4 or 8, '
+                             f'got {noise_downsample}')
+        self.kind = kind
+        self.schedule = schedule
+        self.num_timesteps = num_timesteps
+        self.noise_downsample = noise_downsample
+        self.share_t = share_t
+        self.share_noise = share_noise
+        self.mask_sigma = mask_sigma
+        self.register_buffer('abar', make_abar(schedule, num_timesteps).float(),
+                             persistent=False)
+        self.register_buffer('sigmas', blur_sigmas(num_timesteps, blur_rate).float(),
+                             persistent=False)
+
+    @property
+    def target_name(self) -> str:
+        """What a reconstruction head predicts: 'eps' (noise) or 'x0' (blur, mask)."""
+        return 'eps' if self.kind == 'noise' else 'x0'
+
+    def sample_t(self, n: int, device=None,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
+        """t ~ U{0, ..., T-1}, (n,) long."""
+        return torch.randint(0, self.num_timesteps, (n,), device=device,
+                             generator=generator)
+
+    def forward(self, x0: Tensor, t: Tensor, noise: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+        """Degrade ``x0`` (N, C, H, W) at timesteps ``t`` (N,).
+
+        Returns ``(x_t, target)``: for 'noise' the target is eps at the drawn (possibly
+        1/``noise_downsample``) resolution; for 'blur'/'mask' it is x0.
+        ``noise`` may pass a pre-drawn low-resolution eps (for sharing across domains).
+        """
+        if self.kind == 'noise':
+            if noise is None:
+                noise, full = sample_noise(x0.shape, self.noise_downsample, x0.device,
+                                           x0.dtype, generator)
+            elif noise.shape[-2:] != x0.shape[-2:]:
+                full = F.interpolate(noise, size=x0.shape[-2:], mode='bilinear',
+                                     align_corners=False)
+            else:
+                full = noise
+            return forward_diffuse(x0, t, self.abar, full), noise
+        if self.kind == 'blur':
+            return gaussian_blur(x0, self.sigmas[t]), x0
+        x_t, _ = mask_degrade(x0, self.abar[t], self.mask_sigma, generator)
+        return x_t, x0
+
+    def degrade_pair(self, src: Tensor, tgt: Tensor,
+                     generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
+        """Degrade a source batch and a target batch of equal batch size together.
+
+        Returns a dict with ``x_t`` (2N, C, H, W; source first), ``target`` (the
+        reconstruction target, same order) and ``t`` (2N,).
+        """
+        n = src.shape[0]
+        if tgt.shape[0] != n:
+            raise ValueError('Degradation.degrade_pair: source and target batch sizes '
+                             f'differ ({n} vs {tgt.shape[0]})')
+        t = self.sample_t(n if self.share_t else 2 * n, src.device, generator)
+        if self.share_t:
+            t = torch.cat([t, t])
+        x0 = torch.cat([src, tgt]) if src.shape == tgt.shape else None
+        if x0 is None:
+            raise ValueError('Degradation.degrade_pair: source and target images must '
+                             f'have the same shape, got {tuple(src.shape)} and '
+                             f'{tuple(tgt.shape)}')
+        noise = None
+        if self.kind == 'noise':
+            shape = (n if self.share_noise else 2 * n, ) + tuple(src.shape[1:])
+            noise, _ = sample_noise(shape, self.noise_downsample, src.device, src.dtype,
+                                    generator)
+            if self.share_noise:
+                noise = torch.cat([noise, noise])
+        x_t, target = self(x0, t, noise=noise, generator=generator)
+        return dict(x_t=x_t, target=target, t=t)
