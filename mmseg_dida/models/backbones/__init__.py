@@ -1,1 +1,2 @@
 
+from .diffusion_encoder import DiffusionEncoder  # noqa: F401

@@ -1,0 +1,201 @@
+"""DiDA's semantic shift compensation: the diffusion encoder g' and its time FiLM.
+
+DiDA (NeurIPS 2025, arXiv 2412.10339), Sec. 3.2: a trainable encoder g' of the same
+architecture as the backbone g, conditioned on the timestep t, compensates the
+semantic shift that the degradation causes. At every feature level i
+
+    z_hat_(t,i) = z'_(t,i) * (MLP_s^i(Embed(t)) + 1) + MLP_b^i(Embed(t)),   (Eq. 4)
+
+with z'_(t,i) the i-th level of g'(x_t), and the fused features are g(x_t) + z_hat.
+
+:class:`DiffusionEncoder` is a drop-in backbone: it wraps g, and reads t from a scoped
+context so that mmseg segmentors (``extract_feat``, HRDA's multi-crop path) work
+unchanged::
+
+    with segmentor.backbone.timestep(t):
+        feats = segmentor.extract_feat(x_t)     # g(x_t) + z_hat
+    feats = segmentor.extract_feat(x)           # exactly g(x)
+
+At deployment the wrapper is replaced by g (:meth:`DiffusionEncoder.deploy`).
+"""
+import copy
+import math
+from contextlib import contextmanager
+from typing import List, Optional, Sequence, Union
+
+import torch
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ['sinusoidal_embedding', 'TimeEmbedding', 'TimeFiLM', 'DiffusionEncoder']
+
+MODES = ('full', 'g_time', 'none')
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Transformer/DDPM sinusoidal embedding of integer timesteps, (N,) -> (N, dim):
+    [cos(t w_k), sin(t w_k)], w_k = max_period^(-k / (dim / 2)), k < dim / 2."""
+    if dim % 2:
+        raise ValueError(f'sinusoidal_embedding: dim must be even, got {dim}')
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) *
+                      torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float().view(-1, 1) * freqs.view(1, -1)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class TimeEmbedding(nn.Module):
+    """Embed(t): sinusoidal(``embed_dim``) -> Linear -> GELU -> Linear(``time_dim``)."""
+
+    def __init__(self, embed_dim: int = 16, time_dim: int = 256):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.mlp(sinusoidal_embedding(t, self.embed_dim))
+
+
+class TimeFiLM(nn.Module):
+    """Eq. 4 at one level: z * (MLP_s(e) + 1) + MLP_b(e), with
+    (MLP_s, MLP_b) = split(Linear(SiLU(e), 2 C))."""
+
+    def __init__(self, time_dim: int, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 2 * channels))
+
+    def forward(self, z: Tensor, emb: Tensor) -> Tensor:
+        scale, shift = self.mlp(emb).chunk(2, dim=1)
+        shape = (z.shape[0], self.channels) + (1, ) * (z.dim() - 2)
+        return z * (scale.view(shape) + 1) + shift.view(shape)
+
+
+@MODELS.register_module()
+class DiffusionEncoder(BaseModule):
+    """Backbone wrapper g (+ g') with a time-conditioned feature modulation (DiDA).
+
+    Args:
+        backbone: Config (or an already built module) of the backbone g.
+        mode: 'full' (paper): separate g', features g(x_t) + FiLM_t(g'(x_t)).
+            'g_time' (ablation "+ time embedding in g"): no g', features
+            FiLM_t(g(x_t)). 'none' (ablation "L_D only"): t is ignored, features g(x_t).
+        level_channels: Channels of g's output levels; None infers them with one
+            forward of a 64x64 zero image.
+        embed_dim: Sinusoidal embedding size (16).
+        time_dim: Width of the time MLP and its output (256).
+        init_g_prime: 'backbone' (default): g' starts as a copy of g's weights, taken
+            in :meth:`init_weights` (i.e. after g's pretrained weights are loaded);
+            'scratch': g' keeps the independent initialisation of its own modules.
+        with_cp: Activation checkpointing of g' (recomputed in backward; saves memory).
+        init_cfg: mmengine init config of the wrapper itself.
+    """
+
+    def __init__(self, backbone: Union[dict, nn.Module], mode: str = 'full',
+                 level_channels: Optional[Sequence[int]] = None, embed_dim: int = 16,
+                 time_dim: int = 256, init_g_prime: str = 'backbone',
+                 with_cp: bool = False, init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if mode not in MODES:
+            raise ValueError(f'DiffusionEncoder: mode must be one of {MODES}, '
+                             f'got {mode!r}')
+        if init_g_prime not in ('backbone', 'scratch'):
+            raise ValueError("DiffusionEncoder: init_g_prime must be 'backbone' or "
+                             f"'scratch', got {init_g_prime!r}")
+        if isinstance(backbone, DiffusionEncoder):
+            raise TypeError('DiffusionEncoder: the backbone is already a '
+                            'DiffusionEncoder')
+        self.backbone = backbone if isinstance(backbone, nn.Module) else \
+            MODELS.build(backbone)
+        self.mode = mode
+        self.init_g_prime = init_g_prime
+        self.with_cp = with_cp
+        self._t: Optional[Tensor] = None
+        self.g_prime_synced = False
+        if mode == 'none':
+            self.level_channels = list(level_channels or [])
+            return
+        if level_channels is None:
+            level_channels = self.infer_level_channels(self.backbone)
+        self.level_channels = [int(c) for c in level_channels]
+        self.time_embed = TimeEmbedding(embed_dim, time_dim)
+        self.film = nn.ModuleList(TimeFiLM(time_dim, c) for c in self.level_channels)
+        if mode == 'full':
+            self.g_prime = copy.deepcopy(self.backbone)
+            if init_g_prime == 'scratch':
+                for m in self.g_prime.modules():
+                    if m is not self.g_prime and hasattr(m, 'reset_parameters'):
+                        m.reset_parameters()
+            # g' must not load g's pretrained file again: its weights come from g.
+            self.g_prime._is_init = init_g_prime == 'backbone'
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def infer_level_channels(backbone: nn.Module, size: int = 64) -> List[int]:
+        """Channels of each output level of ``backbone`` (one eval forward)."""
+        was_training = backbone.training
+        param = next(backbone.parameters())
+        backbone.eval()
+        with torch.no_grad():
+            outs = backbone(torch.zeros(1, 3, size, size, device=param.device,
+                                        dtype=param.dtype))
+        backbone.train(was_training)
+        outs = [outs] if isinstance(outs, Tensor) else outs
+        return [o.shape[1] for o in outs]
+
+    @contextmanager
+    def timestep(self, t: Optional[Tensor]):
+        """Scope in which every forward is a degraded pass at timesteps ``t`` (N,)."""
+        prev, self._t = self._t, t
+        try:
+            yield self
+        finally:
+            self._t = prev
+
+    @torch.no_grad()
+    def sync_g_prime(self) -> None:
+        """Copy g's weights (parameters and buffers) into g'."""
+        if self.mode != 'full':
+            return
+        self.g_prime.load_state_dict(self.backbone.state_dict())
+        self.g_prime_synced = True
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.mode == 'full' and self.init_g_prime == 'backbone':
+            self.sync_g_prime()
+
+    def deploy(self) -> nn.Module:
+        """The deployed backbone: g alone (g', the time MLP and the FiLMs dropped)."""
+        return self.backbone
+
+    def _run_g_prime(self, x: Tensor):
+        if self.with_cp and x.requires_grad or self.with_cp and self.training:
+            return checkpoint(self.g_prime, x, use_reentrant=False)
+        return self.g_prime(x)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor):
+        t = self._t
+        if t is None or self.mode == 'none':
+            return self.backbone(x)
+        if t.shape != (x.shape[0], ):
+            raise ValueError(f'DiffusionEncoder: timestep shape {tuple(t.shape)} does '
+                             f'not match the batch size {x.shape[0]}')
+        emb = self.time_embed(t.to(x.device))
+        feats = self.backbone(x)
+        single = isinstance(feats, Tensor)
+        feats = [feats] if single else list(feats)
+        if len(feats) != len(self.film):
+            raise ValueError(f'DiffusionEncoder: backbone returned {len(feats)} '
+                             f'levels, level_channels has {len(self.film)}')
+        if self.mode == 'g_time':
+            out = [film(z, emb) for film, z in zip(self.film, feats)]
+        else:
+            zp = self._run_g_prime(x)
+            zp = [zp] if isinstance(zp, Tensor) else list(zp)
+            out = [z + film(z_, emb) for film, z, z_ in zip(self.film, feats, zp)]
+        return out[0] if single else out

@@ -1,0 +1,136 @@
+"""DiffusionEncoder: no-t path is exactly g, Eq. 4 FiLM fusion, g' init, gradients."""
+import math
+
+import pytest
+import torch
+from mmseg.registry import MODELS
+
+import mmseg_dida  # noqa: F401
+from mmseg_dida.models.backbones.diffusion_encoder import (
+    DiffusionEncoder,
+    TimeFiLM,
+    sinusoidal_embedding,
+)
+
+TINY_MIT = dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
+                num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
+                out_indices=(0, 1, 2, 3),
+                mlp_ratio=2, drop_path_rate=0.0)
+
+
+def _build(mode='full', **kw):
+    torch.manual_seed(0)
+    enc = MODELS.build(
+        dict(type='DiffusionEncoder', backbone=TINY_MIT, mode=mode, **kw))
+    enc.init_weights()
+    return enc
+
+
+def test_sinusoidal_embedding_values_and_film_shapes():
+    t = torch.tensor([0, 5, 99])
+    e = sinusoidal_embedding(t, 16)
+    assert e.shape == (3, 16)
+    assert torch.equal(e[0, :8], torch.ones(8))
+    assert torch.equal(e[0, 8:], torch.zeros(8))
+    w1 = 10000.0 ** (-1 / 8)
+    assert e[1, 1].item() == pytest.approx(math.cos(5 * w1), abs=1e-6)
+    assert e[1, 9].item() == pytest.approx(math.sin(5 * w1), abs=1e-6)
+    film = TimeFiLM(256, 32)
+    z = torch.randn(3, 32, 4, 5)
+    emb = torch.randn(3, 256)
+    out = film(z, emb)
+    assert out.shape == z.shape
+    scale, shift = film.mlp(emb).chunk(2, dim=1)
+    ref = z * (scale[:, :, None, None] + 1) + shift[:, :, None, None]
+    assert torch.allclose(out, ref)
+    with torch.no_grad():  # zero MLP -> identity
+        film.mlp[1].weight.zero_()
+        film.mlp[1].bias.zero_()
+    assert torch.equal(film(z, emb), z)
+
+
+def test_no_timestep_is_exactly_g_and_skips_g_prime():
+    enc = _build()
+    assert enc.level_channels == [8, 8, 8, 8]
+    calls = []
+    enc.g_prime.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(2, 3, 64, 64)
+    out = enc(x)
+    ref = enc.backbone(x)
+    assert all(torch.equal(a, b) for a, b in zip(out, ref))
+    assert calls == []
+    with enc.timestep(torch.tensor([3, 50])):
+        enc(x)
+    assert calls == [1]
+    assert enc._t is None  # the scope is cleared
+
+
+def test_full_mode_is_g_plus_film_of_g_prime_and_init_copies_g():
+    enc = _build()
+    for (n, p), (n2, p2) in zip(enc.backbone.named_parameters(),
+                                enc.g_prime.named_parameters()):
+        assert n == n2 and torch.equal(p, p2)
+    with torch.no_grad():  # make g' differ from g to see both terms
+        for p in enc.g_prime.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    x = torch.randn(2, 3, 64, 64)
+    t = torch.tensor([10, 80])
+    with enc.timestep(t):
+        out = enc(x)
+    emb = enc.time_embed(t)
+    g, gp = enc.backbone(x), enc.g_prime(x)
+    for i in range(4):
+        assert torch.allclose(out[i], g[i] + enc.film[i](gp[i], emb), atol=1e-6)
+    with pytest.raises(ValueError, match='does not match the batch size'):
+        with enc.timestep(torch.tensor([1, 2, 3])):
+            enc(x)
+
+
+def test_gradients_reach_g_prime_only_through_degraded_pass():
+    enc = _build()
+    x = torch.randn(2, 3, 64, 64)
+    sum(f.sum() for f in enc(x)).backward()
+    assert all(p.grad is None for p in enc.g_prime.parameters())
+    assert all(p.grad is None for p in enc.film.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in enc.backbone.parameters())
+    enc.zero_grad(set_to_none=True)
+    with enc.timestep(torch.tensor([1, 60])):
+        sum(f.pow(2).sum() for f in enc(x)).backward()
+    assert all(p.grad is not None for p in enc.film.parameters())
+    assert sum(p.grad.abs().sum() for p in enc.g_prime.parameters()) > 0
+
+
+def test_checkpointed_g_prime_gives_same_gradients():
+    x = torch.randn(2, 3, 64, 64)
+    t = torch.tensor([7, 70])
+    grads = []
+    for cp in (False, True):
+        enc = _build(with_cp=cp)
+        enc.train()
+        with enc.timestep(t):
+            sum(f.pow(2).sum() for f in enc(x)).backward()
+        grads.append([p.grad.clone() for p in enc.g_prime.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
+
+
+def test_ablation_modes():
+    x = torch.randn(1, 3, 64, 64)
+    t = torch.tensor([30])
+    g_time = _build('g_time')
+    assert not hasattr(g_time, 'g_prime')
+    with g_time.timestep(t):
+        out = g_time(x)
+    emb = g_time.time_embed(t)
+    ref = [f(z, emb) for f, z in zip(g_time.film, g_time.backbone(x))]
+    assert all(torch.allclose(a, b) for a, b in zip(out, ref))
+    none = _build('none')
+    assert sum(p.numel() for p in none.parameters()) == sum(
+        p.numel() for p in none.backbone.parameters())
+    with none.timestep(t):
+        out = none(x)
+    assert all(torch.equal(a, b) for a, b in zip(out, none.backbone(x)))
+    assert isinstance(none.deploy(), type(none.backbone))
+    with pytest.raises(ValueError, match='mode must be one of'):
+        DiffusionEncoder(TINY_MIT, mode='half')
