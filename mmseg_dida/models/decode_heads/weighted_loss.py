@@ -14,8 +14,8 @@ mean over all pixels, i.e. mmseg's ``avg_non_ignore=False``), and mmseg 1.x's
 mmseg 1.x's ``BaseDecodeHead.loss_by_feat`` has no way to receive such a weight. The
 mixin below reads it from the data samples: a sample may carry ``seg_weight``
 (``PixelData`` whose ``data`` is a (1, H, W) float tensor aligned with ``gt_sem_seg``).
-Samples without
-it get weight 1; a batch where no sample has it is exactly mmseg's unweighted loss.
+Samples without it get weight 1; a batch where no sample has it is exactly mmseg's
+unweighted loss.
 
 Use: ``class MyHead(SegWeightLossMixin, BaseDecodeHead)`` (the mixin must come first).
 Heads that build their own labels (e.g. HRDA crops) call :meth:`weighted_loss_by_label`.
