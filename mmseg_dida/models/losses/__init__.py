@@ -1,1 +1,2 @@
 
+from .dic_loss import DICLoss  # noqa: F401

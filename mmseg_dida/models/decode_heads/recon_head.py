@@ -1,0 +1,93 @@
+"""DiDA's reconstruction head h' (arXiv 2412.10339, Sec. 3.2).
+
+h' reads the fused features (g + g')(x_t) of a degraded image and the timestep t and
+predicts the degradation's reconstruction target: the noise eps of the diffusion
+forward process (Eq. 1), or the clean image x_0 for blur/mask degradations. Its loss is
+
+    L_R = || h'((g + g')(x_t), t) - eps ||_2^2                       (Eq. 5, MSE)
+
+computed at the head's output resolution (stride of the first feature level, 1/4 for
+MiT and ResNet); a target of another size is resized to it (area when shrinking).
+h' is training-only: it is dropped at deployment.
+"""
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from ..backbones.diffusion_encoder import TimeEmbedding, TimeFiLM
+
+__all__ = ['ReconHead']
+
+
+@MODELS.register_module()
+class ReconHead(BaseModule):
+    """Reconstruction head h'.
+
+    Args:
+        in_channels: Channels of the feature levels read (one per ``in_index``).
+        in_index: Which levels of the backbone output are read.
+        channels: Width of the per-level embeddings and the fusion.
+        out_channels: Channels of the prediction (3: eps or x_0 of an RGB image).
+        arch: 'full' (the paper's separate h'): per-level 1x1 embeddings upsampled to
+            the finest level, concatenated, 3x3 fusion, time FiLM, 1x1 prediction.
+            'linear' (ablation "+ L_R" without a separate h'): one 1x1 convolution on
+            the finest level, no time input.
+        embed_dim, time_dim: Time embedding sizes (as in the DiffusionEncoder).
+    """
+
+    def __init__(self, in_channels: Sequence[int] = (64, 128, 320, 512),
+                 in_index: Sequence[int] = (0, 1, 2, 3), channels: int = 64,
+                 out_channels: int = 3, arch: str = 'full', embed_dim: int = 16,
+                 time_dim: int = 256, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if arch not in ('full', 'linear'):
+            raise ValueError("ReconHead: arch must be 'full' or 'linear', "
+                             f'got {arch!r}')
+        if len(in_channels) != len(in_index):
+            raise ValueError(f'ReconHead: in_channels {list(in_channels)} and in_index '
+                             f'{list(in_index)} must have the same length')
+        self.arch = arch
+        self.in_index = list(in_index)
+        if arch == 'linear':
+            self.pred = nn.Conv2d(in_channels[0], out_channels, 1)
+            return
+        self.embed = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.fuse = nn.Sequential(
+            nn.Conv2d(channels * len(in_channels), channels, 3, padding=1),
+            nn.GroupNorm(1, channels), nn.GELU())
+        self.time_embed = TimeEmbedding(embed_dim, time_dim)
+        self.film = TimeFiLM(time_dim, channels)
+        self.pred = nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, feats: Sequence[Tensor], t: Tensor) -> Tensor:
+        """Predict the reconstruction target, (N, out_channels, h_0, w_0)."""
+        feats = [feats[i] for i in self.in_index]
+        if self.arch == 'linear':
+            return self.pred(feats[0])
+        size = feats[0].shape[-2:]
+        x = [
+            F.interpolate(e(f), size=size, mode='bilinear', align_corners=False)
+            if f.shape[-2:] != size else e(f) for e, f in zip(self.embed, feats)
+        ]
+        x = self.fuse(torch.cat(x, dim=1))
+        x = self.film(x, self.time_embed(t))
+        return self.pred(x)
+
+    @staticmethod
+    def match_target(pred: Tensor, target: Tensor) -> Tensor:
+        """Resize the target to the prediction's size (area when shrinking)."""
+        if target.shape[-2:] == pred.shape[-2:]:
+            return target
+        shrink = target.shape[-2] > pred.shape[-2]
+        mode = 'area' if shrink else 'bilinear'
+        kw = {} if shrink else dict(align_corners=False)
+        return F.interpolate(target, size=pred.shape[-2:], mode=mode, **kw)
+
+    def loss(self, feats: Sequence[Tensor], t: Tensor, target: Tensor) -> Tensor:
+        """L_R: mean squared error of the prediction against ``target``."""
+        pred = self(feats, t)
+        return F.mse_loss(pred, self.match_target(pred, target.to(pred.dtype)))

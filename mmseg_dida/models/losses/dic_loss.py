@@ -1,0 +1,85 @@
+"""DiDA's degraded image consistency loss L_D (arXiv 2412.10339, Sec. 3.3, Eq. 6):
+
+    L_D = sum_i CE(h((g + g')(x^S_(i,t))), y^S_i)
+        + sum_i CE(h((g + g')(x^T_(i,t))), p^T_i, q^T)
+
+the segmentation head h on the fused features of degraded source images against their
+labels, and of degraded target images against the EMA teacher's pseudo labels p^T
+weighted per pixel by its confidence q^T. Each domain's term is a mean over all pixels
+(ignored pixels, label 255, count as 0), exactly as the self-training losses L_S and
+L_T, and is scaled by lambda_D (``loss_weight``, paper: 0.5).
+"""
+from typing import Dict, Optional
+
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+__all__ = ['weighted_cross_entropy', 'DICLoss']
+
+
+def weighted_cross_entropy(logits: Tensor, label: Tensor,
+                           weight: Optional[Tensor] = None,
+                           ignore_index: int = 255) -> Tensor:
+    """1/(N H W) sum w * CE over all pixels; pixels labelled ``ignore_index`` add 0.
+
+    Args:
+        logits: (N, C, H, W) at the labels' resolution.
+        label: (N, H, W) long.
+        weight: (N, H, W) per-pixel weights or None (all 1).
+    """
+    ce = F.cross_entropy(logits, label, reduction='none', ignore_index=ignore_index)
+    if weight is not None:
+        ce = ce * weight.to(ce.dtype)
+    return ce.mean()
+
+
+@MODELS.register_module()
+class DICLoss(nn.Module):
+    """L_D of DiDA on a batch holding ``num_src`` degraded source images followed by
+    degraded target images.
+
+    Args:
+        loss_weight: lambda_D (paper: 0.5).
+        ignore_index: Label of ignored pixels (255).
+        align_corners: For resizing logits to the labels' size.
+    """
+
+    def __init__(self, loss_weight: float = 0.5, ignore_index: int = 255,
+                 align_corners: bool = False):
+        super().__init__()
+        if loss_weight < 0:
+            raise ValueError(f'DICLoss: loss_weight (lambda_D) must be >= 0, '
+                             f'got {loss_weight}')
+        self.loss_weight = loss_weight
+        self.ignore_index = ignore_index
+        self.align_corners = align_corners
+
+    def forward(self, seg_logits: Tensor, labels: Tensor, num_src: int,
+                tgt_weight: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Return ``loss_dic_src`` and ``loss_dic_tgt`` (each already x lambda_D).
+
+        Args:
+            seg_logits: (N_s + N_t, C, h, w) logits of h on the degraded batch.
+            labels: (N_s + N_t, H, W) long: source labels, then pseudo labels.
+            num_src: N_s.
+            tgt_weight: (N_t, H, W) confidence q^T of the pseudo labels, or None.
+        """
+        if labels.dim() == 4:
+            labels = labels.squeeze(1)
+        if seg_logits.shape[0] != labels.shape[0]:
+            raise ValueError(f'DICLoss: {seg_logits.shape[0]} logits for '
+                             f'{labels.shape[0]} labels')
+        if seg_logits.shape[-2:] != labels.shape[-2:]:
+            seg_logits = F.interpolate(
+                seg_logits, size=labels.shape[-2:], mode='bilinear',
+                align_corners=self.align_corners)
+        labels = labels.long()
+        src = weighted_cross_entropy(seg_logits[:num_src], labels[:num_src], None,
+                                     self.ignore_index)
+        losses = dict(loss_dic_src=self.loss_weight * src)
+        if labels.shape[0] > num_src:
+            tgt = weighted_cross_entropy(seg_logits[num_src:], labels[num_src:],
+                                         tgt_weight, self.ignore_index)
+            losses['loss_dic_tgt'] = self.loss_weight * tgt
+        return losses
