@@ -12,8 +12,13 @@ is imported):
 * :func:`allow_runner_checkpoints` -- torch >= 2.6 loads with ``weights_only=True`` by
   default while mmengine calls ``torch.load`` without the argument, so runner-saved
   checkpoints (they hold the message hub's ``HistoryBuffer`` and numpy arrays) fail to
-  load. The few classes such files contain are added to torch's safe-globals allowlist;
-  safe loading itself stays on for every file.
+  load. The few data classes such files contain are added to torch's safe-globals
+  allowlist; safe loading itself stays on for every file. mmengine also pickles the
+  buffer's statistics methods as ``getattr(HistoryBuffer, 'min')`` -- a global no safe
+  loader may allow -- although they are class-level registrations restored on import
+  anyway, so the buffer is made to save its data only. (A checkpoint written by an
+  unpatched mmengine still carries ``getattr``; load such a trusted file once with
+  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``.)
 """
 import importlib.util
 import sys
@@ -114,12 +119,25 @@ def _runner_checkpoint_globals():
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import _reconstruct
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
     dtype_classes = [type(np.dtype(c)) for c in '?bBhHiIlLqQefdgFDGO']
-    return [HistoryBuffer, _reconstruct, np.ndarray, np.dtype] + dtype_classes
+    return [HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype] + dtype_classes
+
+
+def _history_buffer_getstate(self) -> dict:
+    """Pickle a HistoryBuffer's data without its (class-level) statistics methods."""
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    return state
 
 
 def allow_runner_checkpoints() -> None:
-    """Allow torch's safe loader to read mmengine runner checkpoints."""
+    """Let torch's safe loader read the checkpoints mmengine's runner writes."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is not None:  # torch >= 2.4
         add(_runner_checkpoint_globals())

@@ -15,7 +15,6 @@ from typing import Dict, Optional
 import torch
 from mmengine.runner import TestLoop, ValLoop
 from mmengine.runner.amp import autocast
-
 from mmseg.registry import LOOPS
 
 

@@ -1,0 +1,111 @@
+"""Test (evaluate) a checkpoint (mmseg 1.x command line).
+
+Besides mmseg's behaviour, the metrics are written to ``<work_dir>/test_metrics.json``
+and printed as one table.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
+from mmseg_dida.utils.launch import check_data_roots, setup_launcher
+from mmseg_dida.utils.report import format_metrics
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='MMSeg test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='if specified, the evaluation metric results will be dumped '
+        'into the directory as json')
+    parser.add_argument(
+        '--out', type=str, help='the directory to save the output prediction files')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='directory where painted images will be saved. If specified, '
+        'it will be automatically saved to the work_dir/timestamp/show_dir')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value pairs')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+        help='job launcher')
+    parser.add_argument('--tta', action='store_true', help='Test time augmentation')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg, args):
+    default_hooks = cfg.default_hooks
+    if 'visualization' not in default_hooks:
+        raise RuntimeError(
+            'VisualizationHook must be included in default_hooks to use --show or '
+            "--show-dir; refer to 'default_hooks' in the config")
+    hook = default_hooks['visualization']
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        visualizer = cfg.visualizer
+        visualizer['save_dir'] = args.show_dir
+    return cfg
+
+
+def build_cfg(args):
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint '{args.checkpoint}' does not exist")
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    if args.tta:
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.out is not None:
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
+        cfg.pop(key, None)  # testing needs none of the training data
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = build_cfg(args)
+        check_data_roots(cfg)
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    setup_launcher(cfg, args.launcher)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if runner.rank == 0:
+        with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:
+            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+        print(format_metrics(metrics, title=osp.basename(args.config)))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
