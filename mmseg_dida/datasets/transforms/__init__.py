@@ -1,1 +1,2 @@
-
+from .formatting import PackUDAInputs  # noqa: F401
+from .pseudo_margins import GenerateValidPseudoMask  # noqa: F401

@@ -1,0 +1,1 @@
+from .subset_iou_metric import SubsetIoUMetric  # noqa: F401
