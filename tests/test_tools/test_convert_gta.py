@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmseg_dida.datasets.label_tables import (CITYSCAPES_ID_TO_TRAINID,
-                                              LabelConversionError)
+from mmseg_dida.datasets.label_tables import CITYSCAPES_ID_TO_TRAINID, LabelConversionError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
