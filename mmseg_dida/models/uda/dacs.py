@@ -1,0 +1,385 @@
+"""DACS self-training as used by DAFormer (Hoyer et al., CVPR 2022, Sec. 3).
+
+One training step minimises::
+
+    L = L_S + lambda_FD L_FD + L_T + sum_plugins L_plugin
+
+* ``L_S``: cross-entropy of the student on the labelled source batch (Eq. 1);
+* ``L_FD``: ImageNet feature distance of the student's last-stage source features to a
+  frozen copy of the initial model, on thing classes (DAFormer Eq. 5-6);
+* ``L_T``: cross-entropy on the ClassMix-ed batch (source pixels of half of the source
+  classes pasted onto the target) against the mixed labels, each target pixel weighted by
+  the EMA teacher's batch confidence q^T = |{p : max_c softmax >= tau}| / |pixels| (Eq. 3);
+* plug-ins (MIC, DiDA, ...) add their own named losses through
+  :class:`~mmseg_dida.models.uda.plugin.BaseUDAPlugin`.
+
+Each loss group has its own backward pass (as in DAFormer, to bound memory) through the
+optimiser wrapper (AMP-aware); the step is taken once after all of them. Under
+:class:`~mmseg_dida.models.uda.wrappers.UDADistributedWrapper` the gradients are averaged
+over processes once between the last backward pass and the step.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from torch import Tensor, nn
+
+from ..utils.feature_distance import masked_feat_dist, thing_class_mask
+from ..utils.mixing import class_mix, get_class_masks
+from ..utils.strong_transforms import StrongAugmentation
+from .ema_teacher import EMATeacher
+from .plugin import BaseUDAPlugin, UDAStepContext
+
+__all__ = ['DACS', 'batch_confidence_weight']
+
+CITYSCAPES_THING_CLASSES = (6, 7, 11, 12, 13, 14, 15, 16, 17, 18)
+
+
+def _dist_sum(value: Tensor) -> Tensor:
+    """Sum over processes (identity when not distributed)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+    return value
+
+
+def _world_size() -> int:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def batch_confidence_weight(max_prob: Tensor, threshold: float) -> Tensor:
+    """q^T: fraction of pixels of the batch whose max softmax probability is >= tau
+    (DAFormer Eq. 3; one scalar per batch). Under torch.distributed the batch is the
+    union of all processes' batches."""
+    counts = torch.stack([(max_prob >= threshold).sum().float(),
+                          torch.tensor(float(max_prob.numel()), device=max_prob.device)])
+    counts = _dist_sum(counts)
+    return counts[0] / counts[1]
+
+
+@MODELS.register_module()
+class DACS(BaseModel):
+    """DACS/DAFormer self-training around an mmseg segmentor.
+
+    Args:
+        segmentor (dict): Config of the student (an mmseg ``EncoderDecoder``-like model);
+            its data preprocessor processes both halves of the UDA batch.
+        plugins (list[dict]): Configs of :class:`BaseUDAPlugin` s (MIC, DiDA, ...).
+        source_only (bool): Train on the source loss (+ plug-ins) only: no teacher, no
+            pseudo labels, no mixing. Default False.
+        alpha (float): Maximum EMA momentum of the teacher. Default 0.999.
+        pseudo_threshold (float): tau of the confidence weight. Default 0.968.
+        pseudo_weight_ignore_top (int): Image rows at the top whose pseudo weight is 0
+            (DAFormer: 15; HRDA/MIC use 0 and ``crop_pseudo_margins`` instead).
+        pseudo_weight_ignore_bottom (int): Same at the bottom (DAFormer: 120).
+        mix (str): ``'class'`` (ClassMix) is the only mixing. Default 'class'.
+        color_jitter_strength (float): Default 0.2.
+        color_jitter_probability (float): Default 0.2.
+        blur (bool): Gaussian blur in the strong augmentation. Default True.
+        imnet_feature_dist_lambda (float): lambda_FD; 0 disables FD. Default 0.005.
+        imnet_feature_dist_classes (Sequence[int] | None): Thing classes of the FD mask;
+            None uses every pixel. Default: Cityscapes things.
+        imnet_feature_dist_scale_min_ratio (float): Majority-vote ratio of the label
+            downscaling. Default 0.75.
+        data_preprocessor: Ignored (the student's preprocessor is used); accepted so that
+            mmengine's default arguments do not break building.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 segmentor: dict,
+                 plugins: Optional[List[dict]] = None,
+                 source_only: bool = False,
+                 alpha: float = 0.999,
+                 pseudo_threshold: float = 0.968,
+                 pseudo_weight_ignore_top: int = 0,
+                 pseudo_weight_ignore_bottom: int = 0,
+                 mix: str = 'class',
+                 color_jitter_strength: float = 0.2,
+                 color_jitter_probability: float = 0.2,
+                 blur: bool = True,
+                 imnet_feature_dist_lambda: float = 0.005,
+                 imnet_feature_dist_classes: Optional[Sequence[int]] = (
+                     CITYSCAPES_THING_CLASSES),
+                 imnet_feature_dist_scale_min_ratio: float = 0.75,
+                 data_preprocessor=None,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(segmentor, (dict, nn.Module)):
+            raise TypeError('DACS: segmentor must be a config dict, got '
+                            f'{type(segmentor).__name__}')
+        if mix != 'class':
+            raise ValueError(f"DACS: mix must be 'class' (ClassMix), got {mix!r}")
+        if not 0.0 < pseudo_threshold <= 1.0:
+            raise ValueError('DACS: pseudo_threshold must be in (0, 1], got '
+                             f'{pseudo_threshold}')
+        if pseudo_weight_ignore_top < 0 or pseudo_weight_ignore_bottom < 0:
+            raise ValueError('DACS: pseudo_weight_ignore_top/bottom must be >= 0')
+        if imnet_feature_dist_lambda < 0:
+            raise ValueError('DACS: imnet_feature_dist_lambda must be >= 0, got '
+                             f'{imnet_feature_dist_lambda}')
+        self.source_only = source_only
+        self.pseudo_threshold = pseudo_threshold
+        self.pseudo_weight_ignore_top = pseudo_weight_ignore_top
+        self.pseudo_weight_ignore_bottom = pseudo_weight_ignore_bottom
+        self.fd_lambda = imnet_feature_dist_lambda
+        self.fd_classes = (None if imnet_feature_dist_classes is None else
+                           tuple(imnet_feature_dist_classes))
+        self.fd_min_ratio = imnet_feature_dist_scale_min_ratio
+        self.strong_aug = StrongAugmentation(color_jitter_strength,
+                                             color_jitter_probability, blur)
+
+        self.student = (MODELS.build(copy.deepcopy(segmentor))
+                        if isinstance(segmentor, dict) else segmentor)
+        if not source_only and not hasattr(self.student.decode_head,
+                                           'weighted_loss_by_label'):
+            raise ValueError(
+                f'DACS: the decode head {type(self.student.decode_head).__name__} '
+                'ignores the per-pixel seg_weight that carries the pseudo-label '
+                'confidence; use a head with SegWeightLossMixin (DAFormerHead, '
+                'DLV2Head, WeightedSegformerHead) or source_only=True.')
+        # The ImageNet model is a frozen copy of the initial student, built before any
+        # plug-in changes the student; its weights are re-synchronised in init_weights.
+        self.imnet_model = None
+        self._initial_children = {}
+        if self.fd_lambda > 0:
+            self.imnet_model = copy.deepcopy(self.student)
+            self.imnet_model.requires_grad_(False)
+            self._initial_children = dict(self.student.named_children())
+        self.plugins = nn.ModuleList()
+        for cfg in plugins or []:
+            plugin = MODELS.build(cfg) if isinstance(cfg, dict) else cfg
+            if not isinstance(plugin, BaseUDAPlugin):
+                raise TypeError(f'DACS: plug-in {type(plugin).__name__} is not a '
+                                'BaseUDAPlugin')
+            self.plugins.append(plugin)
+        for plugin in self.plugins:
+            plugin.attach(self)
+        self.teacher = None if source_only else EMATeacher(self.student, alpha)
+        # Iteration counter; a buffer so that it is saved and resumed with the model.
+        self.register_buffer('local_iter', torch.zeros((), dtype=torch.long))
+
+    # ----------------------------------------------------------------- housekeeping
+    def init_weights(self):
+        super().init_weights()
+        with torch.no_grad():
+            if self.imnet_model is not None:
+                for name, child in self._initial_children.items():
+                    getattr(self.imnet_model, name).load_state_dict(child.state_dict())
+            if self.teacher is not None:
+                self.teacher.copy_from(self.student)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.imnet_model is not None:
+            self.imnet_model.eval()
+        if self.teacher is not None:
+            self.teacher.train(mode)
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return self.student.decode_head.num_classes
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        """Inference goes to the student."""
+        return self.student(inputs, data_samples, mode)
+
+    def val_step(self, data):
+        return self.student.val_step(data)
+
+    def test_step(self, data):
+        return self.student.test_step(data)
+
+    # ------------------------------------------------------------------ the step
+    def train_step(self, data: dict, optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
+        """All backward passes of the step, then one optimiser step."""
+        log_vars = self.forward_backward(data, optim_wrapper)
+        self.optimizer_step(optim_wrapper)
+        return log_vars
+
+    @staticmethod
+    def optimizer_step(optim_wrapper: OptimWrapper) -> None:
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+
+    def forward_backward(self, data: dict, optim_wrapper: OptimWrapper
+                         ) -> Dict[str, Tensor]:
+        """Compute every loss group of the step and back-propagate each; no step.
+
+        Returns the log variables (detached scalars)."""
+        if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
+            raise ValueError('DACS: gradient accumulation (accumulative_counts > 1) is '
+                             'not supported by the multi-backward UDA step')
+        if set(data) != {'source', 'target'}:
+            raise KeyError("DACS: a UDA batch has the keys 'source' and 'target', got "
+                           f'{sorted(data)}')
+        src = self.student.data_preprocessor(data['source'], True)
+        tgt = self.student.data_preprocessor(data['target'], True)
+        src_img, src_samples = src['inputs'], src['data_samples']
+        tgt_img, tgt_samples = tgt['inputs'], tgt['data_samples']
+        it = int(self.local_iter)
+        log_vars = {}
+
+        if self.teacher is not None:
+            if it == 0:
+                self.teacher.copy_from(self.student)
+            else:
+                self.teacher.update(self.student, it)
+
+        # L_S (+ L_FD): source cross-entropy and ImageNet feature distance.
+        with optim_wrapper.optim_context(self):
+            losses = self.source_losses(src_img, src_samples)
+        self._backward(losses, optim_wrapper, log_vars)
+
+        pseudo_label = pseudo_weight = None
+        extra = {}
+        if self.teacher is not None:
+            with optim_wrapper.optim_context(self):
+                pseudo_label, pseudo_weight = self.pseudo_label(tgt_img, tgt_samples)
+            weight_masked = self.mask_pseudo_weight(pseudo_weight, tgt_samples)
+            extra['pseudo_weight_masked'] = weight_masked
+            log_vars['pseudo_weight'] = pseudo_weight.flatten()[0].detach()
+            # L_T: mixed batch with confidence-weighted pseudo labels.
+            with optim_wrapper.optim_context(self):
+                losses = self.mixed_losses(src_img, src_samples, tgt_img,
+                                           pseudo_label, weight_masked)
+            self._backward(losses, optim_wrapper, log_vars)
+
+        if len(self.plugins):
+            ctx = UDAStepContext(
+                student=self.student, teacher=self.teacher_model,
+                src_inputs=src_img, src_data_samples=src_samples,
+                tgt_inputs=tgt_img, tgt_data_samples=tgt_samples,
+                pseudo_label=pseudo_label, pseudo_weight=pseudo_weight,
+                iteration=it, extra=extra)
+            for plugin in self.plugins:
+                with optim_wrapper.optim_context(self):
+                    losses = plugin.check_losses(plugin.losses(ctx),
+                                                 type(plugin).__name__)
+                self._backward(losses, optim_wrapper, log_vars)
+
+        self.local_iter += 1
+        log_vars['loss'] = sum(v for k, v in log_vars.items()
+                               if k.startswith('loss') or '.loss' in k)
+        return log_vars
+
+    @property
+    def teacher_model(self) -> Optional[nn.Module]:
+        return None if self.teacher is None else self.teacher.model
+
+    def _backward(self, losses: Dict[str, Tensor], optim_wrapper: OptimWrapper,
+                  log_vars: dict) -> None:
+        if not losses:
+            return
+        loss, group_log = self.parse_losses(losses)
+        if loss.requires_grad:
+            optim_wrapper.backward(loss)
+        for key, value in group_log.items():
+            if key != 'loss':
+                log_vars[key] = value.detach()
+
+    # --------------------------------------------------------------- loss groups
+    def _segmentor_loss(self, inputs: Tensor, data_samples: List
+                        ) -> Tuple[Dict[str, Tensor], List[Tensor]]:
+        """The student's segmentation losses and its backbone features."""
+        feats = self.student.extract_feat(inputs)
+        losses = self.student._decode_head_forward_train(feats, data_samples)
+        if getattr(self.student, 'with_auxiliary_head', False):
+            losses.update(self.student._auxiliary_head_forward_train(feats, data_samples))
+        return losses, feats
+
+    def source_losses(self, src_img: Tensor, src_samples: List) -> Dict[str, Tensor]:
+        """L_S and, when enabled, lambda_FD * L_FD (keys ``src.*``)."""
+        losses, feats = self._segmentor_loss(src_img, src_samples)
+        losses = {f'src.{k}': v for k, v in losses.items()}
+        if self.imnet_model is not None:
+            gt = torch.stack([s.gt_sem_seg.data for s in src_samples])
+            losses['src.loss_imnet_feat_dist'] = self.feature_distance(
+                src_img, gt, feats)
+        return losses
+
+    def feature_distance(self, img: Tensor, gt: Tensor, feats: List[Tensor]) -> Tensor:
+        """lambda_FD * L_FD on the last backbone stage (DAFormer Eq. 5-6)."""
+        with torch.no_grad():
+            self.imnet_model.eval()
+            feat_ref = self.imnet_model.extract_feat(img)[-1].detach()
+        feat = feats[-1]
+        mask = None
+        count = feat.shape[0] * feat.shape[-2] * feat.shape[-1]
+        if self.fd_classes is not None:
+            mask = thing_class_mask(gt, feat.shape[-2:], self.fd_classes,
+                                    self.fd_min_ratio, self.num_classes)
+            count = mask.sum()
+        # Mean over the selected pixels of all processes, so that averaging gradients
+        # over processes equals one process with the whole batch.
+        count = _dist_sum(torch.as_tensor(count, dtype=torch.float32,
+                                          device=feat.device))
+        denominator = count.item() / _world_size()
+        return self.fd_lambda * masked_feat_dist(feat, feat_ref, mask, denominator)
+
+    @torch.no_grad()
+    def pseudo_label(self, tgt_img: Tensor, tgt_samples: List
+                     ) -> Tuple[Tensor, Tensor]:
+        """Teacher pseudo labels p^T (N, H, W) and the plain per-pixel weight q^T
+        (N, H, W), the batch confidence broadcast to every pixel."""
+        metas = [s.metainfo for s in tgt_samples]
+        logits = self.teacher.model.encode_decode(tgt_img, metas)
+        if logits.shape[-2:] != tgt_img.shape[-2:]:
+            logits = F.interpolate(logits, size=tgt_img.shape[-2:], mode='bilinear',
+                                   align_corners=False)
+        max_prob, label = torch.softmax(logits.float(), dim=1).max(dim=1)
+        q = batch_confidence_weight(max_prob, self.pseudo_threshold)
+        return label, q * torch.ones_like(max_prob)
+
+    def mask_pseudo_weight(self, weight: Tensor, tgt_samples: List) -> Tensor:
+        """Zero the weight on the ignored top/bottom rows and outside the samples'
+        ``valid_pseudo_mask`` (``crop_pseudo_margins``)."""
+        weight = weight.clone()
+        if self.pseudo_weight_ignore_top > 0:
+            weight[:, :self.pseudo_weight_ignore_top] = 0
+        if self.pseudo_weight_ignore_bottom > 0:
+            weight[:, -self.pseudo_weight_ignore_bottom:] = 0
+        for i, sample in enumerate(tgt_samples):
+            if 'valid_pseudo_mask' in sample:
+                valid = sample.valid_pseudo_mask.data.to(weight.device)
+                valid = valid.reshape(valid.shape[-2:])
+                h, w = weight.shape[-2:]
+                weight[i] *= valid[:h, :w].to(weight.dtype)
+        return weight
+
+    def class_masks(self, src_labels: Tensor) -> Tensor:
+        """ClassMix masks (N, 1, H, W) from the source labels (N, 1, H, W)."""
+        return get_class_masks(src_labels)
+
+    def mixed_losses(self, src_img: Tensor, src_samples: List, tgt_img: Tensor,
+                     pseudo_label: Tensor, pseudo_weight: Tensor) -> Dict[str, Tensor]:
+        """L_T on the ClassMix-ed, strongly augmented batch (keys ``mix.*``)."""
+        src_gt = torch.stack([s.gt_sem_seg.data for s in src_samples]).long()
+        masks = self.class_masks(src_gt)
+        mixed_img = class_mix(masks, src_img, tgt_img)
+        preproc = self.student.data_preprocessor
+        mean = getattr(preproc, 'mean', None)
+        std = getattr(preproc, 'std', None)
+        if mean is None:
+            mean, std = torch.zeros(3), torch.ones(3)
+        mixed_img = self.strong_aug(mixed_img, mean, std)
+        mixed_label = class_mix(masks, src_gt[:, 0], pseudo_label)
+        mixed_weight = class_mix(masks, torch.ones_like(pseudo_weight), pseudo_weight)
+        mixed_samples = []
+        for i, src_sample in enumerate(src_samples):
+            sample = SegDataSample(metainfo=src_sample.metainfo)
+            sample.gt_sem_seg = PixelData(data=mixed_label[i][None])
+            sample.seg_weight = PixelData(data=mixed_weight[i][None])
+            mixed_samples.append(sample)
+        losses, _ = self._segmentor_loss(mixed_img, mixed_samples)
+        return {f'mix.{k}': v for k, v in losses.items()}
