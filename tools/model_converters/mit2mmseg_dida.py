@@ -21,7 +21,7 @@ Key map (stage i = 1..4 -> mmseg ``layers.{i-1}``):
     norm{i}                         -> layers.{i-1}.2
     head.*                          -> dropped (ImageNet classifier)
 
-MiT-B5 has 948 tensors in the original layout (950 with the classifier) and 844 after
+MiT-B5 has 1052 tensors in the original layout (1054 with the classifier) and 948 after
 conversion (q and kv merge into one in_proj).
 """
 import argparse

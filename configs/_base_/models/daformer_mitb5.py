@@ -3,7 +3,7 @@
 # 1/6/12/18). ImageNet weights: SegFormer's mit_b5.pth converted with
 #   python tools/model_converters/mit2mmseg_dida.py mit_b5.pth \
 #       pretrained/mit_b5_mmseg.pth
-# and loaded with a check that all 844 backbone tensors were found.
+# and loaded with a check that all 948 backbone tensors were found.
 norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
