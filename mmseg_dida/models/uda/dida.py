@@ -1,0 +1,195 @@
+"""DiDA as a plug-in of a self-training UDA method (DAFormer, HRDA, MIC).
+
+DiDA (NeurIPS 2025, arXiv 2412.10339) adds to the self-training objective
+
+    L = L_S + L_T + lambda_D L_D + lambda_R L_R                          (Eq. 7)
+
+computed on degraded images x_t (Eq. 1, :mod:`mmseg_dida.models.utils.degradation`):
+L_D (Eq. 6, :class:`~mmseg_dida.models.losses.DICLoss`) is the segmentation loss of
+h((g + g')(x_t)) on degraded source images (labels) and degraded target images
+(the EMA teacher's pseudo labels weighted by q^T); L_R (Eq. 5,
+:class:`~mmseg_dida.models.decode_heads.ReconHead`) is the reconstruction of eps.
+g + g' is the :class:`~mmseg_dida.models.backbones.DiffusionEncoder` that this plug-in
+puts around the student's backbone in :meth:`DiDA.attach`; at deployment it is
+replaced by g again (:func:`deploy_segmentor`), so the deployed model is exactly the
+baseline's architecture.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from ..backbones.diffusion_encoder import DiffusionEncoder
+from .plugin import BaseUDAPlugin, UDAStepContext
+
+__all__ = ['DiDA', 'deploy_segmentor', 'deploy_config', 'find_diffusion_encoders']
+
+RECON_ARCHS = ('full', 'linear', None)
+
+
+def find_diffusion_encoders(model: nn.Module) -> List[DiffusionEncoder]:
+    """Every DiffusionEncoder inside ``model`` (student and teacher alike)."""
+    return [m for m in model.modules() if isinstance(m, DiffusionEncoder)]
+
+
+@MODELS.register_module()
+class DiDA(BaseUDAPlugin):
+    """The DiDA plug-in.
+
+    Args:
+        degradation: Config of :class:`Degradation` (paper: noise, sigmoid schedule,
+            T = 100; t and eps shared by source image i and target image i).
+        mode: DiffusionEncoder mode: 'full' (paper, separate g'), 'g_time' (time FiLM
+            on g, no g') or 'none' (no time conditioning: the "L_D only" ablation).
+        recon: Reconstruction head h': 'full' (paper), 'linear' (a 1x1 probe on the
+            finest level, the "+ L_R" ablation row) or None (no L_R).
+        lambda_d: lambda_D (paper: 0.5).
+        lambda_r: lambda_R (paper: 5 for MiT/DAFormer, 1 for DeepLabV2).
+        recon_channels: Width of h'.
+        embed_dim, time_dim: Time embedding sizes (16, 256).
+        init_g_prime: 'backbone' (g' starts from g's weights) or 'scratch'.
+        with_cp: Activation checkpointing of g' (less memory, g' recomputed).
+        batch_domains: One degraded forward over source and target together (default)
+            instead of one per domain. Identical maths for LayerNorm networks; with
+            BatchNorm in training mode the statistics are then those of the joint
+            degraded batch.
+    """
+
+    def __init__(self, degradation: Optional[dict] = None, mode: str = 'full',
+                 recon: Optional[str] = 'full', lambda_d: float = 0.5,
+                 lambda_r: float = 5.0, recon_channels: int = 64, embed_dim: int = 16,
+                 time_dim: int = 256, init_g_prime: str = 'backbone',
+                 with_cp: bool = False, batch_domains: bool = True,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if recon not in RECON_ARCHS:
+            raise ValueError(f'DiDA: recon must be one of {RECON_ARCHS}, '
+                             f'got {recon!r}')
+        if lambda_r < 0 or lambda_d < 0:
+            raise ValueError(f'DiDA: lambda_d and lambda_r must be >= 0, got '
+                             f'{lambda_d} and {lambda_r}')
+        self.degradation = MODELS.build(degradation or dict(type='Degradation'))
+        self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
+        self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
+                                init_g_prime=init_g_prime, with_cp=with_cp)
+        # Validate the encoder options now rather than at attach time.
+        if mode not in ('full', 'g_time', 'none'):
+            raise ValueError(f"DiDA: mode must be 'full', 'g_time' or 'none', "
+                             f'got {mode!r}')
+        self.recon = recon if lambda_r > 0 else None
+        self.lambda_r = lambda_r
+        self.recon_channels = recon_channels
+        self.batch_domains = batch_domains
+        self.recon_head: Optional[nn.Module] = None
+
+    # ------------------------------------------------------------------- attach
+    def attach(self, uda_model: nn.Module) -> None:
+        """Wrap the student's backbone g into a DiffusionEncoder (g + g' + FiLM) and
+        build h' for its feature levels. Called before the teacher is copied."""
+        student = uda_model.student
+        if isinstance(student.backbone, DiffusionEncoder):
+            raise RuntimeError('DiDA.attach: the student backbone is already a '
+                               'DiffusionEncoder (two DiDA plug-ins?)')
+        encoder = DiffusionEncoder(student.backbone, **self.encoder_cfg)
+        student.backbone = encoder
+        if self.recon is not None:
+            channels = (encoder.level_channels or
+                        DiffusionEncoder.infer_level_channels(encoder.backbone))
+            if getattr(student, 'with_neck', False):
+                raise NotImplementedError('DiDA: segmentors with a neck are not '
+                                          'supported by the reconstruction head yet')
+            self.recon_head = MODELS.build(dict(
+                type='ReconHead', in_channels=channels,
+                in_index=list(range(len(channels))), channels=self.recon_channels,
+                out_channels=3, arch=self.recon,
+                embed_dim=self.encoder_cfg['embed_dim'],
+                time_dim=self.encoder_cfg['time_dim']))
+
+    # ------------------------------------------------------------------- losses
+    @staticmethod
+    def _stack_labels(samples: Sequence) -> Tensor:
+        return torch.stack([s.gt_sem_seg.data.reshape(s.gt_sem_seg.data.shape[-2:])
+                            for s in samples]).long()
+
+    def _degraded_pass(self, student: nn.Module, x_t: Tensor, t: Tensor):
+        with student.backbone.timestep(t):
+            feats = student.extract_feat(x_t)
+        return feats, student.decode_head(feats)
+
+    def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
+        """loss_dic_src, loss_dic_tgt (x lambda_D), loss_recon (x lambda_R) and the
+        degradation statistics dida_t, dida_abar (logged, not back-propagated)."""
+        student = ctx.student
+        if not isinstance(student.backbone, DiffusionEncoder):
+            raise RuntimeError('DiDA.losses: the student backbone is not a '
+                               'DiffusionEncoder; was DiDA.attach called?')
+        src = ctx.src_inputs
+        n = src.shape[0]
+        labels = [self._stack_labels(ctx.src_data_samples).to(src.device)]
+        use_tgt = ctx.pseudo_label is not None
+        if use_tgt:
+            deg = self.degradation.degrade_pair(src, ctx.tgt_inputs)
+            labels.append(ctx.pseudo_label.long())
+        else:  # source-only run: degraded source images only
+            t = self.degradation.sample_t(n, src.device)
+            x_t, target = self.degradation(src, t)
+            deg = dict(x_t=x_t, target=target, t=t)
+        x_t, t, target = deg['x_t'], deg['t'], deg['target']
+        chunks = [slice(0, x_t.shape[0])]
+        if use_tgt and not self.batch_domains:
+            chunks = [slice(0, n), slice(n, 2 * n)]
+        logits, recon = [], []
+        for sl in chunks:
+            feats, seg_logits = self._degraded_pass(student, x_t[sl], t[sl])
+            logits.append(seg_logits)
+            if self.recon_head is not None:
+                recon.append(self.recon_head.loss(feats, t[sl], target[sl]))
+        losses = self.dic_loss(torch.cat(logits), torch.cat(labels), num_src=n,
+                               tgt_weight=ctx.pseudo_weight if use_tgt else None)
+        if self.recon_head is not None:
+            losses['loss_recon'] = self.lambda_r * torch.stack(recon).mean()
+        abar = self.degradation.abar[t]
+        losses['dida_t'] = t.float().mean().detach()
+        losses['dida_abar'] = abar.mean().detach()
+        return losses
+
+
+# ----------------------------------------------------------------------- deploy
+def deploy_segmentor(model: nn.Module) -> nn.Module:
+    """The deployable segmentor of a training model: the student of a UDA model (or
+    the segmentor itself), with every DiffusionEncoder replaced by its g. g', the
+    time MLP and FiLMs, h', the teacher and the ImageNet model are left behind.
+    Returns a deep copy; ``model`` is not changed."""
+    segmentor = getattr(model, 'student', model)
+    segmentor = copy.deepcopy(segmentor)
+
+    def replace(module: nn.Module):
+        for name, child in module.named_children():
+            if isinstance(child, DiffusionEncoder):
+                setattr(module, name, child.deploy())
+            else:
+                replace(child)
+
+    if isinstance(segmentor, DiffusionEncoder):
+        return segmentor.deploy()
+    replace(segmentor)
+    return segmentor
+
+
+def deploy_config(cfg: Config) -> Config:
+    """A plain mmseg segmentor config from a UDA training config: ``model`` becomes
+    the UDA model's ``segmentor`` (keeping the data preprocessor), DiDA's hook is
+    dropped; data, evaluation and runtime settings are kept."""
+    cfg = copy.deepcopy(cfg)
+    model = cfg.model
+    if 'segmentor' in model:
+        seg = ConfigDict(copy.deepcopy(model.segmentor))
+        if 'data_preprocessor' not in seg and 'data_preprocessor' in model:
+            seg.data_preprocessor = model.data_preprocessor
+        cfg.model = seg
+    hooks = cfg.get('custom_hooks', None) or []
+    cfg.custom_hooks = [h for h in hooks if h.get('type') != 'DiDAHook']
+    return cfg

@@ -1,0 +1,172 @@
+"""The DiDA plug-in inside DACS: attach, losses, gradient paths, training, deploy."""
+import copy
+
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.optim import OptimWrapper
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+import mmseg_dida  # noqa: F401
+from mmseg_dida.models.backbones import DiffusionEncoder
+from mmseg_dida.models.uda.dida import deploy_segmentor
+from mmseg_dida.models.uda.plugin import UDAStepContext
+
+H, W, C = 32, 64, 4
+SEGMENTOR = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', mean=[120.0] * 3,
+                           std=[60.0] * 3, bgr_to_rgb=True, pad_val=0,
+                           seg_pad_val=255, size=(H, W)),
+    backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
+                  num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                  patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
+                  out_indices=(0, 1, 2, 3), mlp_ratio=2, drop_path_rate=0.0),
+    decode_head=dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
+                     in_index=[0, 1, 2, 3], channels=8, dropout_ratio=0.0,
+                     num_classes=C, align_corners=False,
+                     loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+    train_cfg=dict(), test_cfg=dict(mode='whole'))
+
+
+def uda_cfg(**dida):
+    return dict(type='DACS', segmentor=SEGMENTOR, imnet_feature_dist_lambda=0.0,
+                pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0,
+                plugins=[dict(type='DiDA', recon_channels=8, **dida)])
+
+
+def packed(n, seed, labelled=True):
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(n):
+        inputs.append(torch.randint(0, 256, (3, H, W), generator=g, dtype=torch.uint8))
+        s = SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W),
+                                        pad_shape=(H, W)))
+        if labelled:
+            s.gt_sem_seg = PixelData(
+                data=torch.randint(0, C, (1, H, W), generator=g))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def batch(seed=0):
+    return dict(source=packed(2, seed), target=packed(2, seed + 100, False))
+
+
+def build(**dida):
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(uda_cfg(**dida)))
+    model.init_weights()
+    return model
+
+
+def context(model, seed=0):
+    data = batch(seed)
+    src = model.student.data_preprocessor(data['source'], True)
+    tgt = model.student.data_preprocessor(data['target'], True)
+    return UDAStepContext(
+        student=model.student, teacher=model.teacher_model,
+        src_inputs=src['inputs'], src_data_samples=src['data_samples'],
+        tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
+        pseudo_label=torch.randint(0, C, (2, H, W)),
+        pseudo_weight=torch.full((2, H, W), 0.7), iteration=0)
+
+
+def test_attach_wraps_student_and_teacher_mirrors_it():
+    model = build()
+    enc = model.student.backbone
+    assert isinstance(enc, DiffusionEncoder) and enc.mode == 'full'
+    assert isinstance(model.teacher_model.backbone, DiffusionEncoder)
+    # init_weights copied g into g' (and the teacher copied the student)
+    for p, q in zip(enc.backbone.parameters(), enc.g_prime.parameters()):
+        assert torch.equal(p, q)
+    assert not hasattr(model.plugins[0], 'student')
+    assert model.plugins[0].recon_head.arch == 'full'
+
+
+def test_losses_gradient_paths():
+    model = build()
+    ctx = context(model)
+    losses = model.plugins[0].losses(ctx)
+    assert set(losses) == {'loss_dic_src', 'loss_dic_tgt', 'loss_recon', 'dida_t',
+                           'dida_abar'}
+    assert not losses['dida_t'].requires_grad
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    enc = model.student.backbone
+    for part in (enc.g_prime, enc.film, enc.time_embed, enc.backbone,
+                 model.student.decode_head, model.plugins[0].recon_head):
+        assert sum(p.grad.abs().sum() for p in part.parameters()
+                   if p.grad is not None) > 0, type(part).__name__
+    assert all(p.grad is None for p in model.teacher_model.parameters())
+    # clean path: g' and the FiLMs get nothing
+    model.zero_grad(set_to_none=True)
+    sum(v for k, v in model.student.loss(
+        ctx.src_inputs, ctx.src_data_samples).items() if 'loss' in k).backward()
+    assert all(p.grad is None for p in enc.g_prime.parameters())
+    assert all(p.grad is None for p in enc.film.parameters())
+
+
+def test_lambda_scaling_and_batching_equivalence():
+    model = build(lambda_d=1.0, lambda_r=1.0)
+    ctx = context(model)
+    torch.manual_seed(5)
+    a = model.plugins[0].losses(ctx)
+    model2 = build(lambda_d=0.5, lambda_r=5.0, batch_domains=False)
+    ctx2 = context(model2)
+    ctx2.pseudo_label = ctx.pseudo_label
+    torch.manual_seed(5)
+    b = model2.plugins[0].losses(ctx2)
+    # same weights, same draws: LayerNorm network -> batching changes nothing
+    assert b['loss_dic_src'].item() == pytest.approx(0.5 * a['loss_dic_src'].item(),
+                                                     rel=1e-5)
+    assert b['loss_dic_tgt'].item() == pytest.approx(0.5 * a['loss_dic_tgt'].item(),
+                                                     rel=1e-5)
+    assert b['loss_recon'].item() == pytest.approx(5.0 * a['loss_recon'].item(),
+                                                   rel=1e-5)
+
+
+@pytest.mark.parametrize('dida', [
+    dict(mode='none', recon=None, lambda_r=0.0),       # L_D only
+    dict(mode='g_time', recon=None, lambda_r=0.0),     # + time embedding in g
+    dict(mode='g_time', recon='linear'),               # + L_R
+    dict(mode='g_time', recon='full'),                 # + h'
+    dict(mode='full', recon='full', with_cp=True),     # + g' (full)
+])
+def test_ablation_rows_train(dida):
+    model = build(**dida)
+    model.train()
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
+    for it in range(2):
+        log = model.train_step(batch(it), optim)
+    assert 'loss_dic_src' in log and 'loss_dic_tgt' in log
+    assert ('loss_recon' in log) == (dida.get('recon', 'full') is not None)
+    assert torch.isfinite(log['loss'])
+    assert int(model.local_iter) == 2
+
+
+def test_deploy_equals_baseline_and_clean_predictions():
+    model = build()
+    model.train()
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
+    model.train_step(batch(0), optim)
+    deployed = deploy_segmentor(model)
+    baseline = MODELS.build(ConfigDict(copy.deepcopy(SEGMENTOR)))
+    names = [n for n, _ in deployed.named_parameters()]
+    assert names == [n for n, _ in baseline.named_parameters()]
+    assert sum(p.numel() for p in deployed.parameters()) == sum(
+        p.numel() for p in baseline.parameters())
+    assert set(deployed.state_dict()) == set(baseline.state_dict())
+    baseline.load_state_dict(deployed.state_dict(), strict=True)
+    model.eval()
+    baseline.eval()
+    data = batch(3)['target']
+    with torch.no_grad():
+        ref = model.test_step(data)
+        out = baseline.test_step(data)
+    for r, o in zip(ref, out):
+        assert torch.equal(r.seg_logits.data, o.seg_logits.data)
+    assert isinstance(model.student.backbone, DiffusionEncoder)  # model untouched
