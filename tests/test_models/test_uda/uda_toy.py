@@ -1,0 +1,62 @@
+"""Toy-size UDA model and batches shared by the DACS tests (imported by path)."""
+import torch
+import torch.nn.functional as F
+from mmengine.config import ConfigDict
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+MEAN = [123.675, 116.28, 103.53]
+STD = [58.395, 57.12, 57.375]
+
+init_default_scope('mmseg')
+
+
+def tiny_segmentor(num_classes=4, head='WeightedSegformerHead', size=64):
+    """A 4-stage MiT with 8-64 channels and a SegFormer head; no BN, no dropout."""
+    return dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=MEAN, std=STD,
+                               bgr_to_rgb=False, pad_val=0, seg_pad_val=255,
+                               size=(size, size)),
+        backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
+                      num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
+                      patch_sizes=[7, 3, 3, 3], sr_ratios=[4, 2, 1, 1],
+                      out_indices=(0, 1, 2, 3), mlp_ratio=2, drop_path_rate=0.0),
+        decode_head=dict(type=head, in_channels=[8, 16, 32, 64], in_index=[0, 1, 2, 3],
+                         channels=8, dropout_ratio=0.0, num_classes=num_classes,
+                         norm_cfg=None, align_corners=False,
+                         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                          loss_weight=1.0)),
+        train_cfg=dict(), test_cfg=ConfigDict(mode='whole'))
+
+
+def _half(n, size, num_classes, g, labelled, offset=0):
+    inputs, samples = [], []
+    for i in range(n):
+        img = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+        meta = dict(img_shape=(size, size), ori_shape=(size, size),
+                    pad_shape=(size, size), img_path=f'toy_{offset + i}.png')
+        sample = SegDataSample(metainfo=meta)
+        if labelled:
+            blocks = torch.randint(0, num_classes, (1, 1, 2, 2), generator=g).float()
+            lbl = F.interpolate(blocks, size=(size, size), mode='nearest')[0].long()
+            sample.gt_sem_seg = PixelData(data=lbl)
+        inputs.append(img)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def make_batch(n=2, size=64, num_classes=4, seed=0):
+    """A collated UDA batch: labelled source, unlabelled target."""
+    g = torch.Generator().manual_seed(seed)
+    return dict(source=_half(n, size, num_classes, g, True),
+                target=_half(n, size, num_classes, g, False, offset=100))
+
+
+def split_batch(batch, parts):
+    """Split a collated UDA batch into ``parts`` equal consecutive batches."""
+    n = len(batch['source']['inputs'])
+    k = n // parts
+    return [{key: {f: v[i * k:(i + 1) * k] for f, v in half.items()}
+             for key, half in batch.items()} for i in range(parts)]
