@@ -1,1 +1,2 @@
 
+from .dida_hook import DiDAHook  # noqa: F401

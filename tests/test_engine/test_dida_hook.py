@@ -1,0 +1,101 @@
+"""DiDAHook: g' initialisation only at iteration 0, x_t strips, deployable export."""
+import copy
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
+from mmseg.registry import HOOKS, MODELS
+
+import mmseg_dida  # noqa: F401
+from mmseg_dida.engine.hooks.dida_hook import degradation_strip
+
+SEG = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', mean=[100.0, 110.0, 120.0],
+                           std=[50.0, 55.0, 60.0], bgr_to_rgb=True, size=(32, 64)),
+    backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
+                  num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                  patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
+                  out_indices=(0, 1, 2, 3), mlp_ratio=2),
+    decode_head=dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
+                     in_index=[0, 1, 2, 3], channels=8, num_classes=4,
+                     loss_decode=dict(type='CrossEntropyLoss')),
+    train_cfg=dict(), test_cfg=dict(mode='whole'))
+
+
+class FakeVis:
+    def __init__(self):
+        self.images = {}
+
+    def add_image(self, name, image, step):
+        self.images[(name, step)] = image
+
+
+def make_runner(tmp_path, it=0):
+    init_default_scope('mmseg')
+    cfg = Config(dict(model=dict(type='DACS', segmentor=SEG,
+                                 imnet_feature_dist_lambda=0.0,
+                                 plugins=[dict(type='DiDA', recon_channels=8)]),
+                      custom_hooks=[dict(type='DiDAHook')]))
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(copy.deepcopy(cfg.model)))
+    return SimpleNamespace(model=model, iter=it, cfg=cfg, work_dir=str(tmp_path),
+                           logger=logging.getLogger('test_dida_hook'),
+                           visualizer=FakeVis())
+
+
+def test_before_train_syncs_g_prime_only_at_iteration_zero(tmp_path):
+    hook = HOOKS.build(dict(type='DiDAHook'))
+    runner = make_runner(tmp_path)
+    enc = runner.model.student.backbone
+    with torch.no_grad():  # as if g had loaded pretrained weights after the copy
+        for p in enc.backbone.parameters():
+            p.add_(1.0)
+    resumed = make_runner(tmp_path, it=100)
+    rs = resumed.model.student.backbone
+    with torch.no_grad():
+        for p in rs.backbone.parameters():
+            p.add_(1.0)
+    gp_before = [p.clone() for p in rs.g_prime.parameters()]
+    hook.before_train(resumed)  # resumed run: g' must keep its trained weights
+    assert all(torch.equal(a, b) for a, b in zip(gp_before, rs.g_prime.parameters()))
+    hook.before_train(runner)
+    assert all(torch.equal(p, q) for p, q in zip(enc.backbone.parameters(),
+                                                  enc.g_prime.parameters()))
+    teacher = runner.model.teacher_model.backbone
+    assert teacher.g_prime_synced  # the teacher's wrapper too
+
+
+def test_degradation_strip_values():
+    runner_plugin = MODELS.build(dict(type='DiDA'))
+    mean = torch.tensor([100.0, 110.0, 120.0])
+    std = torch.tensor([50.0, 55.0, 60.0])
+    img = torch.zeros(3, 16, 16)  # normalised zeros -> the mean colour
+    strip = degradation_strip(runner_plugin, img, mean, std, (0, 49, 99))
+    assert strip.shape == (16, 48, 3) and strip.dtype == np.uint8
+    # spread around the mean grows with t (sqrt(1 - abar_t) eps)
+    spread = [strip[:, 16 * k:16 * (k + 1)].astype(float).std() for k in range(3)]
+    assert spread[0] < spread[1] < spread[2]
+
+
+def test_after_train_iter_writes_strip_and_after_train_exports(tmp_path):
+    hook = HOOKS.build(dict(type='DiDAHook', vis_interval=2))
+    runner = make_runner(tmp_path, it=1)
+    data = dict(source=dict(inputs=[torch.randint(0, 255, (3, 32, 64),
+                                                  dtype=torch.uint8)]))
+    hook.after_train_iter(runner, 0, data_batch=data)
+    assert runner.visualizer.images[('dida_x_t', 2)].shape == (32, 64 * 5, 3)
+    runner.iter = 2
+    hook.after_train_iter(runner, 0, data_batch=data)
+    assert ('dida_x_t', 3) not in runner.visualizer.images
+    hook.after_train(runner)
+    ckpt = torch.load(tmp_path / 'deploy.pth', weights_only=False)
+    plain_cfg = Config.fromfile(str(tmp_path / 'deploy_config.py'))
+    assert plain_cfg.model.type == 'EncoderDecoder' and plain_cfg.custom_hooks == []
+    plain = MODELS.build(plain_cfg.model)
+    plain.load_state_dict(ckpt['state_dict'], strict=True)
+    assert ckpt['meta']['num_params'] == sum(p.numel() for p in plain.parameters())
+    assert not any('g_prime' in k or 'film' in k for k in ckpt['state_dict'])
