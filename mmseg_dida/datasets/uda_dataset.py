@@ -25,6 +25,21 @@ from .rcs import RareClassSampler
 _RCS_KEYS = ('class_temp', 'min_pixels', 'min_crop_ratio')
 
 
+def _build(cfg, name):
+    if not isinstance(cfg, dict):
+        return cfg
+    try:
+        return DATASETS.build(cfg)
+    except ValueError as e:
+        # mmengine fails to serialise an empty data list with this numpy message
+        if 'need at least one array' not in str(e):
+            raise
+        raise FileNotFoundError(
+            f"UDADataset: the {name} dataset ({cfg.get('type')}, data_root="
+            f"{cfg.get('data_root')}, data_prefix={cfg.get('data_prefix')}) found no "
+            'sample') from e
+
+
 @DATASETS.register_module()
 class UDADataset:
     """Source/target pairing wrapper with optional Rare Class Sampling.
@@ -51,8 +66,8 @@ class UDADataset:
                  target,
                  rare_class_sampling: Optional[dict] = None,
                  seed: Optional[int] = None):
-        self.source = DATASETS.build(source) if isinstance(source, dict) else source
-        self.target = DATASETS.build(target) if isinstance(target, dict) else target
+        self.source = _build(source, 'source')
+        self.target = _build(target, 'target')
         self.seed = seed
         self._rng = None
         self._rng_key = None
