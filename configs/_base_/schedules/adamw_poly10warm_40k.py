@@ -22,15 +22,17 @@ optim_wrapper = dict(
             'layers.2.2.': dict(decay_mult=0.0),
             'layers.3.2.': dict(decay_mult=0.0),
         }))
-# mmcv 1.x 'poly' + linear warmup computed
+# mmcv 1.x 'poly' + linear warmup computed, at iteration it (0-based),
 #   lr(it) = lr * (1 - it / 40000) ** 1.0 * w(it),
 #   w(it) = 1 - (1 - it / 1500) * (1 - 1e-6) for it < 1500, else 1.
 # Overlapping (both begin at 0) LinearLR and PolyLR multiply to exactly this
-# (tests/test_engine/test_schedule.py); mmseg's usual sequential form (poly starting at
-# 1500) does not.
+# (tests/test_engine/test_schedule.py). mmengine reaches a scheduler's end value at
+# iteration end - 1 (total_iters = end - begin - 1), hence end=1501 and end=40001;
+# end=1500/40000 would run the warmup 1/1500 faster and reach lr 0 one iteration
+# early. mmseg's usual sequential form (poly beginning at 1500) differs by ~4%.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=40000),
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1501),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=40001),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
 default_hooks = dict(
