@@ -121,3 +121,27 @@ def test_gradients_reach_every_level():
 def test_invalid_arguments_are_rejected(bad, match):
     with pytest.raises(ValueError, match=match):
         build_head(**bad)
+
+
+def test_daformer_mitb5_config(repo_root, tmp_path, monkeypatch):
+    """The paper model builds: MiT-B5 (81.4M encoder parameters as reported for
+    SegFormer's MiT-B5, drop path rising linearly to 0.1) + the DAFormer head; its
+    init asks for the converted ImageNet file and says how to make it."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmseg_dida.models.utils.weight_loading import PretrainedLoadError
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(osp.join(repo_root, 'configs/_base_/models/daformer_mitb5.py'))
+    seg = MODELS.build(cfg.model)
+    n_backbone = sum(p.numel() for p in seg.backbone.parameters())
+    assert round(n_backbone / 1e6, 1) == 81.4
+    last_block = seg.backbone.layers[3][1][-1]
+    assert last_block.ffn.dropout_layer.drop_prob == pytest.approx(0.1)
+    assert seg.decode_head.fuse_layer.bottleneck.conv.out_channels == 256
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PretrainedLoadError,
+                       match=r'pretrained/mit_b5_mmseg.pth[\s\S]*mit2mmseg_dida'):
+        seg.init_weights()

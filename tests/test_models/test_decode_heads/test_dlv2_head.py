@@ -80,3 +80,10 @@ def test_resnet_v1c_101_config_output_stride_8():
 def test_invalid_arguments_are_rejected(bad, match):
     with pytest.raises(ValueError, match=match):
         build_head(**bad)
+
+
+def test_deeplabv2red_config_uses_dilations_6_12():
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/deeplabv2red_r101.py'))
+    assert cfg.model.decode_head.dilations == (6, 12)
+    assert cfg.model.backbone.depth == 101
