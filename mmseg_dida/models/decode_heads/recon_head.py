@@ -57,7 +57,7 @@ class ReconHead(BaseModule):
             return
         self.embed = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
         self.fuse = nn.Sequential(
-            nn.Conv2d(channels * len(in_channels), channels, 3, padding=1),
+            nn.Conv2d(channels * len(in_channels), channels, 1),
             nn.GroupNorm(1, channels), nn.GELU())
         self.time_embed = TimeEmbedding(embed_dim, time_dim)
         self.film = TimeFiLM(time_dim, channels)

@@ -1,0 +1,2 @@
+# DAFormer (MiT-B5) + DiDA, cs2acdc.
+_base_ = ['../daformer/daformer_mitb5_cs2acdc.py', '../_base_/uda/dida.py']

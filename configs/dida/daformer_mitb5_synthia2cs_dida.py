@@ -1,0 +1,2 @@
+# DAFormer (MiT-B5) + DiDA, synthia2cs.
+_base_ = ['../daformer/daformer_mitb5_synthia2cs.py', '../_base_/uda/dida.py']
