@@ -213,3 +213,15 @@ def test_resnet_single_stem_is_refused_unless_allowed():
     assert 'fc.weight' not in resnet_tool.convert_resnet(sd, allow_v1b=True)
     with pytest.raises(ValueError, match='unknown key'):
         resnet_tool.convert_resnet({'patch_embed1.proj.weight': torch.zeros(1)})
+
+
+def test_unsafe_metadata_needs_trust_flag(tmp_path):
+    import argparse
+    src = tiny_resnet().state_dict()
+    torch.save({'state_dict': src, 'meta': argparse.Namespace(a=1)},
+               tmp_path / 'r.pth')
+    args = [str(tmp_path / 'r.pth'), str(tmp_path / 'rc.pth')]
+    with pytest.raises(SystemExit, match='--trust-file'):
+        resnet_tool.main(args)
+    assert resnet_tool.main(args + ['--trust-file']) == 0
+    assert set(torch.load(tmp_path / 'rc.pth', weights_only=True)) == set(src)

@@ -26,6 +26,7 @@ conversion (q and kv merge into one in_proj).
 """
 import argparse
 import os.path as osp
+import pickle
 import re
 import sys
 from collections import OrderedDict
@@ -117,8 +118,18 @@ def main(argv=None):
         description="Convert SegFormer's MiT ImageNet checkpoint to mmseg 1.x keys")
     parser.add_argument('src', help='original checkpoint, e.g. mit_b5.pth')
     parser.add_argument('dst', help='output, e.g. pretrained/mit_b5_mmseg.pth')
+    parser.add_argument(
+        '--trust-file', action='store_true',
+        help='load with full unpickling (weights_only=False); only for files from '
+        'a source you trust whose metadata the safe loader rejects')
     args = parser.parse_args(argv)
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
+    try:
+        ckpt = torch.load(args.src, map_location='cpu',
+                          weights_only=not args.trust_file)
+    except pickle.UnpicklingError as err:
+        raise SystemExit(f'{args.src}: the safe loader refused it ({err}). If the '
+                         'file comes from a source you trust, rerun with '
+                         '--trust-file.')
     src = unwrap(ckpt)
     converted = convert_mit(src)
     if osp.dirname(args.dst):

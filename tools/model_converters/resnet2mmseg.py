@@ -17,6 +17,7 @@ Usage (offline)::
 import argparse
 import os
 import os.path as osp
+import pickle
 import re
 import sys
 from collections import OrderedDict
@@ -63,8 +64,18 @@ def main(argv=None):
     parser.add_argument('dst', help='e.g. pretrained/resnet101_v1c_mmseg.pth')
     parser.add_argument('--allow-v1b', action='store_true',
                         help='accept a single-stem (torchvision) ResNet')
+    parser.add_argument(
+        '--trust-file', action='store_true',
+        help='load with full unpickling (weights_only=False); only for files from '
+        'a source you trust whose metadata the safe loader rejects')
     args = parser.parse_args(argv)
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
+    try:
+        ckpt = torch.load(args.src, map_location='cpu',
+                          weights_only=not args.trust_file)
+    except pickle.UnpicklingError as err:
+        raise SystemExit(f'{args.src}: the safe loader refused it ({err}). If the '
+                         'file comes from a source you trust, rerun with '
+                         '--trust-file.')
     converted = convert_resnet(ckpt, allow_v1b=args.allow_v1b)
     if osp.dirname(args.dst):
         os.makedirs(osp.dirname(args.dst), exist_ok=True)

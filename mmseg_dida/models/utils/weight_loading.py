@@ -119,8 +119,8 @@ def load_pretrained_checked(module: nn.Module,
     state = read_state_dict(checkpoint, map_location=map_location)
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    own = {k: v for k, v in module.state_dict().items()
-           if not k.endswith('num_batches_tracked')}
+    full = module.state_dict()
+    own = {k: v for k, v in full.items() if not k.endswith('num_batches_tracked')}
     loadable, mismatched = {}, []
     for key, value in state.items():
         if key in own:
@@ -129,13 +129,13 @@ def load_pretrained_checked(module: nn.Module,
             else:
                 mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs '
                                   f'model {tuple(own[key].shape)}')
-        elif key in module.state_dict():  # num_batches_tracked
+        elif key in full:  # num_batches_tracked
             loadable[key] = value
     module.load_state_dict(loadable, strict=False)
     loaded = sum(1 for k in loadable if k in own)
     total = len(own)
     missing = [k for k in own if k not in loadable]
-    unexpected = [k for k in state if k not in module.state_dict()]
+    unexpected = [k for k in state if k not in full]
     name = type(module).__name__
     print_log(f'{name}: loaded {loaded} of {total} parameters from {checkpoint}'
               + (f' ({len(unexpected)} checkpoint keys unused, e.g. '
