@@ -34,7 +34,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VARIANTS = dict(
     daformer=None,
     dida=dict(type='DiDA'),
-    dida_cp=dict(type='DiDA', with_cp=True),
+    dida_cp=dict(type='DiDA', memory_saving='g_prime'),
+    dida_chunk=dict(type='DiDA', memory_saving='chunked'),
 )
 
 
@@ -87,10 +88,10 @@ def run_variant(args) -> dict:
     from mmengine.config import ConfigDict
     from mmengine.optim import OptimWrapper
     from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
     from torch.utils.flop_counter import FlopCounterMode
 
     import mmseg_dida  # noqa: F401
-    from mmseg.registry import MODELS
 
     init_default_scope('mmseg')
     torch.manual_seed(0)

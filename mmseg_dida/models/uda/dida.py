@@ -21,6 +21,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmseg.registry import MODELS
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..backbones.diffusion_encoder import DiffusionEncoder
 from .plugin import BaseUDAPlugin, UDAStepContext
@@ -28,6 +29,7 @@ from .plugin import BaseUDAPlugin, UDAStepContext
 __all__ = ['DiDA', 'deploy_segmentor', 'deploy_config', 'find_diffusion_encoders']
 
 RECON_ARCHS = ('full', 'linear', None)
+MEMORY_SAVING = ('none', 'g_prime', 'chunked')
 
 
 def find_diffusion_encoders(model: nn.Module) -> List[DiffusionEncoder]:
@@ -51,18 +53,24 @@ class DiDA(BaseUDAPlugin):
         recon_channels: Width of h'.
         embed_dim, time_dim: Time embedding sizes (16, 256).
         init_g_prime: 'backbone' (g' starts from g's weights) or 'scratch'.
-        with_cp: Activation checkpointing of g' (less memory, g' recomputed).
+        memory_saving: 'none' (default): one batched degraded pass, activations
+            kept for backward. 'g_prime': activation checkpointing of g' (its
+            forward is recomputed in backward). 'chunked': in addition, the degraded
+            pass of each domain (g, g', h, h') runs inside one checkpoint, so backward
+            recomputes one domain at a time: peak activations of one domain's pass,
+            for about one extra forward of the DiDA part. Same losses and gradients
+            (BN running statistics see the recomputed forward twice).
         batch_domains: One degraded forward over source and target together (default)
             instead of one per domain. Identical maths for LayerNorm networks; with
             BatchNorm in training mode the statistics are then those of the joint
-            degraded batch.
+            degraded batch. 'chunked' memory saving implies per-domain passes.
     """
 
     def __init__(self, degradation: Optional[dict] = None, mode: str = 'full',
                  recon: Optional[str] = 'full', lambda_d: float = 0.5,
                  lambda_r: float = 5.0, recon_channels: int = 64, embed_dim: int = 16,
                  time_dim: int = 256, init_g_prime: str = 'backbone',
-                 with_cp: bool = False, batch_domains: bool = True,
+                 memory_saving: str = 'none', batch_domains: bool = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if recon not in RECON_ARCHS:
@@ -71,10 +79,15 @@ class DiDA(BaseUDAPlugin):
         if lambda_r < 0 or lambda_d < 0:
             raise ValueError(f'DiDA: lambda_d and lambda_r must be >= 0, got '
                              f'{lambda_d} and {lambda_r}')
+        if memory_saving not in MEMORY_SAVING:
+            raise ValueError(f'DiDA: memory_saving must be one of {MEMORY_SAVING}, '
+                             f'got {memory_saving!r}')
+        self.memory_saving = memory_saving
         self.degradation = MODELS.build(degradation or dict(type='Degradation'))
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
         self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
-                                init_g_prime=init_g_prime, with_cp=with_cp)
+                                init_g_prime=init_g_prime,
+                                with_cp=memory_saving != 'none')
         # Validate the encoder options now rather than at attach time.
         if mode not in ('full', 'g_time', 'none'):
             raise ValueError(f"DiDA: mode must be 'full', 'g_time' or 'none', "
@@ -114,10 +127,21 @@ class DiDA(BaseUDAPlugin):
         return torch.stack([s.gt_sem_seg.data.reshape(s.gt_sem_seg.data.shape[-2:])
                             for s in samples]).long()
 
-    def _degraded_pass(self, student: nn.Module, x_t: Tensor, t: Tensor):
+    def _degraded_pass(self, student: nn.Module, x_t: Tensor, t: Tensor,
+                       target: Tensor):
+        """h((g + g')(x_t)) and, with h', the unweighted L_R of this chunk."""
         with student.backbone.timestep(t):
             feats = student.extract_feat(x_t)
-        return feats, student.decode_head(feats)
+        seg_logits = student.decode_head(feats)
+        if self.recon_head is None:
+            return seg_logits, None
+        return seg_logits, self.recon_head.loss(feats, t, target)
+
+    def _run_chunk(self, student, x_t, t, target):
+        if self.memory_saving != 'chunked' or not torch.is_grad_enabled():
+            return self._degraded_pass(student, x_t, t, target)
+        return checkpoint(self._degraded_pass, student, x_t, t, target,
+                          use_reentrant=False)
 
     def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
         """loss_dic_src, loss_dic_tgt (x lambda_D), loss_recon (x lambda_R) and the
@@ -139,14 +163,13 @@ class DiDA(BaseUDAPlugin):
             deg = dict(x_t=x_t, target=target, t=t)
         x_t, t, target = deg['x_t'], deg['t'], deg['target']
         chunks = [slice(0, x_t.shape[0])]
-        if use_tgt and not self.batch_domains:
+        if use_tgt and (not self.batch_domains or self.memory_saving == 'chunked'):
             chunks = [slice(0, n), slice(n, 2 * n)]
         logits, recon = [], []
         for sl in chunks:
-            feats, seg_logits = self._degraded_pass(student, x_t[sl], t[sl])
+            seg_logits, loss_r = self._run_chunk(student, x_t[sl], t[sl], target[sl])
             logits.append(seg_logits)
-            if self.recon_head is not None:
-                recon.append(self.recon_head.loss(feats, t[sl], target[sl]))
+            recon.append(loss_r)
         losses = self.dic_loss(torch.cat(logits), torch.cat(labels), num_src=n,
                                tgt_weight=ctx.pseudo_weight if use_tgt else None)
         if self.recon_head is not None:
