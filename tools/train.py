@@ -75,7 +75,14 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
     setup_launcher(cfg, args.launcher)
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    try:
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    except (TypeError, KeyError) as e:  # wrong or unknown config keys
+        if os.environ.get('MMSEG_DIDA_DEBUG'):
+            raise
+        print(f'error: invalid config {args.config}: {e} '
+              '(set MMSEG_DIDA_DEBUG=1 for the traceback)', file=sys.stderr)
+        return 2
     runner.train()
     return 0
 
