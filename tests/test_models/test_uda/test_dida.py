@@ -57,10 +57,17 @@ def batch(seed=0):
 
 
 def build(**dida):
+    return build_from(dict(type='DiDA', recon_channels=8, **dida))
+
+
+def build_from(plugin):
     init_default_scope('mmseg')
     torch.manual_seed(0)
-    model = MODELS.build(ConfigDict(uda_cfg(**dida)))
+    cfg = ConfigDict(uda_cfg())
+    cfg.plugins = [plugin]
+    model = MODELS.build(cfg)
     model.init_weights()
+    model.train()
     return model
 
 
