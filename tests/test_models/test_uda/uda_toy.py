@@ -1,10 +1,17 @@
 """Toy-size UDA model and batches shared by the DACS tests (imported by path)."""
+import os
+
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from mmengine.config import ConfigDict
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
+from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+
+from mmseg_dida.models.uda import BaseUDAPlugin, UDADistributedWrapper
 
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]
@@ -60,3 +67,66 @@ def split_batch(batch, parts):
     k = n // parts
     return [{key: {f: v[i * k:(i + 1) * k] for f, v in half.items()}
              for key, half in batch.items()} for i in range(parts)]
+
+
+# ---- the exact multi-process configuration (tests/test_engine/test_ddp_equality.py)
+STEPS = 2
+WORLD = 2
+
+
+@MODELS.register_module(force=True)
+class FeatNormPlugin(BaseUDAPlugin):
+
+    def losses(self, ctx):
+        feat = ctx.student.extract_feat(ctx.src_inputs)[-1]
+        return {'loss_featnorm': 0.01 * feat.pow(2).mean()}
+
+
+def _even_class_masks(labels):
+    return (labels % 2 == 0).float()
+
+
+def exact_dacs():
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='DACS', segmentor=tiny_segmentor(), pseudo_threshold=0.261,
+        color_jitter_probability=1.0, blur=False, imnet_feature_dist_lambda=0.1,
+        imnet_feature_dist_classes=[1, 2], plugins=[dict(type='FeatNormPlugin')]))
+    model.init_weights()
+    # Move the FD reference away from the student: at distance ~0 the gradient of the
+    # L2 norm is a unit vector set by float rounding (ill-conditioned, batch dependent).
+    with torch.no_grad():
+        for p in model.imnet_model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.class_masks = _even_class_masks
+    model.train()
+    return model
+
+
+def optim_wrapper(model):
+    return build_optim_wrapper(model, dict(
+        type='OptimWrapper', optimizer=dict(type='SGD', lr=0.5, momentum=0.9)))
+
+
+def run_steps(model, batches_per_step):
+    ow = optim_wrapper(model)
+    logs = []
+    for batch in batches_per_step:
+        logs.append({k: float(v) for k, v in model.train_step(batch, ow).items()})
+    return logs
+
+
+def ddp_worker(rank, world, init_file, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                            world_size=world)
+    try:
+        wrapped = UDADistributedWrapper(exact_dacs())
+        batches = [split_batch(make_batch(n=4, seed=s), world)[rank]
+                   for s in range(STEPS)]
+        logs = run_steps(wrapped, batches)
+        torch.save(dict(student=[p.detach() for p in wrapped.module.student.parameters()],
+                        teacher=[p.detach() for p in wrapped.module.teacher.parameters()],
+                        logs=logs), os.path.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        dist.destroy_process_group()
