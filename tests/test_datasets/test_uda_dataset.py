@@ -183,3 +183,16 @@ def test_dataloader_workers_draw_different_targets(pair):
     names = [osp.basename(b['target']['data_samples'][0].img_path) for b in loader]
     # Workers 0 and 1 serve alternate batches; equal streams would repeat pairwise.
     assert names[0::2] != names[1::2]
+
+
+def test_runner_dataloader_with_infinite_sampler(pair):
+    from mmengine.runner import Runner
+    loader = Runner.build_dataloader(dict(
+        batch_size=2, num_workers=0,
+        sampler=dict(type='InfiniteSampler', shuffle=True),
+        dataset=dict(type='UDADataset', source=gta_cfg(pair[0]),
+                     target=target_cfg(pair[1]))), seed=0)
+    batch = next(iter(loader))
+    assert set(batch) == {'source', 'target'}
+    assert len(batch['source']['inputs']) == len(batch['target']['data_samples']) == 2
+    assert batch['source']['data_samples'][0].gt_sem_seg.data.shape == (1, 4, 6)
