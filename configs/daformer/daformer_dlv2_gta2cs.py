@@ -1,0 +1,12 @@
+# DAFormer self-training with DeepLabV2 (ResNet-101, 'dlv2red' ASPP), GTA -> Cityscapes;
+# paper: 56.0.
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/models/deeplabv2red_r101.py',
+    '../_base_/datasets/uda_gta_to_cityscapes_512x512.py',
+    '../_base_/schedules/adamw_poly10warm_40k.py',
+    '../_base_/uda/dacs.py',
+]
+model = dict(_delete_=True, **_base_.uda, segmentor=_base_.model)
+train_dataloader = dict(dataset=dict(rare_class_sampling=_base_.rare_class_sampling))
+randomness = dict(seed=0)

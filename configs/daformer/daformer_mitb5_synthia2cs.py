@@ -1,0 +1,12 @@
+# DAFormer (MiT-B5 + DAFormer head), SYNTHIA -> Cityscapes, 512 px; paper: 60.9 mIoU (16
+# cl.).
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/models/daformer_mitb5.py',
+    '../_base_/datasets/uda_synthia_to_cityscapes_512x512.py',
+    '../_base_/schedules/adamw_poly10warm_40k.py',
+    '../_base_/uda/dacs.py',
+]
+model = dict(_delete_=True, **_base_.uda, segmentor=_base_.model)
+train_dataloader = dict(dataset=dict(rare_class_sampling=_base_.rare_class_sampling))
+randomness = dict(seed=0)
