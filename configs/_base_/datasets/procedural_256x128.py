@@ -29,7 +29,7 @@ source_val = dict(
     data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'))
 
 train_dataloader = dict(
-    batch_size=4, num_workers=2, persistent_workers=True,
+    batch_size=2, num_workers=2, persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=source_train)
 val_dataloader = dict(

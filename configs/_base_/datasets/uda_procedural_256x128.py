@@ -4,7 +4,7 @@ _base_ = ['./procedural_256x128.py']
 target_train_pipeline = [
     dict(type='LoadImageFromFile'),  # target labels exist on disk but are never read
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs'),
+    dict(type='PackUDAInputs'),
 ]
 target_train = dict(
     type='CityscapesDataset', data_root='data/procedural/target',
