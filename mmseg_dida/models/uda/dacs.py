@@ -78,9 +78,10 @@ class DACS(BaseModel):
             pseudo labels, no mixing. Default False.
         alpha (float): Maximum EMA momentum of the teacher. Default 0.999.
         pseudo_threshold (float): tau of the confidence weight. Default 0.968.
-        pseudo_weight_ignore_top (int): Image rows at the top whose pseudo weight is 0
-            (DAFormer: 15; HRDA/MIC use 0 and ``crop_pseudo_margins`` instead).
-        pseudo_weight_ignore_bottom (int): Same at the bottom (DAFormer: 120).
+        pseudo_weight_ignore_top (int): Image rows at the top whose pseudo weight is 0.
+            Default 15 (DAFormer, Cityscapes targets); HRDA/MIC use 0 and the target
+            samples' ``valid_pseudo_mask`` (``crop_pseudo_margins``) instead.
+        pseudo_weight_ignore_bottom (int): Same at the bottom. Default 120 (DAFormer).
         mix (str): ``'class'`` (ClassMix) is the only mixing. Default 'class'.
         color_jitter_strength (float): Default 0.2.
         color_jitter_probability (float): Default 0.2.
@@ -101,8 +102,8 @@ class DACS(BaseModel):
                  source_only: bool = False,
                  alpha: float = 0.999,
                  pseudo_threshold: float = 0.968,
-                 pseudo_weight_ignore_top: int = 0,
-                 pseudo_weight_ignore_bottom: int = 0,
+                 pseudo_weight_ignore_top: int = 15,
+                 pseudo_weight_ignore_bottom: int = 120,
                  mix: str = 'class',
                  color_jitter_strength: float = 0.2,
                  color_jitter_probability: float = 0.2,

@@ -29,10 +29,17 @@ class UDAStepContext:
         src_data_samples: Source ``SegDataSample`` list (``gt_sem_seg`` set).
         tgt_inputs: Normalised target images, (N, 3, H, W), clean (not mixed).
         tgt_data_samples: Target ``SegDataSample`` list (no labels are read).
-        pseudo_label: The teacher's pseudo labels on ``tgt_inputs``, (N, H, W) long.
-        pseudo_weight: Their per-pixel confidence weight q^T, (N, H, W) float.
+        pseudo_label: The teacher's pseudo labels on ``tgt_inputs``, (N, H, W) long;
+            None in source-only mode.
+        pseudo_weight: Their per-pixel confidence weight q^T, (N, H, W) float: the
+            batch confidence broadcast to every pixel, WITHOUT the top/bottom row
+            ignore and the ``valid_pseudo_mask`` (DiDA's target term uses it so);
+            None in source-only mode.
         iteration: The current training iteration (0-based).
-        extra: Free-form values a self-training method may share (e.g. HRDA crops).
+        extra: Free-form values a self-training method may share. DACS sets
+            ``extra['pseudo_weight_masked']``: ``pseudo_weight`` with the ignored
+            rows and the samples' ``valid_pseudo_mask`` zeroed (what L_T uses before
+            mixing; MIC's masked-image loss uses this one).
     """
     student: nn.Module
     teacher: Optional[nn.Module]

@@ -41,7 +41,8 @@ class _RecordingPlugin(BaseUDAPlugin):
 def build(**kwargs):
     torch.manual_seed(0)
     cfg = dict(type='DACS', segmentor=tiny_segmentor(),
-               imnet_feature_dist_classes=[1, 2])
+               imnet_feature_dist_classes=[1, 2], pseudo_weight_ignore_top=0,
+               pseudo_weight_ignore_bottom=0)
     cfg.update(kwargs)
     model = MODELS.build(cfg)
     model.train()

@@ -90,6 +90,7 @@ def exact_dacs():
     torch.manual_seed(0)
     model = MODELS.build(dict(
         type='DACS', segmentor=tiny_segmentor(), pseudo_threshold=0.261,
+        pseudo_weight_ignore_top=4, pseudo_weight_ignore_bottom=8,
         color_jitter_probability=1.0, blur=False, imnet_feature_dist_lambda=0.1,
         imnet_feature_dist_classes=[1, 2], plugins=[dict(type='FeatNormPlugin')]))
     model.init_weights()
