@@ -350,12 +350,15 @@ class DACS(BaseModel):
             weight[:, :self.pseudo_weight_ignore_top] = 0
         if self.pseudo_weight_ignore_bottom > 0:
             weight[:, -self.pseudo_weight_ignore_bottom:] = 0
+        h, w = weight.shape[-2:]
         for i, sample in enumerate(tgt_samples):
             if 'valid_pseudo_mask' in sample:
                 valid = sample.valid_pseudo_mask.data.to(weight.device)
-                valid = valid.reshape(valid.shape[-2:])
-                h, w = weight.shape[-2:]
-                weight[i] *= valid[:h, :w].to(weight.dtype)
+                valid = valid.reshape(valid.shape[-2:])[:h, :w]
+                # Pixels the data preprocessor padded are not valid either.
+                full = weight.new_zeros((h, w))
+                full[:valid.shape[0], :valid.shape[1]] = valid.to(weight.dtype)
+                weight[i] *= full
         return weight
 
     def class_masks(self, src_labels: Tensor) -> Tensor:

@@ -73,6 +73,10 @@ def test_mask_pseudo_weight_rows_and_valid_mask():
     assert torch.all(out[1, 2:7, 0] == 0) and torch.allclose(out[1, 2:7, 1:],
                                                              torch.tensor(0.7))
     assert torch.allclose(w, torch.tensor(0.7))  # input untouched
+    # A mask smaller than the (padded) batch: the padded pixels are not valid.
+    samples[0].valid_pseudo_mask = PixelData(data=torch.ones(1, 8, 5, dtype=torch.uint8))
+    out = model.mask_pseudo_weight(torch.ones(2, 10, 6), samples)
+    assert out[0, 2:7, :5].min() == 1 and out[0, :, 5].max() == 0
 
 
 def test_step_losses_plugin_context_and_attach_order():
