@@ -5,15 +5,19 @@ variants are interleaved over ``--repeats`` rounds (so that load from other proc
 on the machine hits all of them alike), and the same synthetic batch and model config
 are used by all. Per variant it reports:
 
-* step time: median over the timed steps of all rounds (after ``--warmup`` steps);
+* step time: per round the median of the timed steps (after ``--warmup``), then the
+  minimum over rounds (load from other processes only ever adds time);
 * FLOPs of one step (forward + backward of every loss group, EMA excluded), counted
   with ``torch.utils.flop_counter.FlopCounterMode`` -- the arithmetic the step must do;
-* peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process's peak
-  resident set size (``getrusage`` ``ru_maxrss``) minus the resident size measured just
-  before the model is built. Both therefore count parameters, gradients, optimiser
-  state, the teacher, the ImageNet model and the activations -- what a GPU's peak
-  allocated memory counts. On CPU the figure also contains allocator slack, so it is
-  an upper bound of the same quantity for both variants.
+* peak memory (``peak_mb``): on CUDA ``torch.cuda.max_memory_allocated``; on CPU the
+  process's peak resident set size (``getrusage`` ``ru_maxrss``) minus its resident
+  size just before the model is built, with glibc's malloc told to serve every block
+  of 64 KiB or more by mmap (``MALLOC_MMAP_THRESHOLD_=65536``), so freed tensors go
+  back to the system at once and the resident size follows the live tensors. Both
+  count parameters, buffers, gradients and optimiser state of student, teacher and
+  ImageNet model plus the activations: what a GPU's peak allocated memory counts.
+  ``state_mb``: the part that lives between steps (parameters, buffers, optimiser
+  state), counted from the tensors themselves.
 
 Usage::
 
@@ -45,14 +49,32 @@ def _rss_mb() -> float:
     return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
+def persistent_bytes(model, optimizer) -> int:
+    """Bytes of the tensors that live between steps: parameters, buffers, optimiser
+    state (each storage once)."""
+    import torch
+    seen, total = set(), 0
+    tensors = list(model.parameters()) + list(model.buffers())
+    for state in optimizer.state.values():
+        tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    for t in tensors:
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+    return total
+
+
 def segmentor_cfg(model: str, size):
     from mmengine.config import Config
     if model == 'tiny':
-        cfg = Config.fromfile(osp.join(REPO, 'configs/_base_/models/benchmark_mit_tiny.py'))
+        cfg = Config.fromfile(
+            osp.join(REPO, 'configs/_base_/models/benchmark_mit_tiny.py'))
         seg = cfg.model
         seg.decode_head.type = 'WeightedSegformerHead'
     else:
-        cfg = Config.fromfile(osp.join(REPO, 'configs/_base_/models/daformer_mitb5.py'))
+        cfg = Config.fromfile(osp.join(REPO,
+                                       'configs/_base_/models/daformer_mitb5.py'))
         seg = cfg.model
         seg.backbone.init_cfg = None  # timing only: no pretrained file needed
     seg.data_preprocessor.size = tuple(size)
@@ -126,17 +148,18 @@ def run_variant(args) -> dict:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    if device.type == 'cuda':
+        peak = (torch.cuda.max_memory_allocated() - mem0) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
+    state = persistent_bytes(model, optim.optimizer) / 2**20
     # FLOPs of the losses' forward + backward (EMA, optimiser arithmetic excluded).
     counter = FlopCounterMode(display=False)
     with counter:
         model.forward_backward(data, optim)
     optim.zero_grad()
-    if device.type == 'cuda':
-        peak = (torch.cuda.max_memory_allocated() - mem0) / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
     return dict(variant=args.variant, times=times, flops=counter.get_total_flops(),
-                peak_mb=peak,
+                peak_mb=peak, state_mb=state,
                 params=sum(p.numel() for p in model.parameters()),
                 trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
 
@@ -164,7 +187,9 @@ def main():
                    '--model', args.model, '--size', *map(str, args.size),
                    '--batch', str(args.batch), '--steps', str(args.steps),
                    '--warmup', str(args.warmup), '--device', args.device]
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                                 env=env)
             line = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
             if out.returncode or not line:
                 sys.exit(f'{v} failed:\n{out.stderr[-3000:]}')
@@ -174,21 +199,24 @@ def main():
     base = args.variants[0]
     summary = {}
     for v, runs in results.items():
-        times = [t for run in runs for t in run['times']]
-        summary[v] = dict(step_s=statistics.median(times),
+        # least-disturbed round: other processes only ever add time
+        summary[v] = dict(step_s=min(statistics.median(r['times']) for r in runs),
                           flops=runs[0]['flops'],
                           peak_mb=min(run['peak_mb'] for run in runs),
+                          state_mb=runs[0]['state_mb'],
                           params=runs[0]['params'], trainable=runs[0]['trainable'])
     b = summary[base]
     print(f'\nmodel={args.model} size={args.size} batch={args.batch} '
           f'device={args.device} threads={os.environ.get("OMP_NUM_THREADS", "?")}')
-    print(f'{"variant":<10}{"step s":>9}{"GFLOP":>10}{"peak MB":>10}'
+    print(f'{"variant":<11}{"step s":>8}{"GFLOP":>9}{"peak MB":>9}{"state MB":>9}'
           f'{"time x":>8}{"FLOP x":>8}{"mem x":>7}')
     for v, s in summary.items():
-        s.update(time_ratio=s['step_s'] / b['step_s'], flop_ratio=s['flops'] / b['flops'],
+        s.update(time_ratio=s['step_s'] / b['step_s'],
+                 flop_ratio=s['flops'] / b['flops'],
                  mem_ratio=s['peak_mb'] / b['peak_mb'])
-        print(f'{v:<10}{s["step_s"]:>9.3f}{s["flops"] / 1e9:>10.2f}{s["peak_mb"]:>10.0f}'
-              f'{s["time_ratio"]:>8.3f}{s["flop_ratio"]:>8.3f}{s["mem_ratio"]:>7.3f}')
+        print(f'{v:<11}{s["step_s"]:>8.3f}{s["flops"] / 1e9:>9.2f}{s["peak_mb"]:>9.0f}'
+              f'{s["state_mb"]:>9.0f}{s["time_ratio"]:>8.3f}{s["flop_ratio"]:>8.3f}'
+              f'{s["mem_ratio"]:>7.3f}')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(dict(args=vars(args), summary=summary, runs=results), f, indent=1)

@@ -91,13 +91,16 @@ class DiffusionEncoder(BaseModule):
             in :meth:`init_weights` (i.e. after g's pretrained weights are loaded);
             'scratch': g' keeps the independent initialisation of its own modules.
         with_cp: Activation checkpointing of g' (recomputed in backward; saves memory).
+        cp_backbone: Also checkpoint g inside degraded passes (the clean path is never
+            checkpointed), so that g's and g''s activations are not held together.
         init_cfg: mmengine init config of the wrapper itself.
     """
 
     def __init__(self, backbone: Union[dict, nn.Module], mode: str = 'full',
                  level_channels: Optional[Sequence[int]] = None, embed_dim: int = 16,
                  time_dim: int = 256, init_g_prime: str = 'backbone',
-                 with_cp: bool = False, init_cfg: Optional[dict] = None):
+                 with_cp: bool = False, cp_backbone: bool = False,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if mode not in MODES:
             raise ValueError(f'DiffusionEncoder: mode must be one of {MODES}, '
@@ -113,6 +116,7 @@ class DiffusionEncoder(BaseModule):
         self.mode = mode
         self.init_g_prime = init_g_prime
         self.with_cp = with_cp
+        self.cp_backbone = cp_backbone
         self._t: Optional[Tensor] = None
         self.g_prime_synced = False
         if mode == 'none':
@@ -172,10 +176,11 @@ class DiffusionEncoder(BaseModule):
         """The deployed backbone: g alone (g', the time MLP and the FiLMs dropped)."""
         return self.backbone
 
-    def _run_g_prime(self, x: Tensor):
-        if self.with_cp and x.requires_grad or self.with_cp and self.training:
-            return checkpoint(self.g_prime, x, use_reentrant=False)
-        return self.g_prime(x)
+    @staticmethod
+    def _run(module: nn.Module, x: Tensor, use_cp: bool):
+        if use_cp and torch.is_grad_enabled():
+            return checkpoint(module, x, use_reentrant=False)
+        return module(x)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor):
@@ -186,7 +191,7 @@ class DiffusionEncoder(BaseModule):
             raise ValueError(f'DiffusionEncoder: timestep shape {tuple(t.shape)} does '
                              f'not match the batch size {x.shape[0]}')
         emb = self.time_embed(t.to(x.device))
-        feats = self.backbone(x)
+        feats = self._run(self.backbone, x, self.cp_backbone)
         single = isinstance(feats, Tensor)
         feats = [feats] if single else list(feats)
         if len(feats) != len(self.film):
@@ -195,7 +200,7 @@ class DiffusionEncoder(BaseModule):
         if self.mode == 'g_time':
             out = [film(z, emb) for film, z in zip(self.film, feats)]
         else:
-            zp = self._run_g_prime(x)
+            zp = self._run(self.g_prime, x, self.with_cp)
             zp = [zp] if isinstance(zp, Tensor) else list(zp)
             out = [z + film(z_, emb) for film, z, z_ in zip(self.film, feats, zp)]
         return out[0] if single else out

@@ -56,10 +56,11 @@ class DiDA(BaseUDAPlugin):
         memory_saving: 'none' (default): one batched degraded pass, activations
             kept for backward. 'g_prime': activation checkpointing of g' (its
             forward is recomputed in backward). 'chunked': in addition, the degraded
-            pass of each domain (g, g', h, h') runs inside one checkpoint, so backward
-            recomputes one domain at a time: peak activations of one domain's pass,
-            for about one extra forward of the DiDA part. Same losses and gradients
-            (BN running statistics see the recomputed forward twice).
+            pass of each domain (g, g', h, h') runs inside one checkpoint, and g and
+            g' inside it are checkpointed too, so backward holds the activations of
+            one encoder on one domain at a time, for about two extra forwards of the
+            encoders. Same losses and gradients (BN running statistics see the
+            recomputed forwards too).
         batch_domains: One degraded forward over source and target together (default)
             instead of one per domain. Identical maths for LayerNorm networks; with
             BatchNorm in training mode the statistics are then those of the joint
@@ -87,7 +88,8 @@ class DiDA(BaseUDAPlugin):
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
         self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
                                 init_g_prime=init_g_prime,
-                                with_cp=memory_saving != 'none')
+                                with_cp=memory_saving != 'none',
+                                cp_backbone=memory_saving == 'chunked')
         # Validate the encoder options now rather than at attach time.
         if mode not in ('full', 'g_time', 'none'):
             raise ValueError(f"DiDA: mode must be 'full', 'g_time' or 'none', "
