@@ -3,21 +3,23 @@
 # (sigmoid schedule, T = 100), the diffusion encoder g' with time FiLM fused into the
 # backbone, the DIC loss L_D (lambda_D 0.5) and the reconstruction loss L_R of h'.
 # lambda_R: 5 for MiT (DAFormer, this default), 1 for DeepLabV2 (set in those configs).
-model = dict(
-    plugins=[
-        dict(
-            type='DiDA',
-            degradation=dict(
-                type='Degradation',
-                kind='noise',
-                schedule='sigmoid',
-                num_timesteps=100,
-                noise_downsample=4,
-                share_t=True,
-                share_noise=True),
-            mode='full',  # g + FiLM_t(g'); ablations: 'g_time', 'none'
-            recon='full',  # h'; ablations: 'linear', None
-            lambda_d=0.5,
-            lambda_r=5.0)
-    ])
-custom_hooks = [dict(type='DiDAHook', vis_interval=4000, save_deploy=True)]
+# Use (a UDA config's model and custom_hooks come from its other base):
+#   _base_ = ['../daformer/<baseline>.py', '../_base_/uda/dida.py']
+#   model = dict(plugins=[_base_.dida])
+#   custom_hooks = [_base_.dida_hook]
+dida = dict(
+    type='DiDA',
+    degradation=dict(
+        type='Degradation',
+        kind='noise',
+        schedule='sigmoid',
+        num_timesteps=100,
+        noise_downsample=4,
+        share_t=True,
+        share_noise=True),
+    mode='full',  # g + FiLM_t(g'); ablations: 'g_time', 'none'
+    recon='full',  # h'; ablations: 'linear', None
+    lambda_d=0.5,
+    lambda_r=5.0,
+    memory_saving='none')  # 'g_prime' / 'chunked': activation checkpointing
+dida_hook = dict(type='DiDAHook', vis_interval=4000, save_deploy=True)
