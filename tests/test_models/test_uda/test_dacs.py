@@ -249,3 +249,21 @@ def test_rejects_gradient_accumulation_and_bad_batches():
         model.train_step(make_batch()['source'], sgd(model))
     with pytest.raises(ValueError, match='pseudo_threshold'):
         build(pseudo_threshold=0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='fp16 AMP needs CUDA')
+def test_fp16_amp_step_on_cuda():
+    from mmengine.optim import AmpOptimWrapper
+    model = build(plugins=[dict(type='_RecordingPlugin')]).cuda()
+    ow = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                         dtype='float16')
+    dtypes = []
+    model.student.decode_head.conv_seg.register_forward_hook(
+        lambda m, i, o: dtypes.append(o.dtype))
+    before = [p.detach().clone() for p in model.student.parameters()]
+    log = model.train_step(make_batch(), ow)
+    assert torch.float16 in dtypes
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in log.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before,
+                                                     model.student.parameters()))
+    assert all(p.dtype == torch.float32 for p in model.teacher.parameters())
