@@ -79,7 +79,10 @@ def main(argv=None):
                    help='override max_iters (default: the configs\' schedule)')
     p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs', 'accuracy'))
     args = p.parse_args(argv)
-    results = {m: [run(m, s, args) for s in args.seeds] for m in args.methods}
+    results = {m: [] for m in args.methods}
+    for s in args.seeds:  # seed-major: an interrupted run still compares methods
+        for m in args.methods:
+            results[m].append(run(m, s, args))
     print(f'\nProcedural benchmark, target val mIoU, seeds {args.seeds}')
     print(f'{"method":<16}{"mean":>8}{"std":>8}   per seed')
     for m, vals in results.items():

@@ -22,7 +22,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 from torch import nn
 
-from ...models.uda.dida import DiDA, deploy_config, deploy_segmentor, find_diffusion_encoders
+from ...models.uda.dida import DiDA, deploy_config, deploy_segmentor
 
 __all__ = ['DiDAHook', 'save_deployable', 'degradation_strip']
 
@@ -113,11 +113,13 @@ class DiDAHook(Hook):
             runner.logger.warning('DiDAHook: the model has no DiDA plug-in')
             return
         if runner.iter == 0:
-            for enc in find_diffusion_encoders(model):
-                if (enc.mode == 'full' and enc.init_g_prime == 'backbone'
+            for name, enc in model.named_modules():
+                if (isinstance(enc, DiffusionEncoder) and enc.mode == 'full'
+                        and enc.init_g_prime == 'backbone'
                         and not enc.g_prime_synced):
                     enc.sync_g_prime()
-                    runner.logger.info("DiDAHook: initialised g' from g")
+                    runner.logger.info(f"DiDAHook: initialised g' from g in {name} "
+                                       '(its init_weights had not run)')
         deg = plugin.degradation
         table = ', '.join(f'{t}: {deg.abar[t].item():.4f}'
                           for t in self.vis_timesteps if t < deg.num_timesteps)
