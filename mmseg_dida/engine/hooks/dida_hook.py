@@ -22,6 +22,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 from torch import nn
 
+from ...models.backbones.diffusion_encoder import DiffusionEncoder
 from ...models.uda.dida import DiDA, deploy_config, deploy_segmentor
 
 __all__ = ['DiDAHook', 'save_deployable', 'degradation_strip']
