@@ -197,3 +197,13 @@ def test_memory_saving_gives_same_losses_and_gradients(saving):
     assert set(ga) == set(gb)
     for n in ga:
         assert torch.allclose(ga[n], gb[n], rtol=1e-4, atol=1e-6), n
+
+
+def test_source_only_context_gives_source_terms_only():
+    model = build()
+    ctx = context(model)
+    ctx.pseudo_label = ctx.pseudo_weight = None
+    torch.manual_seed(0)
+    losses = model.plugins[0].losses(ctx)
+    assert 'loss_dic_tgt' not in losses
+    assert torch.isfinite(losses['loss_dic_src']) and losses['loss_recon'] > 0
