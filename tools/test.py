@@ -9,12 +9,10 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
-from mmseg_dida.utils.launch import check_data_roots, setup_launcher
+from mmseg_dida.utils.launch import UserError, build_runner, load_config
 from mmseg_dida.utils.report import format_metrics
 
 
@@ -50,7 +48,7 @@ def parse_args(argv=None):
 def trigger_visualization_hook(cfg, args):
     default_hooks = cfg.default_hooks
     if 'visualization' not in default_hooks:
-        raise RuntimeError(
+        raise UserError(
             'VisualizationHook must be included in default_hooks to use --show or '
             "--show-dir; refer to 'default_hooks' in the config")
     hook = default_hooks['visualization']
@@ -65,15 +63,9 @@ def trigger_visualization_hook(cfg, args):
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f"checkpoint '{args.checkpoint}' does not exist")
+        raise UserError(f"checkpoint '{args.checkpoint}' does not exist")
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -93,18 +85,9 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = build_cfg(args)
-        check_data_roots(cfg)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    setup_launcher(cfg, args.launcher)
-    try:
-        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    except (TypeError, KeyError) as e:  # wrong or unknown config keys
-        if os.environ.get('MMSEG_DIDA_DEBUG'):
-            raise
-        print(f'error: invalid config {args.config}: {e} '
-              '(set MMSEG_DIDA_DEBUG=1 for the traceback)', file=sys.stderr)
+        runner = build_runner(cfg, args.launcher)
+    except UserError as e:
+        print(f'error: {args.config}: {e}', file=sys.stderr)
         return 2
     metrics = runner.test()
     if runner.rank == 0:

@@ -2,16 +2,13 @@
 import argparse
 import logging
 import os
-import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
-from mmseg_dida.utils.launch import check_data_roots, setup_launcher
+from mmseg_dida.utils.launch import UserError, build_runner, load_config
 
 
 def parse_args(argv=None):
@@ -40,26 +37,20 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.amp:
         import torch
         if not torch.cuda.is_available():
-            raise RuntimeError('--amp trains with fp16 on CUDA and no CUDA device is '
-                               'available here; drop --amp on CPU')
+            raise UserError('--amp trains with fp16 on CUDA and no CUDA device is '
+                            'available here; drop --amp on CPU')
         optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_type == 'AmpOptimWrapper':
             print_log('AMP training is already enabled in your config.',
                       logger='current', level=logging.WARNING)
         else:
             if optim_type != 'OptimWrapper':
-                raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper, got '
-                                 f'{optim_type}')
+                raise UserError(f'--amp needs optim_wrapper.type OptimWrapper, got '
+                                f'{optim_type}')
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.resume = args.resume
@@ -69,19 +60,9 @@ def build_cfg(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = build_cfg(args)
-        check_data_roots(cfg)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    setup_launcher(cfg, args.launcher)
-    try:
-        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    except (TypeError, KeyError) as e:  # wrong or unknown config keys
-        if os.environ.get('MMSEG_DIDA_DEBUG'):
-            raise
-        print(f'error: invalid config {args.config}: {e} '
-              '(set MMSEG_DIDA_DEBUG=1 for the traceback)', file=sys.stderr)
+        runner = build_runner(build_cfg(args), args.launcher)
+    except UserError as e:
+        print(f'error: {args.config}: {e}', file=sys.stderr)
         return 2
     runner.train()
     return 0

@@ -37,6 +37,22 @@ class _ExtraEvaluation:
             self.extra[name] = (dataloader, evaluator)
         self.fp16 = fp16
 
+    def _run_all(self, mode: str) -> dict:
+        """The parent loop's run (``mode`` 'val' or 'test'), then the extra datasets;
+        all metrics go to the ``after_<mode>_epoch`` hooks together."""
+        losses = getattr(self, f'{mode}_loss')
+        self.runner.call_hook(f'before_{mode}')
+        self.runner.call_hook(f'before_{mode}_epoch')
+        self.runner.model.eval()
+        losses.clear()
+        for idx, data_batch in enumerate(self.dataloader):
+            self.run_iter(idx, data_batch)
+        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        metrics.update(self._evaluate_extra(f'{mode}_step'))
+        self.runner.call_hook(f'after_{mode}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{mode}')
+        return metrics
+
     @torch.no_grad()
     def _evaluate_extra(self, step: str) -> dict:
         metrics = {}
@@ -60,17 +76,7 @@ class MultiValLoop(ValLoop, _ExtraEvaluation):
         self._build_extra(runner, extra, fp16)
 
     def run(self) -> dict:
-        self.runner.call_hook('before_val')
-        self.runner.call_hook('before_val_epoch')
-        self.runner.model.eval()
-        self.val_loss.clear()
-        for idx, data_batch in enumerate(self.dataloader):
-            self.run_iter(idx, data_batch)
-        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
-        metrics.update(self._evaluate_extra('val_step'))
-        self.runner.call_hook('after_val_epoch', metrics=metrics)
-        self.runner.call_hook('after_val')
-        return metrics
+        return self._run_all('val')
 
 
 @LOOPS.register_module()
@@ -82,14 +88,4 @@ class MultiTestLoop(TestLoop, _ExtraEvaluation):
         self._build_extra(runner, extra, fp16)
 
     def run(self) -> dict:
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
-        self.runner.model.eval()
-        self.test_loss.clear()
-        for idx, data_batch in enumerate(self.dataloader):
-            self.run_iter(idx, data_batch)
-        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
-        metrics.update(self._evaluate_extra('test_step'))
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
-        self.runner.call_hook('after_test')
-        return metrics
+        return self._run_all('test')

@@ -1,5 +1,8 @@
 """Launch helpers shared by tools/train.py and tools/test.py.
 
+* :func:`load_config` / :func:`build_runner` -- the config and runner set-up both tools
+  share; every mistake in what the user gave (missing config, data root or checkpoint,
+  wrong config key) is a :class:`UserError` that the tools print as one line.
 * :func:`init_cpu_distributed` -- mmengine's ``init_dist`` calls
   ``torch.cuda.set_device``, so multi-process runs on machines without a GPU die before
   training. Here the process group is created with gloo from the launcher's environment
@@ -10,10 +13,50 @@
 import os
 import os.path as osp
 import subprocess
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+class UserError(Exception):
+    """A mistake in the config, paths or flags a user gave; reported as one line."""
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None) -> Config:
+    """Read ``path``, apply ``--cfg-options`` and choose the work dir as mmseg does
+    (``./work_dirs/<config name>`` unless given)."""
+    if not osp.isfile(path):
+        raise UserError(f"config file '{path}' does not exist")
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def build_runner(cfg: Config, launcher: str):
+    """Check the data roots, set up the launcher and build the runner (which builds
+    the model, so unknown config keys surface here)."""
+    try:
+        check_data_roots(cfg)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    setup_launcher(cfg, launcher)
+    try:
+        return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    except (TypeError, KeyError) as e:  # wrong or unknown config keys
+        if os.environ.get('MMSEG_DIDA_DEBUG'):
+            raise
+        raise UserError(f'invalid config: {e} (set MMSEG_DIDA_DEBUG=1 for the '
+                        'traceback)') from None
 
 
 def _env_int(*names, default=None):
