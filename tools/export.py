@@ -46,7 +46,7 @@ def build_training_model(cfg: Config, checkpoint: str):
                            else cfg.model)
     _strip_init(model_cfg)
     model = MODELS.build(model_cfg)
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    ckpt = torch.load(checkpoint, map_location='cpu')  # safe loading (mmseg_dida.compat)
     state = ckpt.get('state_dict', ckpt)
     model.load_state_dict(state, strict=True)
     if 'meta' in ckpt and isinstance(ckpt['meta'], dict):
@@ -62,7 +62,7 @@ def verify(model, cfg: Config, ckpt_path: str, size=(64, 128)) -> dict:
     model_cfg = ConfigDict(plain_cfg.model)
     _strip_init(model_cfg)
     plain = MODELS.build(model_cfg)
-    state = torch.load(ckpt_path, map_location='cpu', weights_only=False)['state_dict']
+    state = torch.load(ckpt_path, map_location='cpu')['state_dict']
     plain.load_state_dict(state, strict=True)
     plain.eval()
     student = getattr(model, 'student', model)
