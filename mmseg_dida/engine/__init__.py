@@ -1,2 +1,2 @@
 from . import hooks  # noqa: F401
-from .loops import MultiValLoop, MultiTestLoop  # noqa: F401
+from .loops import MultiTestLoop, MultiValLoop  # noqa: F401
