@@ -26,12 +26,13 @@ conversion (q and kv merge into one in_proj).
 """
 import argparse
 import os.path as osp
-import pickle
 import re
 import sys
 from collections import OrderedDict
 
 import torch
+
+from mmseg_dida.models.utils.weight_loading import PretrainedLoadError, load_source_checkpoint
 
 _PATCH = re.compile(r'^patch_embed(\d)\.(proj|norm)\.(weight|bias)$')
 _BLOCK = re.compile(r'^block(\d)\.(\d+)\.(.+)$')
@@ -124,12 +125,9 @@ def main(argv=None):
         'a source you trust whose metadata the safe loader rejects')
     args = parser.parse_args(argv)
     try:
-        ckpt = torch.load(args.src, map_location='cpu',
-                          weights_only=not args.trust_file)
-    except pickle.UnpicklingError as err:
-        raise SystemExit(f'{args.src}: the safe loader refused it ({err}). If the '
-                         'file comes from a source you trust, rerun with '
-                         '--trust-file.')
+        ckpt = load_source_checkpoint(args.src, args.trust_file)
+    except PretrainedLoadError as err:
+        raise SystemExit(str(err))
     src = unwrap(ckpt)
     converted = convert_mit(src)
     if osp.dirname(args.dst):

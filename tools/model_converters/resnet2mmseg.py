@@ -17,12 +17,13 @@ Usage (offline)::
 import argparse
 import os
 import os.path as osp
-import pickle
 import re
 import sys
 from collections import OrderedDict
 
 import torch
+
+from mmseg_dida.models.utils.weight_loading import PretrainedLoadError, load_source_checkpoint
 
 _VALID = re.compile(
     r'^(stem\.\d+\.|conv1\.|bn1\.|layer\d+\.\d+\.(conv\d|bn\d|downsample\.\d)\.)'
@@ -70,12 +71,9 @@ def main(argv=None):
         'a source you trust whose metadata the safe loader rejects')
     args = parser.parse_args(argv)
     try:
-        ckpt = torch.load(args.src, map_location='cpu',
-                          weights_only=not args.trust_file)
-    except pickle.UnpicklingError as err:
-        raise SystemExit(f'{args.src}: the safe loader refused it ({err}). If the '
-                         'file comes from a source you trust, rerun with '
-                         '--trust-file.')
+        ckpt = load_source_checkpoint(args.src, args.trust_file)
+    except PretrainedLoadError as err:
+        raise SystemExit(str(err))
     converted = convert_resnet(ckpt, allow_v1b=args.allow_v1b)
     if osp.dirname(args.dst):
         os.makedirs(osp.dirname(args.dst), exist_ok=True)

@@ -15,6 +15,7 @@ Configs use it as an initialiser::
 import math
 import os
 import os.path as osp
+import pickle
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -24,7 +25,7 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
 __all__ = ['CheckedPretrained', 'PretrainedLoadError', 'load_pretrained_checked',
-           'read_state_dict']
+           'load_source_checkpoint', 'read_state_dict']
 
 CONVERT_HINT = (
     'Get the public ImageNet weights and convert them to mmseg 1.x keys:\n'
@@ -43,6 +44,21 @@ class PretrainedLoadError(RuntimeError):
 
 def _is_remote(path: str) -> bool:
     return '://' in path
+
+
+def load_source_checkpoint(path: str, trust_file: bool = False):
+    """Load a public checkpoint for the offline converters (tools/model_converters).
+
+    Safe loading by default; ``trust_file`` allows full unpickling for a file from a
+    trusted source whose metadata the safe loader rejects. A refusal is a
+    :class:`PretrainedLoadError` that names the file and the ``--trust-file`` way out.
+    """
+    try:
+        return torch.load(path, map_location='cpu', weights_only=not trust_file)
+    except pickle.UnpicklingError as err:
+        raise PretrainedLoadError(
+            f'{path}: the safe loader refused it ({err}). If the file comes from a '
+            'source you trust, rerun with --trust-file.') from None
 
 
 def read_state_dict(checkpoint: str, map_location='cpu') -> Dict[str, torch.Tensor]:
