@@ -165,7 +165,8 @@ class DACS(BaseModel):
             self.plugins.append(plugin)
         for plugin in self.plugins:
             plugin.attach(self)
-        self.teacher = None if source_only else EMATeacher(self.student, alpha)
+        self.teacher = None if source_only else EMATeacher(
+            self.student, alpha, strip=[p.strip_teacher for p in self.plugins])
         # Iteration counter; a buffer so that it is saved and resumed with the model.
         self.register_buffer('local_iter', torch.zeros((), dtype=torch.long))
 

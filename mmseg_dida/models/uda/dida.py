@@ -15,7 +15,7 @@ replaced by g again (:func:`deploy_segmentor`), so the deployed model is exactly
 baseline's architecture.
 """
 import copy
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -26,15 +26,10 @@ from torch.utils.checkpoint import checkpoint
 from ..backbones.diffusion_encoder import DiffusionEncoder
 from .plugin import BaseUDAPlugin, UDAStepContext
 
-__all__ = ['DiDA', 'deploy_segmentor', 'deploy_config', 'find_diffusion_encoders']
+__all__ = ['DiDA', 'deploy_segmentor', 'deploy_config', 'strip_diffusion_encoders']
 
 RECON_ARCHS = ('full', 'linear', None)
 MEMORY_SAVING = ('none', 'g_prime', 'chunked')
-
-
-def find_diffusion_encoders(model: nn.Module) -> List[DiffusionEncoder]:
-    """Every DiffusionEncoder inside ``model`` (student and teacher alike)."""
-    return [m for m in model.modules() if isinstance(m, DiffusionEncoder)]
 
 
 @MODELS.register_module()
@@ -123,6 +118,11 @@ class DiDA(BaseUDAPlugin):
                 embed_dim=self.encoder_cfg['embed_dim'],
                 time_dim=self.encoder_cfg['time_dim']))
 
+    def strip_teacher(self, model: nn.Module) -> nn.Module:
+        """The teacher only labels clean target images, for which the
+        DiffusionEncoder is exactly g: it keeps g, not g', the FiLMs or h'."""
+        return strip_diffusion_encoders(model)
+
     # ------------------------------------------------------------------- losses
     @staticmethod
     def _stack_labels(samples: Sequence) -> Tensor:
@@ -183,25 +183,27 @@ class DiDA(BaseUDAPlugin):
 
 
 # ----------------------------------------------------------------------- deploy
+def strip_diffusion_encoders(module: nn.Module) -> nn.Module:
+    """Replace, in place, every DiffusionEncoder inside ``module`` by its g (the
+    wrapper's g', time MLP and FiLMs are dropped); returns ``module`` (or g when
+    ``module`` is itself a DiffusionEncoder)."""
+    if isinstance(module, DiffusionEncoder):
+        return module.deploy()
+    for name, child in module.named_children():
+        if isinstance(child, DiffusionEncoder):
+            setattr(module, name, child.deploy())
+        else:
+            strip_diffusion_encoders(child)
+    return module
+
+
 def deploy_segmentor(model: nn.Module) -> nn.Module:
     """The deployable segmentor of a training model: the student of a UDA model (or
     the segmentor itself), with every DiffusionEncoder replaced by its g. g', the
     time MLP and FiLMs, h', the teacher and the ImageNet model are left behind.
     Returns a deep copy; ``model`` is not changed."""
     segmentor = getattr(model, 'student', model)
-    segmentor = copy.deepcopy(segmentor)
-
-    def replace(module: nn.Module):
-        for name, child in module.named_children():
-            if isinstance(child, DiffusionEncoder):
-                setattr(module, name, child.deploy())
-            else:
-                replace(child)
-
-    if isinstance(segmentor, DiffusionEncoder):
-        return segmentor.deploy()
-    replace(segmentor)
-    return segmentor
+    return strip_diffusion_encoders(copy.deepcopy(segmentor))
 
 
 def deploy_config(cfg: Config) -> Config:

@@ -5,8 +5,14 @@
 over parameters only (buffers such as BN running statistics are not averaged). At the
 first step the teacher is a copy of the student. The teacher stays in train mode (so its
 BN layers use batch statistics, as in DAFormer) but with Dropout and DropPath switched off.
+
+The teacher may keep only part of the student: ``strip`` callables (from the UDA
+plug-ins, e.g. DiDA removing its training-only encoder g') reshape the copy, and every
+teacher tensor is paired by name with the student tensor it was copied from, so the EMA
+averages exactly what the teacher keeps, whatever the names became.
 """
 import copy
+from typing import Callable, Dict, Iterable, Optional
 
 import torch
 from torch import nn
@@ -39,17 +45,57 @@ class EMATeacher(nn.Module):
     Args:
         student (nn.Module): The network to copy (deep-copied once here).
         alpha (float): Maximum EMA momentum. Default 0.999 (DAFormer).
+        strip (Iterable[Callable[[nn.Module], nn.Module]], optional): Applied in turn
+            to the copy; each returns the module the teacher keeps (parts of the
+            student the teacher does not need are dropped).
     """
 
-    def __init__(self, student: nn.Module, alpha: float = 0.999):
+    def __init__(self, student: nn.Module, alpha: float = 0.999,
+                 strip: Optional[Iterable[Callable[[nn.Module], nn.Module]]] = None):
         super().__init__()
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f'EMATeacher: alpha must be in [0, 1), got {alpha}')
         self.alpha = alpha
-        self.model = copy.deepcopy(student)
+        memo: Dict[int, object] = {}
+        model = copy.deepcopy(student, memo)
+        for fn in strip or ():
+            model = fn(model)
+        self.model = model
+        # teacher name -> student name, through the deep copy's memo (id -> copy).
+        self._param_map = self._pair(model.named_parameters(),
+                                     student.named_parameters(), memo, 'parameter')
+        self._buffer_map = self._pair(model.named_buffers(),
+                                      student.named_buffers(), memo, 'buffer')
         for p in self.model.parameters():
             p.requires_grad_(False)
         disable_stochastic_layers(self.model)
+
+    @staticmethod
+    def _pair(teacher_named, student_named, memo: dict, kind: str) -> Dict[str, str]:
+        copied = {id(memo[id(s)]): name for name, s in student_named if id(s) in memo}
+        pairs = {}
+        for name, t in teacher_named:
+            if id(t) not in copied:
+                raise RuntimeError(f'EMATeacher: teacher {kind} {name!r} is not a copy '
+                                   'of a student tensor (a strip function built new '
+                                   'modules?)')
+            pairs[name] = copied[id(t)]
+        return pairs
+
+    def _pairs(self, student: nn.Module, buffers: bool = False):
+        """(teacher tensor, student tensor) pairs, looked up by name each time (so
+        that ``.to()``/``.cuda()`` replacing tensors cannot leave stale pairs)."""
+        mapping = self._buffer_map if buffers else self._param_map
+        t_named = dict(self.model.named_buffers() if buffers else
+                       self.model.named_parameters())
+        s_named = dict(student.named_buffers() if buffers else
+                       student.named_parameters())
+        missing = [s for s in mapping.values() if s not in s_named]
+        if missing:
+            raise RuntimeError(f'EMATeacher: the student has no {missing[:3]} any more '
+                               f'({len(missing)} missing); was it changed after the '
+                               'teacher was built?')
+        return [(t_named[t], s_named[s]) for t, s in mapping.items()]
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -59,21 +105,14 @@ class EMATeacher(nn.Module):
     @torch.no_grad()
     def copy_from(self, student: nn.Module) -> None:
         """phi <- theta (parameters and buffers), used at iteration 0."""
-        for t, s in zip(self.model.parameters(), student.parameters()):
-            t.copy_(s)
-        for t, s in zip(self.model.buffers(), student.buffers()):
+        for t, s in self._pairs(student) + self._pairs(student, buffers=True):
             t.copy_(s)
 
     @torch.no_grad()
     def update(self, student: nn.Module, iteration: int) -> float:
         """One EMA step over parameters; returns the alpha_t used."""
         a = ema_alpha(iteration, self.alpha)
-        t_params = list(self.model.parameters())
-        s_params = list(student.parameters())
-        if len(t_params) != len(s_params):
-            raise RuntimeError('EMATeacher: teacher and student have different '
-                               f'parameter counts ({len(t_params)} vs {len(s_params)})')
-        for t, s in zip(t_params, s_params):
+        for t, s in self._pairs(student):
             t.mul_(a).add_(s.detach(), alpha=1.0 - a)
         return a
 

@@ -66,6 +66,15 @@ class BaseUDAPlugin(BaseModule):
         creates the EMA teacher (a copy of the student). A plug-in that must change the
         student (e.g. wrap its backbone) does it here. Default: nothing."""
 
+    def strip_teacher(self, model: nn.Module) -> nn.Module:
+        """Called once with the EMA teacher's fresh copy of the (attached) student;
+        returns what the teacher keeps. A plug-in whose student parts are used on the
+        student only (e.g. DiDA's g') drops them here, so the teacher holds and
+        averages no copy of them. The returned module must consist of modules of
+        ``model`` (no new ones): the EMA pairs teacher and student tensors through the
+        copy. Default: ``model`` unchanged."""
+        return model
+
     def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
         """Return named, already-weighted losses (keys start with ``loss_``).
 

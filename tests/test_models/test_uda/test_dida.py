@@ -83,16 +83,45 @@ def context(model, seed=0):
         pseudo_weight=torch.full((2, H, W), 0.7), iteration=0)
 
 
-def test_attach_wraps_student_and_teacher_mirrors_it():
+def test_attach_wraps_student_teacher_keeps_only_g():
     model = build()
     enc = model.student.backbone
     assert isinstance(enc, DiffusionEncoder) and enc.mode == 'full'
-    assert isinstance(model.teacher_model.backbone, DiffusionEncoder)
-    # init_weights copied g into g' (and the teacher copied the student)
+    # init_weights copied g into g'
     for p, q in zip(enc.backbone.parameters(), enc.g_prime.parameters()):
         assert torch.equal(p, q)
     assert not hasattr(model.plugins[0], 'student')
     assert model.plugins[0].recon_head.arch == 'full'
+    # The teacher is the plain segmentor: no g', FiLMs or time MLP to hold/average.
+    teacher = model.teacher_model
+    assert not any(isinstance(m, DiffusionEncoder) for m in teacher.modules())
+    plain = MODELS.build(copy.deepcopy(SEGMENTOR))
+    assert ({k: v.shape for k, v in teacher.state_dict().items()} ==
+            {k: v.shape for k, v in plain.state_dict().items()})
+
+
+def test_teacher_ema_follows_g_not_g_prime():
+    """phi <- a phi + (1 - a) theta_g for the teacher's backbone, with g' moved far
+    away from g: a name-by-position pairing would average g' into the teacher."""
+    model = build()
+    enc = model.student.backbone
+    with torch.no_grad():
+        for p in enc.g_prime.parameters():
+            p.add_(100.0)
+        for p in enc.backbone.parameters():
+            p.add_(0.5)
+    phi0 = {k: v.clone() for k, v in model.teacher_model.named_parameters()}
+    a = model.teacher.update(model.student, 9)
+    assert a == pytest.approx(0.9)
+    student = dict(model.student.named_parameters())
+    for name, phi in model.teacher_model.named_parameters():
+        theta = student[name.replace('backbone.', 'backbone.backbone.', 1)
+                        if name.startswith('backbone.') else name]
+        torch.testing.assert_close(phi, a * phi0[name] + (1 - a) * theta)
+    # copy_from (iteration 0) makes the teacher equal to the student's g and heads
+    model.teacher.copy_from(model.student)
+    assert torch.equal(model.teacher_model.backbone.layers[0][0].projection.weight,
+                       enc.backbone.layers[0][0].projection.weight)
 
 
 def test_losses_gradient_paths():

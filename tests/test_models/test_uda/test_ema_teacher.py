@@ -56,3 +56,55 @@ def test_teacher_train_mode_without_stochastic_layers():
     assert torch.equal(teacher(x), teacher(x))  # deterministic despite p=0.5 layers
     with pytest.raises(ValueError, match='alpha'):
         EMATeacher(_net(), alpha=1.0)
+
+
+class _Wrapped(nn.Module):
+    """A student whose first layer sits inside a wrapper with a training-only twin."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.wrap = nn.Module()
+        self.wrap.main = nn.Conv2d(3, 4, 3)
+        self.wrap.extra = nn.Conv2d(3, 4, 3)
+        self.head = nn.Conv2d(4, 2, 1)
+
+
+def _keep_main(model):
+    model.wrap = model.wrap.main
+    return model
+
+
+def test_strip_pairs_by_origin_not_by_position():
+    student = _Wrapped()
+    teacher = EMATeacher(student, strip=[_keep_main])
+    names = [n for n, _ in teacher.model.named_parameters()]
+    assert names == ['wrap.weight', 'wrap.bias', 'head.weight', 'head.bias']
+    with torch.no_grad():
+        student.wrap.extra.weight.fill_(50.0)  # would leak in with positional pairing
+        student.wrap.main.weight.fill_(2.0)
+    phi0 = teacher.model.wrap.weight.clone()
+    a = teacher.update(student, 3)  # alpha_3 = 0.75
+    torch.testing.assert_close(teacher.model.wrap.weight,
+                               0.75 * phi0 + 0.25 * torch.full_like(phi0, 2.0))
+    assert a == pytest.approx(0.75)
+    teacher.copy_from(student)
+    assert torch.equal(teacher.model.head.weight, student.head.weight)
+    assert torch.all(teacher.model.wrap.weight == 2.0)
+
+
+def test_strip_building_new_modules_is_an_error():
+    def replace_head(model):
+        model.head = nn.Conv2d(4, 2, 1)
+        return model
+
+    with pytest.raises(RuntimeError, match='head.weight'):
+        EMATeacher(_Wrapped(), strip=[replace_head])
+
+
+def test_student_changed_after_teacher_is_an_error():
+    student = _Wrapped()
+    teacher = EMATeacher(student)
+    del student.head
+    with pytest.raises(RuntimeError, match='head.weight'):
+        teacher.update(student, 1)
