@@ -21,5 +21,6 @@ dida = dict(
     recon='full',  # h'; ablations: 'linear', None
     lambda_d=0.5,
     lambda_r=5.0,
-    memory_saving='none')  # 'g_prime' / 'chunked': activation checkpointing
+    # 'per_domain' / 'g_prime' / 'encoders': less memory, more time (see DiDA)
+    memory_saving='none')
 dida_hook = dict(type='DiDAHook', vis_interval=4000, save_deploy=True)

@@ -57,7 +57,8 @@ class DICLoss(nn.Module):
 
     def forward(self, seg_logits: Tensor, labels: Tensor, num_src: int,
                 tgt_weight: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """Return ``loss_dic_src`` and ``loss_dic_tgt`` (each already x lambda_D).
+        """Return ``loss_dic_src`` (when ``num_src`` > 0) and ``loss_dic_tgt`` (when
+        the batch has target images), each already x lambda_D.
 
         Args:
             seg_logits: (N_s + N_t, C, h, w) logits of h on the degraded batch.
@@ -74,10 +75,15 @@ class DICLoss(nn.Module):
             seg_logits = F.interpolate(
                 seg_logits, size=labels.shape[-2:], mode='bilinear',
                 align_corners=self.align_corners)
+        if not 0 <= num_src <= labels.shape[0] or labels.shape[0] == 0:
+            raise ValueError(f'DICLoss: num_src={num_src} for a batch of '
+                             f'{labels.shape[0]} images')
         labels = labels.long()
-        src = weighted_cross_entropy(seg_logits[:num_src], labels[:num_src], None,
-                                     self.ignore_index)
-        losses = dict(loss_dic_src=self.loss_weight * src)
+        losses = {}
+        if num_src > 0:
+            src = weighted_cross_entropy(seg_logits[:num_src], labels[:num_src], None,
+                                         self.ignore_index)
+            losses['loss_dic_src'] = self.loss_weight * src
         if labels.shape[0] > num_src:
             tgt = weighted_cross_entropy(seg_logits[num_src:], labels[num_src:],
                                          tgt_weight, self.ignore_index)

@@ -265,10 +265,19 @@ class DACS(BaseModel):
                 pseudo_label=pseudo_label, pseudo_weight=pseudo_weight,
                 iteration=it, extra=extra)
             for plugin in self.plugins:
-                with optim_wrapper.optim_context(self):
-                    losses = plugin.check_losses(plugin.losses(ctx),
-                                                 type(plugin).__name__)
-                self._backward(losses, optim_wrapper, log_vars)
+                groups = plugin.loss_groups(ctx)
+                plugin_log = {}
+                while True:
+                    with optim_wrapper.optim_context(self):
+                        losses = next(groups, None)
+                    if losses is None:
+                        break
+                    losses = plugin.check_losses(losses, type(plugin).__name__)
+                    group_log = {}
+                    self._backward(losses, optim_wrapper, group_log)
+                    for key, value in group_log.items():
+                        plugin_log[key] = plugin_log.get(key, 0) + value
+                log_vars.update(plugin_log)
 
         self.local_iter += 1
         log_vars['loss'] = sum(v for k, v in log_vars.items()

@@ -15,13 +15,12 @@ replaced by g again (:func:`deploy_segmentor`), so the deployed model is exactly
 baseline's architecture.
 """
 import copy
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmseg.registry import MODELS
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ..backbones.diffusion_encoder import DiffusionEncoder
 from .plugin import BaseUDAPlugin, UDAStepContext
@@ -29,7 +28,13 @@ from .plugin import BaseUDAPlugin, UDAStepContext
 __all__ = ['DiDA', 'deploy_segmentor', 'deploy_config', 'strip_diffusion_encoders']
 
 RECON_ARCHS = ('full', 'linear', None)
-MEMORY_SAVING = ('none', 'g_prime', 'chunked')
+# memory_saving preset -> (one pass + backward per domain, checkpoint g', checkpoint g)
+MEMORY_SAVING = {
+    'none': (False, False, False),
+    'per_domain': (True, False, False),
+    'g_prime': (True, True, False),
+    'encoders': (True, True, True),
+}
 
 
 @MODELS.register_module()
@@ -48,18 +53,23 @@ class DiDA(BaseUDAPlugin):
         recon_channels: Width of h'.
         embed_dim, time_dim: Time embedding sizes (16, 256).
         init_g_prime: 'backbone' (g' starts from g's weights) or 'scratch'.
-        memory_saving: 'none' (default): one batched degraded pass, activations
-            kept for backward. 'g_prime': activation checkpointing of g' (its
-            forward is recomputed in backward). 'chunked': in addition, the degraded
-            pass of each domain (g, g', h, h') runs inside one checkpoint, and g and
-            g' inside it are checkpointed too, so backward holds the activations of
-            one encoder on one domain at a time, for about two extra forwards of the
-            encoders. Same losses and gradients (BN running statistics see the
-            recomputed forwards too).
+        memory_saving: How the degraded pass bounds its memory; the losses and
+            gradients are the same in every mode (up to float rounding; BatchNorm
+            statistics then come from per-domain batches, as with
+            ``batch_domains=False``).
+            'none' (default): one batched degraded pass over source and target, one
+            backward. 'per_domain': the source pass and the target pass are two loss
+            groups, each back-propagated before the next is computed, so the
+            activations of one domain are held at a time (no recomputation).
+            'g_prime': 'per_domain' plus activation checkpointing of g' (its forward
+            is recomputed in backward: one more g' forward per step). 'encoders':
+            'g_prime' plus checkpointing of g in the degraded passes (the clean path
+            is never checkpointed). Measured (tools/benchmarks/RESULTS.md): memory
+            'none' > 'per_domain' > 'g_prime' > 'encoders', time the other way.
         batch_domains: One degraded forward over source and target together (default)
             instead of one per domain. Identical maths for LayerNorm networks; with
             BatchNorm in training mode the statistics are then those of the joint
-            degraded batch. 'chunked' memory saving implies per-domain passes.
+            degraded batch. The per-domain memory savings imply per-domain passes.
     """
 
     def __init__(self, degradation: Optional[dict] = None, mode: str = 'full',
@@ -76,15 +86,15 @@ class DiDA(BaseUDAPlugin):
             raise ValueError(f'DiDA: lambda_d and lambda_r must be >= 0, got '
                              f'{lambda_d} and {lambda_r}')
         if memory_saving not in MEMORY_SAVING:
-            raise ValueError(f'DiDA: memory_saving must be one of {MEMORY_SAVING}, '
-                             f'got {memory_saving!r}')
+            raise ValueError(f'DiDA: memory_saving must be one of '
+                             f'{list(MEMORY_SAVING)}, got {memory_saving!r}')
         self.memory_saving = memory_saving
+        self.per_domain_backward, cp_g_prime, cp_g = MEMORY_SAVING[memory_saving]
         self.degradation = MODELS.build(degradation or dict(type='Degradation'))
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
         self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
                                 init_g_prime=init_g_prime,
-                                with_cp=memory_saving != 'none',
-                                cp_backbone=memory_saving == 'chunked')
+                                with_cp=cp_g_prime, cp_backbone=cp_g)
         # Validate the encoder options now rather than at attach time.
         if mode not in ('full', 'g_time', 'none'):
             raise ValueError(f"DiDA: mode must be 'full', 'g_time' or 'none', "
@@ -139,47 +149,68 @@ class DiDA(BaseUDAPlugin):
             return seg_logits, None
         return seg_logits, self.recon_head.loss(feats, t, target)
 
-    def _run_chunk(self, student, x_t, t, target):
-        if self.memory_saving != 'chunked' or not torch.is_grad_enabled():
-            return self._degraded_pass(student, x_t, t, target)
-        return checkpoint(self._degraded_pass, student, x_t, t, target,
-                          use_reentrant=False)
-
-    def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
+    def loss_groups(self, ctx: UDAStepContext) -> Iterator[Dict[str, Tensor]]:
         """loss_dic_src, loss_dic_tgt (x lambda_D), loss_recon (x lambda_R) and the
-        degradation statistics dida_t, dida_abar (logged, not back-propagated)."""
+        degradation statistics dida_t, dida_abar (logged, not back-propagated): one
+        group, or with per-domain memory saving a source group and a target group
+        (loss_recon then split between them; the log shows the sum)."""
         student = ctx.student
         if not isinstance(student.backbone, DiffusionEncoder):
             raise RuntimeError('DiDA.losses: the student backbone is not a '
                                'DiffusionEncoder; was DiDA.attach called?')
         src = ctx.src_inputs
         n = src.shape[0]
-        labels = [self._stack_labels(ctx.src_data_samples).to(src.device)]
+        labels = self._stack_labels(ctx.src_data_samples).to(src.device)
         use_tgt = ctx.pseudo_label is not None
         if use_tgt:
             deg = self.degradation.degrade_pair(src, ctx.tgt_inputs)
-            labels.append(ctx.pseudo_label.long())
+            labels = torch.cat([labels, ctx.pseudo_label.long()])
         else:  # source-only run: degraded source images only
             t = self.degradation.sample_t(n, src.device)
             x_t, target = self.degradation(src, t)
             deg = dict(x_t=x_t, target=target, t=t)
         x_t, t, target = deg['x_t'], deg['t'], deg['target']
-        chunks = [slice(0, x_t.shape[0])]
-        if use_tgt and (not self.batch_domains or self.memory_saving == 'chunked'):
-            chunks = [slice(0, n), slice(n, 2 * n)]
-        logits, recon = [], []
-        for sl in chunks:
-            seg_logits, loss_r = self._run_chunk(student, x_t[sl], t[sl], target[sl])
-            logits.append(seg_logits)
-            recon.append(loss_r)
-        losses = self.dic_loss(torch.cat(logits), torch.cat(labels), num_src=n,
-                               tgt_weight=ctx.pseudo_weight if use_tgt else None)
-        if self.recon_head is not None:
-            losses['loss_recon'] = self.lambda_r * torch.stack(recon).mean()
-        abar = self.degradation.abar[t]
-        losses['dida_t'] = t.float().mean().detach()
-        losses['dida_abar'] = abar.mean().detach()
+        stats = dict(dida_t=t.float().mean().detach(),
+                     dida_abar=self.degradation.abar[t].mean().detach())
+        tgt_weight = ctx.pseudo_weight if use_tgt else None
+        if not use_tgt or not (self.per_domain_backward or not self.batch_domains):
+            losses = self._chunk_losses(student, x_t, t, target, labels, n, tgt_weight)
+            yield {**losses, **stats}
+            return
+        # Per domain: [0, n) degraded source, [n, 2n) degraded target. L_R is the
+        # mean over both halves, i.e. each half contributes half of its own L_R.
+        halves = [self._chunk_losses(student, x_t[:n], t[:n], target[:n], labels[:n],
+                                     n, None, recon_scale=0.5)]
+        if self.per_domain_backward:
+            yield halves.pop()
+        halves.append(self._chunk_losses(student, x_t[n:], t[n:], target[n:],
+                                         labels[n:], 0, tgt_weight, recon_scale=0.5))
+        merged = {}
+        for losses in halves:
+            for key, value in losses.items():
+                merged[key] = merged[key] + value if key in merged else value
+        yield {**merged, **stats}
+
+    def _chunk_losses(self, student: nn.Module, x_t: Tensor, t: Tensor,
+                      target: Tensor, labels: Tensor, num_src: int,
+                      tgt_weight: Optional[Tensor], recon_scale: float = 1.0
+                      ) -> Dict[str, Tensor]:
+        seg_logits, loss_r = self._degraded_pass(student, x_t, t, target)
+        losses = self.dic_loss(seg_logits, labels, num_src=num_src,
+                               tgt_weight=tgt_weight)
+        if loss_r is not None:
+            losses['loss_recon'] = self.lambda_r * recon_scale * loss_r
         return losses
+
+    def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
+        """All of :meth:`loss_groups` in one dict (a key in several groups summed).
+        Computing them at once keeps every group's graph alive: the training step
+        uses :meth:`loss_groups`."""
+        out: Dict[str, Tensor] = {}
+        for group in self.loss_groups(ctx):
+            for key, value in group.items():
+                out[key] = out[key] + value if key in out else value
+        return out
 
 
 # ----------------------------------------------------------------------- deploy

@@ -2,16 +2,18 @@
 
 A self-training model (e.g. :class:`~mmseg_dida.models.uda.DACS`) builds one
 :class:`UDAStepContext` per training step, after its own source and mixed-target
-losses, and asks every configured plug-in for extra losses::
+losses, and asks every configured plug-in for extra losses, group by group, each group
+back-propagated (and its graph freed) before the next one is computed::
 
     for plugin in self.plugins:
-        losses.update(plugin.losses(ctx))
+        for losses in plugin.loss_groups(ctx):
+            backward(losses)
 
 A plug-in never edits the self-training model and the self-training model never
 imports a plug-in: they meet only here.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import torch
 from mmengine.model import BaseModule
@@ -82,6 +84,13 @@ class BaseUDAPlugin(BaseModule):
         detached tensors whose key does not contain ``loss``.
         """
         raise NotImplementedError
+
+    def loss_groups(self, ctx: UDAStepContext) -> Iterator[Dict[str, Tensor]]:
+        """The plug-in's losses as a sequence of groups. The caller back-propagates
+        each group before it asks for the next, so a plug-in bounds its memory by
+        splitting its work. A key present in several groups is summed in the log.
+        Default: one group, :meth:`losses`."""
+        yield self.losses(ctx)
 
     @staticmethod
     def check_losses(losses: Dict[str, Tensor], owner: str) -> Dict[str, Tensor]:

@@ -57,3 +57,23 @@ def test_dic_loss_validates():
     loss = MODELS.build(dict(type='DICLoss'))
     with pytest.raises(ValueError, match='logits for'):
         loss(torch.zeros(3, 2, 4, 4), torch.zeros(2, 4, 4), num_src=1)
+
+
+def test_split_batch_equals_joint_batch():
+    """Source half and target half computed apart (DiDA's per-domain groups) give
+    the joint call's two terms exactly; num_src outside [0, N] is refused."""
+    torch.manual_seed(0)
+    loss = MODELS.build(dict(type='DICLoss', loss_weight=0.5))
+    logits = torch.randn(4, 5, 8, 8)
+    labels = torch.randint(0, 5, (4, 8, 8))
+    labels[0, :2] = 255
+    weight = torch.rand(2, 8, 8)
+    joint = loss(logits, labels, num_src=2, tgt_weight=weight)
+    src = loss(logits[:2], labels[:2], num_src=2)
+    tgt = loss(logits[2:], labels[2:], num_src=0, tgt_weight=weight)
+    assert set(src) == {'loss_dic_src'} and set(tgt) == {'loss_dic_tgt'}
+    assert torch.equal(src['loss_dic_src'], joint['loss_dic_src'])
+    assert torch.equal(tgt['loss_dic_tgt'], joint['loss_dic_tgt'])
+    for bad in (-1, 5):
+        with pytest.raises(ValueError, match='num_src'):
+            loss(logits, labels, num_src=bad)

@@ -208,7 +208,19 @@ def test_deploy_equals_baseline_and_clean_predictions():
     assert isinstance(model.student.backbone, DiffusionEncoder)  # model untouched
 
 
-@pytest.mark.parametrize('saving', ['g_prime', 'chunked'])
+def _grads_by_groups(model, ctx):
+    """Back-propagate each of the plug-in's loss groups as DACS does; return the
+    summed losses and the gradients."""
+    totals = {}
+    for group in model.plugins[0].loss_groups(ctx):
+        sum(v for k, v in group.items() if 'loss' in k).backward()
+        for k, v in group.items():
+            totals[k] = totals.get(k, 0) + v.detach()
+    return totals, {n: p.grad.clone() for n, p in model.named_parameters()
+                    if p.grad is not None}
+
+
+@pytest.mark.parametrize('saving', ['per_domain', 'g_prime', 'encoders'])
 def test_memory_saving_gives_same_losses_and_gradients(saving):
     results = []
     for mode in ('none', saving):
@@ -216,16 +228,49 @@ def test_memory_saving_gives_same_losses_and_gradients(saving):
         ctx = context(model)
         ctx.pseudo_label = torch.arange(2 * H * W).remainder(C).view(2, H, W)
         torch.manual_seed(3)
-        losses = model.plugins[0].losses(ctx)
-        sum(v for k, v in losses.items() if 'loss' in k).backward()
-        results.append((losses, {n: p.grad.clone() for n, p in model.named_parameters()
-                                 if p.grad is not None}))
+        results.append(_grads_by_groups(model, ctx))
     (la, ga), (lb, gb) = results
-    for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
-        assert lb[k].item() == pytest.approx(la[k].item(), rel=1e-5)
+    for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon', 'dida_t', 'dida_abar'):
+        assert lb[k].item() == pytest.approx(la[k].item(), rel=1e-5), k
     assert set(ga) == set(gb)
     for n in ga:
         assert torch.allclose(ga[n], gb[n], rtol=1e-4, atol=1e-6), n
+
+
+def test_per_domain_groups_are_computed_lazily():
+    """The target pass must not run before the source group was handed out (and
+    back-propagated): that is what bounds the memory to one domain's activations."""
+    model = build(memory_saving='per_domain')
+    calls = []
+    model.student.decode_head.register_forward_hook(
+        lambda m, i, o: calls.append(o.shape[0]))
+    groups = model.plugins[0].loss_groups(context(model))
+    first = next(groups)
+    assert calls == [2] and set(first) == {'loss_dic_src', 'loss_recon'}
+    sum(first.values()).backward()
+    second = next(groups)
+    assert calls == [2, 2]
+    assert set(second) == {'loss_dic_tgt', 'loss_recon', 'dida_t', 'dida_abar'}
+    assert next(groups, None) is None
+    joint = build()
+    calls.clear()
+    joint.student.decode_head.register_forward_hook(
+        lambda m, i, o: calls.append(o.shape[0]))
+    assert len(list(joint.plugins[0].loss_groups(context(joint)))) == 1
+    assert calls == [4]  # one batched pass over source and target
+
+
+def test_dacs_step_sums_repeated_group_keys_in_the_log():
+    """DACS back-propagates both groups; loss_recon is logged as their sum, equal to
+    the joint pass's single loss_recon (same draws)."""
+    logs = []
+    for mode in ('none', 'per_domain'):
+        model = build(memory_saving=mode)
+        optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.0))
+        torch.manual_seed(11)
+        logs.append(model.train_step(batch(0), optim))
+    for k in ('loss_recon', 'loss_dic_src', 'loss_dic_tgt', 'dida_t', 'loss'):
+        assert logs[1][k].item() == pytest.approx(logs[0][k].item(), rel=1e-5), k
 
 
 def test_source_only_context_gives_source_terms_only():
