@@ -1,14 +1,28 @@
 """Overhead of DiDA on a DAFormer (DACS) training step: time, peak memory, FLOPs.
 
-Every variant runs in its own fresh process (so that its peak memory is its own), the
+Every variant runs in fresh processes (one timing it, one measuring its memory, so
+that the allocator setting of the memory run cannot slow the timed steps), the
 variants are interleaved over ``--repeats`` rounds (so that load from other processes
 on the machine hits all of them alike), and the same synthetic batch and model config
 are used by all. Per variant it reports:
 
 * step time: per round the median of the timed steps (after ``--warmup``), then the
-  minimum over rounds (load from other processes only ever adds time);
-* FLOPs of one step (forward + backward of every loss group, EMA excluded), counted
-  with ``torch.utils.flop_counter.FlopCounterMode`` -- the arithmetic the step must do;
+  least disturbed round (load from other processes only ever adds time); and its
+  parts: source group (with the EMA update), mixed group (with the teacher's pseudo
+  labels and ClassMix), the plug-in's groups, the optimiser update;
+* FLOPs of one step (forward + backward of every loss group), counted with
+  ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions:
+  the arithmetic the step must do) with grouped convolutions' backward counted right
+  (:mod:`mmseg_dida.utils.flops`; torch's own formula counts MiT's depthwise
+  convolutions' weight gradients channels-times too high), split the same way;
+* the time ratio the FLOPs predict (``pred x``): the baseline's step plus the
+  variant's extra FLOPs at the rate (seconds per GFLOP) of the baseline's own network
+  passes. The raw FLOP ratio overstates the expected time, because the baseline's
+  step also does work the counter does not see (EMA, augmentation, ClassMix, the
+  accuracy metric, the optimiser, per-operator overhead) which DiDA does not repeat;
+  ``rate x``: the plug-in groups' seconds per GFLOP over that baseline rate (1.0:
+  DiDA's extra work runs exactly as efficiently as the baseline's own passes; more
+  would be wasted work);
 * peak memory (``peak_mb``): on CUDA ``torch.cuda.max_memory_allocated``; on CPU the
   process's peak resident set size (``getrusage`` ``ru_maxrss``) minus its resident
   size just before the model is built, with glibc's malloc told to serve every block
@@ -38,8 +52,9 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VARIANTS = dict(
     daformer=None,
     dida=dict(type='DiDA'),
-    dida_cp=dict(type='DiDA', memory_saving='g_prime'),
-    dida_chunk=dict(type='DiDA', memory_saving='chunked'),
+    dida_perdom=dict(type='DiDA', memory_saving='per_domain'),
+    dida_gprime=dict(type='DiDA', memory_saving='g_prime'),
+    dida_enc=dict(type='DiDA', memory_saving='encoders'),
 )
 
 
@@ -104,16 +119,39 @@ def synthetic_batch(n, size, num_classes, seed=0):
     return dict(source=packed(True), target=packed(False))
 
 
+SEGMENTS = ('source', 'mixed', 'plugin', 'update')
+
+
+def _instrument(model, marks: list):
+    """Record a time stamp after every loss group's backward pass of DACS."""
+    backward = model._backward
+
+    def timed(losses, optim_wrapper, log_vars):
+        backward(losses, optim_wrapper, log_vars)
+        marks.append(time.perf_counter())
+
+    model._backward = timed
+
+
+def _segments(start: float, marks: list, end: float) -> dict:
+    """Durations of the step's parts from the group stamps: source group (with the
+    EMA update), mixed group (with pseudo-labelling and ClassMix), all plug-in
+    groups, and the optimiser update."""
+    return dict(source=marks[0] - start, mixed=marks[1] - marks[0],
+                plugin=marks[-1] - marks[1], update=end - marks[-1])
+
+
 def run_variant(args) -> dict:
-    """One variant in this process: build, warm up, time, count FLOPs."""
+    """One variant in this process: build, warm up, then either time the step (and
+    count its FLOPs) or measure its peak memory."""
     import torch
     from mmengine.config import ConfigDict
     from mmengine.optim import OptimWrapper
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
-    from torch.utils.flop_counter import FlopCounterMode
 
     import mmseg_dida  # noqa: F401
+    from mmseg_dida.utils.flops import flop_counter
 
     init_default_scope('mmseg')
     torch.manual_seed(0)
@@ -135,33 +173,111 @@ def run_variant(args) -> dict:
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=6e-5,
                                            weight_decay=0.01))
     data = synthetic_batch(args.batch, args.size, seg.decode_head.num_classes)
+    marks: list = []
+    _instrument(model, marks)
 
-    def step():
-        model.train_step(data, optim)
+    def sync():
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
     for _ in range(args.warmup):
-        step()
-    times = []
+        model.train_step(data, optim)
+    sync()
+    out = dict(variant=args.variant,
+               params=sum(p.numel() for p in model.parameters()),
+               trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
+    if args.measure == 'memory':
+        for _ in range(2):
+            model.train_step(data, optim)
+        sync()
+        if device.type == 'cuda':
+            peak = (torch.cuda.max_memory_allocated() - mem0) / 2**20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
+        out.update(peak_mb=peak,
+                   state_mb=persistent_bytes(model, optim.optimizer) / 2**20)
+        return out
+    times, segments = [], []
     for _ in range(args.steps):
+        marks.clear()
         t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    if device.type == 'cuda':
-        peak = (torch.cuda.max_memory_allocated() - mem0) / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
-    state = persistent_bytes(model, optim.optimizer) / 2**20
-    # FLOPs of the losses' forward + backward (EMA, optimiser arithmetic excluded).
-    counter = FlopCounterMode(display=False)
+        model.train_step(data, optim)
+        sync()
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        segments.append(_segments(t0, marks, t1))
+    # FLOPs of one step, split like the time (the EMA and optimiser arithmetic is
+    # elementwise: FlopCounterMode counts matrix products and convolutions only).
+    counter = flop_counter()
+    flop_marks = []
+    backward = model._backward
+
+    def counted(losses, optim_wrapper, log_vars):
+        backward(losses, optim_wrapper, log_vars)
+        flop_marks.append(counter.get_total_flops())
+
+    model._backward = counted
     with counter:
         model.forward_backward(data, optim)
     optim.zero_grad()
-    return dict(variant=args.variant, times=times, flops=counter.get_total_flops(),
-                peak_mb=peak, state_mb=state,
-                params=sum(p.numel() for p in model.parameters()),
-                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
+    total = counter.get_total_flops()
+    flops = dict(source=flop_marks[0], mixed=flop_marks[1] - flop_marks[0],
+                 plugin=flop_marks[-1] - flop_marks[1], update=0)
+    out.update(times=times, segments=segments, flops=total, segment_flops=flops)
+    return out
+
+
+def _child(args, variant: str, measure: str) -> dict:
+    cmd = [sys.executable, osp.abspath(__file__), '--variant', variant,
+           '--measure', measure, '--model', args.model,
+           '--size', *map(str, args.size), '--batch', str(args.batch),
+           '--steps', str(args.steps), '--warmup', str(args.warmup),
+           '--device', args.device]
+    env = dict(os.environ)
+    if measure == 'memory':
+        # Freed blocks go back to the system at once, so that the resident size
+        # follows the live tensors (slows allocation down: never used for timing).
+        env['MALLOC_MMAP_THRESHOLD_'] = '65536'
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    line = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
+    if out.returncode or not line:
+        sys.exit(f'{variant} ({measure}) failed:\n{out.stderr[-3000:]}')
+    return json.loads(line[0][7:])
+
+
+def summarise(results: dict, memory: dict, base: str) -> dict:
+    """Per variant: step time (per round the median step, then the least disturbed
+    round), its parts, FLOPs, peak memory and the ratios to ``base``.
+
+    ``predicted_ratio`` is the time ratio the FLOPs predict: the baseline's step plus
+    the variant's extra FLOPs done at the rate (s/GFLOP) of the baseline's own
+    network passes (source and mixed groups), over the baseline's step.
+    ``plugin_rate_x`` is the plug-in groups' s/GFLOP over that baseline rate (1.0: the
+    extra work runs exactly as efficiently as the baseline's network passes)."""
+    summary = {}
+    for v, runs in results.items():
+        best = min(runs, key=lambda r: statistics.median(r['times']))
+        parts = {k: statistics.median(seg[k] for seg in best['segments'])
+                 for k in SEGMENTS}
+        summary[v] = dict(step_s=statistics.median(best['times']), parts=parts,
+                          flops=best['flops'], segment_flops=best['segment_flops'],
+                          peak_mb=min(m['peak_mb'] for m in memory[v]),
+                          state_mb=memory[v][0]['state_mb'],
+                          params=best['params'], trainable=best['trainable'])
+    b = summary[base]
+    net_s = b['parts']['source'] + b['parts']['mixed']
+    net_flops = b['segment_flops']['source'] + b['segment_flops']['mixed']
+    rate = net_s / net_flops
+    for s in summary.values():
+        extra = s['flops'] - b['flops']
+        plugin_flops = s['segment_flops']['plugin']
+        s.update(time_ratio=s['step_s'] / b['step_s'],
+                 flop_ratio=s['flops'] / b['flops'],
+                 predicted_ratio=(b['step_s'] + extra * rate) / b['step_s'],
+                 plugin_rate_x=(s['parts']['plugin'] / plugin_flops / rate
+                                if plugin_flops else float('nan')),
+                 mem_ratio=s['peak_mb'] / b['peak_mb'])
+    return summary
 
 
 def main():
@@ -176,50 +292,40 @@ def main():
     p.add_argument('--device', default='cpu')
     p.add_argument('--out', default=None, help='write the results as JSON')
     p.add_argument('--variant', help=argparse.SUPPRESS)
+    p.add_argument('--measure', choices=['time', 'memory'], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:  # child process
         print('RESULT ' + json.dumps(run_variant(args)))
         return
     results = {v: [] for v in args.variants}
+    memory = {v: [] for v in args.variants}
     for r in range(args.repeats):
         for v in args.variants:
-            cmd = [sys.executable, osp.abspath(__file__), '--variant', v,
-                   '--model', args.model, '--size', *map(str, args.size),
-                   '--batch', str(args.batch), '--steps', str(args.steps),
-                   '--warmup', str(args.warmup), '--device', args.device]
-            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
-                                 env=env)
-            line = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
-            if out.returncode or not line:
-                sys.exit(f'{v} failed:\n{out.stderr[-3000:]}')
-            results[v].append(json.loads(line[0][7:]))
+            results[v].append(_child(args, v, 'time'))
+            memory[v].append(_child(args, v, 'memory'))
             print(f'round {r} {v}: median step '
-                  f'{statistics.median(results[v][-1]["times"]):.3f} s', flush=True)
-    base = args.variants[0]
-    summary = {}
-    for v, runs in results.items():
-        # least-disturbed round: other processes only ever add time
-        summary[v] = dict(step_s=min(statistics.median(r['times']) for r in runs),
-                          flops=runs[0]['flops'],
-                          peak_mb=min(run['peak_mb'] for run in runs),
-                          state_mb=runs[0]['state_mb'],
-                          params=runs[0]['params'], trainable=runs[0]['trainable'])
-    b = summary[base]
+                  f'{statistics.median(results[v][-1]["times"]):.3f} s, peak '
+                  f'{memory[v][-1]["peak_mb"]:.0f} MB', flush=True)
+    summary = summarise(results, memory, args.variants[0])
     print(f'\nmodel={args.model} size={args.size} batch={args.batch} '
           f'device={args.device} threads={os.environ.get("OMP_NUM_THREADS", "?")}')
-    print(f'{"variant":<11}{"step s":>8}{"GFLOP":>9}{"peak MB":>9}{"state MB":>9}'
-          f'{"time x":>8}{"FLOP x":>8}{"mem x":>7}')
+    print(f'{"variant":<13}{"step s":>8}{"GFLOP":>8}{"peak MB":>8}{"state MB":>9}'
+          f'{"time x":>7}{"FLOP x":>7}{"pred x":>7}{"rate x":>7}{"mem x":>6}')
     for v, s in summary.items():
-        s.update(time_ratio=s['step_s'] / b['step_s'],
-                 flop_ratio=s['flops'] / b['flops'],
-                 mem_ratio=s['peak_mb'] / b['peak_mb'])
-        print(f'{v:<11}{s["step_s"]:>8.3f}{s["flops"] / 1e9:>9.2f}{s["peak_mb"]:>9.0f}'
-              f'{s["state_mb"]:>9.0f}{s["time_ratio"]:>8.3f}{s["flop_ratio"]:>8.3f}'
-              f'{s["mem_ratio"]:>7.3f}')
+        print(f'{v:<13}{s["step_s"]:>8.3f}{s["flops"] / 1e9:>8.2f}{s["peak_mb"]:>8.0f}'
+              f'{s["state_mb"]:>9.0f}{s["time_ratio"]:>7.2f}{s["flop_ratio"]:>7.2f}'
+              f'{s["predicted_ratio"]:>7.2f}{s["plugin_rate_x"]:>7.2f}'
+              f'{s["mem_ratio"]:>6.2f}')
+    print('\nstep parts, seconds (GFLOP): source group + EMA | mixed group + pseudo '
+          'labels | plug-in groups | optimiser update')
+    for v, s in summary.items():
+        print(f'{v:<13}' + ' | '.join(
+            f'{s["parts"][k]:.3f} ({s["segment_flops"][k] / 1e9:.1f})'
+            for k in SEGMENTS))
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(args=vars(args), summary=summary, runs=results), f, indent=1)
+            json.dump(dict(args=vars(args), summary=summary, runs=results,
+                           memory=memory), f, indent=1)
 
 
 if __name__ == '__main__':
