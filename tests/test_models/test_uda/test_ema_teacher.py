@@ -108,3 +108,21 @@ def test_student_changed_after_teacher_is_an_error():
     del student.head
     with pytest.raises(RuntimeError, match='head.weight'):
         teacher.update(student, 1)
+
+
+def test_loads_a_state_saved_when_the_teacher_was_a_full_copy():
+    """Checkpoints written before the teacher was stripped hold the teacher under
+    the student's names, stripped parts included: they still load, strictly."""
+    student = _Wrapped()
+    old = EMATeacher(student)  # full copy (the old layout)
+    with torch.no_grad():
+        for p in old.model.parameters():
+            p.mul_(3.0)
+    new = EMATeacher(_Wrapped(), strip=[_keep_main])
+    new.load_state_dict(old.state_dict(), strict=True)
+    assert torch.equal(new.model.wrap.weight, old.model.wrap.main.weight)
+    assert torch.equal(new.model.head.bias, old.model.head.bias)
+    # the current layout round-trips unchanged
+    again = EMATeacher(_Wrapped(), strip=[_keep_main])
+    again.load_state_dict(new.state_dict(), strict=True)
+    assert torch.equal(again.model.wrap.weight, new.model.wrap.weight)
