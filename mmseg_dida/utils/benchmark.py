@@ -44,6 +44,26 @@ def final_checkpoint(config: str, work_dir: str, max_iters: Optional[int] = None
     return osp.join(work_dir, f'iter_{max_iters}.pth')
 
 
+def schedule_options(cfg: Config, max_iters: int) -> List[str]:
+    """``--cfg-options`` that shorten or stretch ``cfg``'s schedule to ``max_iters``:
+    the loop length, one validation at the end, and every LR scheduler that ended
+    with the old schedule now ending with the new one (so that a longer run does not
+    continue at the final learning rate, and a shorter one still decays to it).
+    Schedulers that end earlier (warm-up) keep their length."""
+    old = cfg.train_cfg.max_iters
+    opts = [f'train_cfg.max_iters={max_iters}', f'train_cfg.val_interval={max_iters}']
+    schedulers = cfg.get('param_scheduler', None) or []
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    for i, sched in enumerate(schedulers):
+        end = sched.get('end', None)
+        if end is not None and end >= old:
+            # mmengine reaches a scheduler's end value one iteration early, which
+            # the configs compensate by end = max_iters + 1: keep that offset.
+            opts.append(f'param_scheduler.{i}.end={max_iters + end - old}')
+    return opts
+
+
 def train_or_reuse(config: str, work_dir: str, cfg_options: List[str] = (),
                    max_iters: Optional[int] = None, log_path: Optional[str] = None) -> str:
     """Train ``config`` into ``work_dir`` unless its final checkpoint exists; an
@@ -53,7 +73,7 @@ def train_or_reuse(config: str, work_dir: str, cfg_options: List[str] = (),
         return ckpt
     opts = list(cfg_options)
     if max_iters is not None:
-        opts += [f'train_cfg.max_iters={max_iters}', f'train_cfg.val_interval={max_iters}']
+        opts += schedule_options(Config.fromfile(osp.join(REPO, config)), max_iters)
     args = [config, '--work-dir', work_dir]
     if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
         args.append('--resume')

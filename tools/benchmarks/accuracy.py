@@ -27,7 +27,8 @@ def main(argv=None):
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS))
     p.add_argument('--iters', type=int, default=None,
-                   help="override max_iters (default: the configs' schedule)")
+                   help="train this many iterations instead of the configs' schedule; "
+                        'the LR decay is stretched or shortened to end there')
     p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs', 'accuracy'))
     args = p.parse_args(argv)
     results = {m: [] for m in args.methods}
