@@ -15,7 +15,7 @@ replaced by g again (:func:`deploy_segmentor`), so the deployed model is exactly
 baseline's architecture.
 """
 import copy
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterable, Iterator, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -35,6 +35,15 @@ MEMORY_SAVING = {
     'g_prime': (True, True, False),
     'encoders': (True, True, True),
 }
+
+
+def _sum_groups(groups: Iterable[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+    """One dict from loss groups, a key present in several groups summed."""
+    out: Dict[str, Tensor] = {}
+    for group in groups:
+        for key, value in group.items():
+            out[key] = out[key] + value if key in out else value
+    return out
 
 
 @MODELS.register_module()
@@ -156,7 +165,7 @@ class DiDA(BaseUDAPlugin):
         (loss_recon then split between them; the log shows the sum)."""
         student = ctx.student
         if not isinstance(student.backbone, DiffusionEncoder):
-            raise RuntimeError('DiDA.losses: the student backbone is not a '
+            raise RuntimeError('DiDA.loss_groups: the student backbone is not a '
                                'DiffusionEncoder; was DiDA.attach called?')
         src = ctx.src_inputs
         n = src.shape[0]
@@ -173,7 +182,8 @@ class DiDA(BaseUDAPlugin):
         stats = dict(dida_t=t.float().mean().detach(),
                      dida_abar=self.degradation.abar[t].mean().detach())
         tgt_weight = ctx.pseudo_weight if use_tgt else None
-        if not use_tgt or not (self.per_domain_backward or not self.batch_domains):
+        per_domain = use_tgt and (self.per_domain_backward or not self.batch_domains)
+        if not per_domain:
             losses = self._chunk_losses(student, x_t, t, target, labels, n, tgt_weight)
             yield {**losses, **stats}
             return
@@ -185,11 +195,7 @@ class DiDA(BaseUDAPlugin):
             yield halves.pop()
         halves.append(self._chunk_losses(student, x_t[n:], t[n:], target[n:],
                                          labels[n:], 0, tgt_weight, recon_scale=0.5))
-        merged = {}
-        for losses in halves:
-            for key, value in losses.items():
-                merged[key] = merged[key] + value if key in merged else value
-        yield {**merged, **stats}
+        yield {**_sum_groups(halves), **stats}
 
     def _chunk_losses(self, student: nn.Module, x_t: Tensor, t: Tensor,
                       target: Tensor, labels: Tensor, num_src: int,
@@ -206,11 +212,7 @@ class DiDA(BaseUDAPlugin):
         """All of :meth:`loss_groups` in one dict (a key in several groups summed).
         Computing them at once keeps every group's graph alive: the training step
         uses :meth:`loss_groups`."""
-        out: Dict[str, Tensor] = {}
-        for group in self.loss_groups(ctx):
-            for key, value in group.items():
-                out[key] = out[key] + value if key in out else value
-        return out
+        return _sum_groups(self.loss_groups(ctx))
 
 
 # ----------------------------------------------------------------------- deploy
