@@ -281,3 +281,14 @@ def test_source_only_context_gives_source_terms_only():
     losses = model.plugins[0].losses(ctx)
     assert 'loss_dic_tgt' not in losses
     assert torch.isfinite(losses['loss_dic_src']) and losses['loss_recon'] > 0
+
+
+@pytest.mark.parametrize('bad, message', [
+    (dict(memory_saving='chunked'), "memory_saving must be one of \\['none'"),
+    (dict(recon='conv'), 'recon must be one of'),
+    (dict(lambda_r=-1.0), 'lambda_d and lambda_r must be >= 0'),
+    (dict(mode='g_only'), "mode must be 'full', 'g_time' or 'none'"),
+])
+def test_bad_options_are_refused_with_the_option_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        MODELS.build(dict(type='DiDA', **bad))
