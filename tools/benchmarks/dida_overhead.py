@@ -290,6 +290,8 @@ def main():
     p.add_argument('--repeats', type=int, default=2)
     p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
     p.add_argument('--device', default='cpu')
+    p.add_argument('--only', choices=['time', 'memory'], default=None,
+                   help='measure only this (e.g. memory at sizes too slow to time)')
     p.add_argument('--out', default=None, help='write the results as JSON')
     p.add_argument('--variant', help=argparse.SUPPRESS)
     p.add_argument('--measure', choices=['time', 'memory'], help=argparse.SUPPRESS)
@@ -301,11 +303,31 @@ def main():
     memory = {v: [] for v in args.variants}
     for r in range(args.repeats):
         for v in args.variants:
-            results[v].append(_child(args, v, 'time'))
-            memory[v].append(_child(args, v, 'memory'))
-            print(f'round {r} {v}: median step '
-                  f'{statistics.median(results[v][-1]["times"]):.3f} s, peak '
-                  f'{memory[v][-1]["peak_mb"]:.0f} MB', flush=True)
+            if args.only != 'memory':
+                results[v].append(_child(args, v, 'time'))
+            if args.only != 'time':
+                memory[v].append(_child(args, v, 'memory'))
+            done = []
+            if results[v]:
+                done.append('median step '
+                            f'{statistics.median(results[v][-1]["times"]):.3f} s')
+            if memory[v]:
+                done.append(f'peak {memory[v][-1]["peak_mb"]:.0f} MB')
+            print(f'round {r} {v}: ' + ', '.join(done), flush=True)
+    if args.only == 'memory':
+        base = memory[args.variants[0]][0]['peak_mb']
+        print(f'\nmodel={args.model} size={args.size} batch={args.batch} (memory only)')
+        for v, runs in memory.items():
+            peak = min(m['peak_mb'] for m in runs)
+            print(f'{v:<13} peak {peak:8.0f} MB  state {runs[0]["state_mb"]:8.0f} MB  '
+                  f'mem x {peak / base:.2f}')
+        if args.out:
+            with open(args.out, 'w') as f:
+                json.dump(dict(args=vars(args), memory=memory), f, indent=1)
+        return
+    if args.only == 'time':
+        memory = {v: [dict(peak_mb=float('nan'), state_mb=float('nan'))]
+                  for v in args.variants}
     summary = summarise(results, memory, args.variants[0])
     print(f'\nmodel={args.model} size={args.size} batch={args.batch} '
           f'device={args.device} threads={os.environ.get("OMP_NUM_THREADS", "?")}')
