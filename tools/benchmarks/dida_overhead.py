@@ -122,12 +122,14 @@ def synthetic_batch(n, size, num_classes, seed=0):
 SEGMENTS = ('source', 'mixed', 'plugin', 'update')
 
 
-def _instrument(model, marks: list):
-    """Record a time stamp after every loss group's backward pass of DACS."""
+def _instrument(model, marks: list, sync):
+    """Record a time stamp after every loss group's backward pass of DACS (``sync``
+    waits for the device first, so the stamps hold on CUDA too)."""
     backward = model._backward
 
     def timed(losses, optim_wrapper, log_vars):
         backward(losses, optim_wrapper, log_vars)
+        sync()
         marks.append(time.perf_counter())
 
     model._backward = timed
@@ -173,12 +175,12 @@ def run_variant(args) -> dict:
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=6e-5,
                                            weight_decay=0.01))
     data = synthetic_batch(args.batch, args.size, seg.decode_head.num_classes)
-    marks: list = []
-    _instrument(model, marks)
-
     def sync():
         if device.type == 'cuda':
             torch.cuda.synchronize()
+
+    marks: list = []
+    _instrument(model, marks, sync)
 
     for _ in range(args.warmup):
         model.train_step(data, optim)
