@@ -122,17 +122,17 @@ def synthetic_batch(n, size, num_classes, seed=0):
 SEGMENTS = ('source', 'mixed', 'plugin', 'update')
 
 
-def _instrument(model, marks: list, sync):
-    """Record a time stamp after every loss group's backward pass of DACS (``sync``
-    waits for the device first, so the stamps hold on CUDA too)."""
+def _after_each_group(model, hooks: list) -> None:
+    """Call every function in ``hooks`` after each loss group's backward pass of
+    DACS (the list may be changed later)."""
     backward = model._backward
 
-    def timed(losses, optim_wrapper, log_vars):
+    def instrumented(losses, optim_wrapper, log_vars):
         backward(losses, optim_wrapper, log_vars)
-        sync()
-        marks.append(time.perf_counter())
+        for hook in hooks:
+            hook()
 
-    model._backward = timed
+    model._backward = instrumented
 
 
 def _segments(start: float, marks: list, end: float) -> dict:
@@ -180,7 +180,8 @@ def run_variant(args) -> dict:
             torch.cuda.synchronize()
 
     marks: list = []
-    _instrument(model, marks, sync)
+    hooks = [sync, lambda: marks.append(time.perf_counter())]
+    _after_each_group(model, hooks)
 
     for _ in range(args.warmup):
         model.train_step(data, optim)
@@ -212,13 +213,7 @@ def run_variant(args) -> dict:
     # elementwise: FlopCounterMode counts matrix products and convolutions only).
     counter = flop_counter()
     flop_marks = []
-    backward = model._backward
-
-    def counted(losses, optim_wrapper, log_vars):
-        backward(losses, optim_wrapper, log_vars)
-        flop_marks.append(counter.get_total_flops())
-
-    model._backward = counted
+    hooks[:] = [lambda: flop_marks.append(counter.get_total_flops())]
     with counter:
         model.forward_backward(data, optim)
     optim.zero_grad()

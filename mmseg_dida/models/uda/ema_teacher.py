@@ -62,9 +62,9 @@ class EMATeacher(nn.Module):
             model = fn(model)
         self.model = model
         # teacher name -> student name, through the deep copy's memo (id -> copy).
-        self._param_map = self._pair(model.named_parameters(),
+        self._param_map = self._match_names(model.named_parameters(),
                                      student.named_parameters(), memo, 'parameter')
-        self._buffer_map = self._pair(model.named_buffers(),
+        self._buffer_map = self._match_names(model.named_buffers(),
                                       student.named_buffers(), memo, 'buffer')
         # Student tensors the teacher has no copy of, and the renames: a checkpoint
         # written when the teacher was a full copy of the student still loads.
@@ -92,7 +92,7 @@ class EMATeacher(nn.Module):
             state_dict.pop(base + name, None)
 
     @staticmethod
-    def _pair(teacher_named, student_named, memo: dict, kind: str) -> Dict[str, str]:
+    def _match_names(teacher_named, student_named, memo: dict, kind: str) -> Dict[str, str]:
         copied = {id(memo[id(s)]): name for name, s in student_named if id(s) in memo}
         pairs = {}
         for name, t in teacher_named:
@@ -103,7 +103,7 @@ class EMATeacher(nn.Module):
             pairs[name] = copied[id(t)]
         return pairs
 
-    def _pairs(self, student: nn.Module, buffers: bool = False):
+    def _tensor_pairs(self, student: nn.Module, buffers: bool = False):
         """(teacher tensor, student tensor) pairs, looked up by name each time (so
         that ``.to()``/``.cuda()`` replacing tensors cannot leave stale pairs)."""
         mapping = self._buffer_map if buffers else self._param_map
@@ -126,14 +126,14 @@ class EMATeacher(nn.Module):
     @torch.no_grad()
     def copy_from(self, student: nn.Module) -> None:
         """phi <- theta (parameters and buffers), used at iteration 0."""
-        for t, s in self._pairs(student) + self._pairs(student, buffers=True):
+        for t, s in self._tensor_pairs(student) + self._tensor_pairs(student, buffers=True):
             t.copy_(s)
 
     @torch.no_grad()
     def update(self, student: nn.Module, iteration: int) -> float:
         """One EMA step over parameters; returns the alpha_t used."""
         a = ema_alpha(iteration, self.alpha)
-        for t, s in self._pairs(student):
+        for t, s in self._tensor_pairs(student):
             t.mul_(a).add_(s.detach(), alpha=1.0 - a)
         return a
 
