@@ -35,7 +35,7 @@ from ..utils.feature_distance import masked_feat_dist, thing_class_mask
 from ..utils.mixing import class_mix, get_class_masks
 from ..utils.strong_transforms import StrongAugmentation
 from .ema_teacher import EMATeacher
-from .plugin import BaseUDAPlugin, UDAStepContext
+from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
 
 __all__ = ['DACS', 'batch_confidence_weight']
 
@@ -266,18 +266,16 @@ class DACS(BaseModel):
                 iteration=it, extra=extra)
             for plugin in self.plugins:
                 groups = plugin.loss_groups(ctx)
-                plugin_log = {}
+                group_logs = []
                 while True:
                     with optim_wrapper.optim_context(self):
                         losses = next(groups, None)
                     if losses is None:
                         break
                     losses = plugin.check_losses(losses, type(plugin).__name__)
-                    group_log = {}
-                    self._backward(losses, optim_wrapper, group_log)
-                    for key, value in group_log.items():
-                        plugin_log[key] = plugin_log.get(key, 0) + value
-                log_vars.update(plugin_log)
+                    group_logs.append({})
+                    self._backward(losses, optim_wrapper, group_logs[-1])
+                log_vars.update(sum_loss_groups(group_logs))
 
         self.local_iter += 1
         log_vars['loss'] = sum(v for k, v in log_vars.items()

@@ -15,7 +15,7 @@ replaced by g again (:func:`deploy_segmentor`), so the deployed model is exactly
 baseline's architecture.
 """
 import copy
-from typing import Dict, Iterable, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -23,7 +23,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from ..backbones.diffusion_encoder import DiffusionEncoder
-from .plugin import BaseUDAPlugin, UDAStepContext
+from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
 
 __all__ = ['DiDA', 'deploy_segmentor', 'deploy_config', 'strip_diffusion_encoders']
 
@@ -35,15 +35,6 @@ MEMORY_SAVING = {
     'g_prime': (True, True, False),
     'encoders': (True, True, True),
 }
-
-
-def _sum_groups(groups: Iterable[Dict[str, Tensor]]) -> Dict[str, Tensor]:
-    """One dict from loss groups, a key present in several groups summed."""
-    out: Dict[str, Tensor] = {}
-    for group in groups:
-        for key, value in group.items():
-            out[key] = out[key] + value if key in out else value
-    return out
 
 
 @MODELS.register_module()
@@ -195,7 +186,7 @@ class DiDA(BaseUDAPlugin):
             yield halves.pop()
         halves.append(self._chunk_losses(student, x_t[n:], t[n:], target[n:],
                                          labels[n:], 0, tgt_weight, recon_scale=0.5))
-        yield {**_sum_groups(halves), **stats}
+        yield {**sum_loss_groups(halves), **stats}
 
     def _chunk_losses(self, student: nn.Module, x_t: Tensor, t: Tensor,
                       target: Tensor, labels: Tensor, num_src: int,
@@ -212,7 +203,7 @@ class DiDA(BaseUDAPlugin):
         """All of :meth:`loss_groups` in one dict (a key in several groups summed).
         Computing them at once keeps every group's graph alive: the training step
         uses :meth:`loss_groups`."""
-        return _sum_groups(self.loss_groups(ctx))
+        return sum_loss_groups(self.loss_groups(ctx))
 
 
 # ----------------------------------------------------------------------- deploy

@@ -13,11 +13,21 @@ A plug-in never edits the self-training model and the self-training model never
 imports a plug-in: they meet only here.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
+
+
+def sum_loss_groups(groups: Iterable[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+    """One dict from loss groups (or their logs), a key present in several groups
+    summed."""
+    out: Dict[str, Tensor] = {}
+    for group in groups:
+        for key, value in group.items():
+            out[key] = out[key] + value if key in out else value
+    return out
 
 
 @dataclass
@@ -88,7 +98,8 @@ class BaseUDAPlugin(BaseModule):
     def loss_groups(self, ctx: UDAStepContext) -> Iterator[Dict[str, Tensor]]:
         """The plug-in's losses as a sequence of groups. The caller back-propagates
         each group before it asks for the next, so a plug-in bounds its memory by
-        splitting its work. A key present in several groups is summed in the log.
+        splitting its work. A key present in several groups is summed in the log
+        (:func:`sum_loss_groups`).
         Default: one group, :meth:`losses`."""
         yield self.losses(ctx)
 
