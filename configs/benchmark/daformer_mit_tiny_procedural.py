@@ -6,7 +6,7 @@ _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/uda_procedural_256x128.py',
     '../_base_/models/benchmark_mit_tiny.py',
-    '../_base_/schedules/benchmark_adamw_2k.py',
+    '../_base_/schedules/benchmark_adamw_4k.py',
     '../_base_/uda/dacs.py',
 ]
 model = dict(_delete_=True, **_base_.uda, segmentor=_base_.model)

@@ -3,6 +3,6 @@ _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/procedural_256x128.py',
     '../_base_/models/benchmark_mit_tiny.py',
-    '../_base_/schedules/benchmark_adamw_2k.py',
+    '../_base_/schedules/benchmark_adamw_4k.py',
 ]
 randomness = dict(seed=0)

@@ -18,10 +18,10 @@ def _apply(cfg, opts):
 def test_benchmark_schedule_stretches_poly_not_warmup():
     cfg = Config.fromfile(osp.join(REPO, METHODS['DAFormer']))
     warm, poly = cfg.param_scheduler
-    assert cfg.train_cfg.max_iters == 2000 and poly.end >= 2000 > warm.end
+    assert cfg.train_cfg.max_iters == 4000 and poly.end >= 4000 > warm.end
     out = _apply(Config.fromfile(osp.join(REPO, METHODS['DAFormer'])),
-                 schedule_options(cfg, 4000))
-    assert out.train_cfg.max_iters == 4000 and out.train_cfg.val_interval == 4000
+                 schedule_options(cfg, 6000))
+    assert out.train_cfg.max_iters == 6000 and out.train_cfg.val_interval == 6000
     assert out.param_scheduler[0].end == warm.end
     assert out.param_scheduler[1].end == poly.end + 2000
 

@@ -1,8 +1,10 @@
 # DiDA (NeurIPS 2025, arXiv 2412.10339) on top of a self-training UDA config (DACS:
 # DAFormer / HRDA / MIC): degraded images x_t = sqrt(abar_t) x_0 + sqrt(1-abar_t) eps
-# (sigmoid schedule, T = 100), the diffusion encoder g' with time FiLM fused into the
-# backbone, the DIC loss L_D (lambda_D 0.5) and the reconstruction loss L_R of h'.
-# lambda_R: 5 for MiT (DAFormer, this default), 1 for DeepLabV2 (set in those configs).
+# (eps per pixel, sigmoid schedule, T = 100), the diffusion encoder g' with time FiLM
+# fused into the backbone, the DIC loss L_D (lambda_D 0.5) and the reconstruction loss
+# L_R of h'. lambda_R: 5 for MiT (DAFormer, this default), 1 for DeepLabV2 (set in
+# those configs). The degraded passes use batch statistics but never change the
+# student's running statistics (update_norm_stats=False).
 # Use (a UDA config's model and custom_hooks come from its other base):
 #   _base_ = ['../daformer/<baseline>.py', '../_base_/uda/dida.py']
 #   model = dict(plugins=[_base_.dida])
@@ -14,13 +16,15 @@ dida = dict(
         kind='noise',
         schedule='sigmoid',
         num_timesteps=100,
-        noise_downsample=4,
+        noise_downsample=1,  # the paper's eps ~ N(0, I) per pixel; 4: earlier code
         share_t=True,
         share_noise=True),
     mode='full',  # g + FiLM_t(g'); ablations: 'g_time', 'none'
     recon='full',  # h'; ablations: 'linear', None
     lambda_d=0.5,
     lambda_r=5.0,
+    update_norm_stats=False,
     # 'per_domain' / 'g_prime' / 'encoders': less memory, more time (see DiDA)
     memory_saving='none')
-dida_hook = dict(type='DiDAHook', vis_interval=4000, save_deploy=True)
+dida_hook = dict(type='DiDAHook', vis_interval=4000, diag_interval=1000,
+                 save_deploy=True)

@@ -21,7 +21,7 @@ At deployment the wrapper is replaced by g (:meth:`DiffusionEncoder.deploy`).
 import copy
 import math
 from contextlib import contextmanager
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
@@ -32,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 __all__ = ['sinusoidal_embedding', 'TimeEmbedding', 'TimeFiLM', 'DiffusionEncoder']
 
 MODES = ('full', 'g_time', 'none')
+COMPENSATION_INITS = ('default', 'zero')
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -61,12 +62,30 @@ class TimeEmbedding(nn.Module):
 
 class TimeFiLM(nn.Module):
     """Eq. 4 at one level: z * (MLP_s(e) + 1) + MLP_b(e), with
-    (MLP_s, MLP_b) = split(Linear(SiLU(e), 2 C))."""
+    (MLP_s, MLP_b) = split(Linear(SiLU(e), 2 C)).
 
-    def __init__(self, time_dim: int, channels: int):
+    ``init='zero'`` starts the modulation at z * 0 + 0 = 0 for every t (weights 0,
+    MLP_s bias -1, MLP_b bias 0); ``'default'`` keeps torch's Linear initialisation
+    (scale and shift near 0, i.e. z * ~1 + ~0)."""
+
+    def __init__(self, time_dim: int, channels: int, init: str = 'default'):
         super().__init__()
+        if init not in COMPENSATION_INITS:
+            raise ValueError(f'TimeFiLM: init must be one of {COMPENSATION_INITS}, '
+                             f'got {init!r}')
         self.channels = channels
+        self.init = init
         self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 2 * channels))
+        self.reset_modulation()
+
+    @torch.no_grad()
+    def reset_modulation(self) -> None:
+        """Apply ``init`` to the output layer (nothing for 'default')."""
+        if self.init == 'zero':
+            linear = self.mlp[-1]
+            linear.weight.zero_()
+            linear.bias.zero_()
+            linear.bias[:self.channels] = -1.0
 
     def forward(self, z: Tensor, emb: Tensor) -> Tensor:
         scale, shift = self.mlp(emb).chunk(2, dim=1)
@@ -90,6 +109,12 @@ class DiffusionEncoder(BaseModule):
         init_g_prime: 'backbone' (default): g' starts as a copy of g's weights, taken
             in :meth:`init_weights` (i.e. after g's pretrained weights are loaded);
             'scratch': g' keeps the independent initialisation of its own modules.
+        compensation_init: 'default' (torch's initialisation of the FiLM MLPs: at step
+            0 z_hat ~ z', so with g' a copy of g the fused features are ~2 g) or
+            'zero' (MLP_s gives scale + 1 = 0 and MLP_b = 0 for every t: z_hat = 0 at
+            step 0, the fused features start as g(x_t); Eq. 4 is unchanged and the
+            modulation is learnt from there). Mode 'g_time' has no z' and keeps
+            'default' (a zero FiLM would zero its features).
         with_cp: Activation checkpointing of g' (recomputed in backward; saves memory).
         cp_backbone: Also checkpoint g inside degraded passes (the clean path is never
             checkpointed), so that g's and g''s activations are not held together.
@@ -99,12 +124,18 @@ class DiffusionEncoder(BaseModule):
     def __init__(self, backbone: Union[dict, nn.Module], mode: str = 'full',
                  level_channels: Optional[Sequence[int]] = None, embed_dim: int = 16,
                  time_dim: int = 256, init_g_prime: str = 'backbone',
-                 with_cp: bool = False, cp_backbone: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 compensation_init: str = 'default', with_cp: bool = False,
+                 cp_backbone: bool = False, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if mode not in MODES:
             raise ValueError(f'DiffusionEncoder: mode must be one of {MODES}, '
                              f'got {mode!r}')
+        if compensation_init not in COMPENSATION_INITS:
+            raise ValueError('DiffusionEncoder: compensation_init must be one of '
+                             f'{COMPENSATION_INITS}, got {compensation_init!r}')
+        if compensation_init == 'zero' and mode != 'full':
+            raise ValueError("DiffusionEncoder: compensation_init='zero' needs "
+                             f"mode='full' (z_hat = FiLM(g'(x_t))), got mode={mode!r}")
         if init_g_prime not in ('backbone', 'scratch'):
             raise ValueError("DiffusionEncoder: init_g_prime must be 'backbone' or "
                              f"'scratch', got {init_g_prime!r}")
@@ -115,6 +146,7 @@ class DiffusionEncoder(BaseModule):
             MODELS.build(backbone)
         self.mode = mode
         self.init_g_prime = init_g_prime
+        self.compensation_init = compensation_init
         self.with_cp = with_cp
         self.cp_backbone = cp_backbone
         self._t: Optional[Tensor] = None
@@ -126,7 +158,8 @@ class DiffusionEncoder(BaseModule):
             level_channels = self.infer_level_channels(self.backbone)
         self.level_channels = [int(c) for c in level_channels]
         self.time_embed = TimeEmbedding(embed_dim, time_dim)
-        self.film = nn.ModuleList(TimeFiLM(time_dim, c) for c in self.level_channels)
+        self.film = nn.ModuleList(
+            TimeFiLM(time_dim, c, compensation_init) for c in self.level_channels)
         if mode == 'full':
             self.g_prime = copy.deepcopy(self.backbone)
             if init_g_prime == 'scratch':
@@ -171,6 +204,9 @@ class DiffusionEncoder(BaseModule):
         super().init_weights()
         if self.mode == 'full' and self.init_g_prime == 'backbone':
             self.sync_g_prime()
+        if self.mode != 'none':
+            for film in self.film:
+                film.reset_modulation()
 
     def deploy(self) -> nn.Module:
         """The deployed backbone: g alone (g', the time MLP and the FiLMs dropped)."""
@@ -183,24 +219,37 @@ class DiffusionEncoder(BaseModule):
         return module(x)
 
     # ------------------------------------------------------------------ forward
+    def degraded_levels(self, x: Tensor, t: Tensor
+                        ) -> Tuple[List[Tensor], List[Tensor]]:
+        """A degraded pass at timesteps ``t`` (N,): per level ``(g(x), fused)`` with
+        fused = g(x) + FiLM_t(g'(x)) ('full', Eq. 4), FiLM_t(g(x)) ('g_time') or g(x)
+        ('none'). The forward in a :meth:`timestep` scope returns ``fused``."""
+        feats, fused, _ = self._degraded(x, t)
+        return feats, fused
+
+    def _degraded(self, x: Tensor, t: Tensor):
+        if t.shape != (x.shape[0], ):
+            raise ValueError(f'DiffusionEncoder: timestep shape {tuple(t.shape)} does '
+                             f'not match the batch size {x.shape[0]}')
+        feats = self._run(self.backbone, x, self.cp_backbone)
+        single = isinstance(feats, Tensor)
+        feats = [feats] if single else list(feats)
+        if self.mode == 'none':
+            return feats, feats, single
+        if len(feats) != len(self.film):
+            raise ValueError(f'DiffusionEncoder: backbone returned {len(feats)} '
+                             f'levels, level_channels has {len(self.film)}')
+        emb = self.time_embed(t.to(x.device))
+        if self.mode == 'g_time':
+            return feats, [film(z, emb) for film, z in zip(self.film, feats)], single
+        zp = self._run(self.g_prime, x, self.with_cp)
+        zp = [zp] if isinstance(zp, Tensor) else list(zp)
+        fused = [z + film(z_, emb) for film, z, z_ in zip(self.film, feats, zp)]
+        return feats, fused, single
+
     def forward(self, x: Tensor):
         t = self._t
         if t is None or self.mode == 'none':
             return self.backbone(x)
-        if t.shape != (x.shape[0], ):
-            raise ValueError(f'DiffusionEncoder: timestep shape {tuple(t.shape)} does '
-                             f'not match the batch size {x.shape[0]}')
-        emb = self.time_embed(t.to(x.device))
-        feats = self._run(self.backbone, x, self.cp_backbone)
-        single = isinstance(feats, Tensor)
-        feats = [feats] if single else list(feats)
-        if len(feats) != len(self.film):
-            raise ValueError(f'DiffusionEncoder: backbone returned {len(feats)} '
-                             f'levels, level_channels has {len(self.film)}')
-        if self.mode == 'g_time':
-            out = [film(z, emb) for film, z in zip(self.film, feats)]
-        else:
-            zp = self._run(self.g_prime, x, self.with_cp)
-            zp = [zp] if isinstance(zp, Tensor) else list(zp)
-            out = [z + film(z_, emb) for film, z, z_ in zip(self.film, feats, zp)]
-        return out[0] if single else out
+        _, fused, single = self._degraded(x, t)
+        return fused[0] if single else fused

@@ -1,7 +1,7 @@
 """DAFormer decoder (Hoyer et al., "DAFormer: Improving Network Architectures and
 Training Strategies for Domain-Adaptive Semantic Segmentation", CVPR 2022, Sec. 3.1 and
 Fig. 3: context-aware feature fusion)."""
-from typing import Sequence, Union
+from typing import List, Sequence, Union
 
 import torch
 from mmcv.cnn import ConvModule
@@ -110,7 +110,19 @@ class DAFormerHead(SegWeightLossMixin, BaseDecodeHead):
                 sum(embed_dims), self.channels, kernel_size=1,
                 norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
 
-    def forward(self, inputs) -> Tensor:
+    # The split below (per-level embeddings, fusion, classifier) lets a degraded
+    # segmentation path reuse h's embeddings with a fusion of its own
+    # (:class:`~mmseg_dida.models.decode_heads.TimeConditionedSegPath`).
+    @property
+    def level_embed_channels(self):
+        return list(self.embed_dims)
+
+    @property
+    def fusion_layer(self) -> nn.Module:
+        return self.fuse_layer
+
+    def embed_levels(self, inputs) -> List[Tensor]:
+        """Every selected level embedded and resized to the first level's size."""
         feats = self._transform_inputs(inputs)
         out_size = feats[0].shape[2:]
         embedded = []
@@ -120,4 +132,7 @@ class DAFormerHead(SegWeightLossMixin, BaseDecodeHead):
                 e = resize(e, size=out_size, mode='bilinear',
                            align_corners=self.align_corners)
             embedded.append(e)
-        return self.cls_seg(self.fuse_layer(torch.cat(embedded, dim=1)))
+        return embedded
+
+    def forward(self, inputs) -> Tensor:
+        return self.cls_seg(self.fuse_layer(torch.cat(self.embed_levels(inputs), dim=1)))

@@ -37,13 +37,18 @@ class ReconHead(BaseModule):
             'linear' (ablation "+ L_R" without a separate h'): one 1x1 convolution on
             the finest level, no time input.
         embed_dim, time_dim: Time embedding sizes (as in the DiffusionEncoder).
+        loss_weight: lambda_R, applied in :meth:`loss` (paper: 5 for MiT/DAFormer, 1
+            for DeepLabV2).
     """
 
     def __init__(self, in_channels: Sequence[int] = (64, 128, 320, 512),
                  in_index: Sequence[int] = (0, 1, 2, 3), channels: int = 64,
                  out_channels: int = 3, arch: str = 'full', embed_dim: int = 16,
-                 time_dim: int = 256, init_cfg=None):
+                 time_dim: int = 256, loss_weight: float = 1.0, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if loss_weight <= 0:
+            raise ValueError(f'ReconHead: loss_weight (lambda_R) must be > 0, got '
+                             f'{loss_weight}; train without h\' by not building it')
         if arch not in ('full', 'linear'):
             raise ValueError("ReconHead: arch must be 'full' or 'linear', "
                              f'got {arch!r}')
@@ -51,6 +56,7 @@ class ReconHead(BaseModule):
             raise ValueError(f'ReconHead: in_channels {list(in_channels)} and in_index '
                              f'{list(in_index)} must have the same length')
         self.arch = arch
+        self.loss_weight = loss_weight
         self.in_index = list(in_index)
         if arch == 'linear':
             self.pred = nn.Conv2d(in_channels[0], out_channels, 1)
@@ -88,6 +94,8 @@ class ReconHead(BaseModule):
         return F.interpolate(target, size=pred.shape[-2:], mode=mode, **kw)
 
     def loss(self, feats: Sequence[Tensor], t: Tensor, target: Tensor) -> Tensor:
-        """L_R: mean squared error of the prediction against ``target``."""
+        """lambda_R * L_R: the mean squared error of the prediction against
+        ``target``, times ``loss_weight``."""
         pred = self(feats, t)
-        return F.mse_loss(pred, self.match_target(pred, target.to(pred.dtype)))
+        mse = F.mse_loss(pred, self.match_target(pred, target.to(pred.dtype)))
+        return self.loss_weight * mse

@@ -117,4 +117,28 @@ class SegWeightLossMixin:
 @MODELS.register_module()
 class WeightedSegformerHead(SegWeightLossMixin, SegformerHead):
     """mmseg's ``SegformerHead`` (Xie et al., NeurIPS 2021) with the per-pixel
-    ``seg_weight`` loss, e.g. for the procedural benchmark's small model."""
+    ``seg_weight`` loss, e.g. for the procedural benchmark's small model.
+
+    Its forward is mmseg's, split into per-level embeddings (:meth:`embed_levels`),
+    the fusion (:attr:`fusion_layer`) and the classifier, so that a degraded
+    segmentation path can reuse the embeddings with a fusion of its own
+    (:class:`~mmseg_dida.models.decode_heads.TimeConditionedSegPath`)."""
+
+    @property
+    def level_embed_channels(self) -> List[int]:
+        return [self.channels] * len(self.convs)
+
+    @property
+    def fusion_layer(self) -> nn.Module:
+        return self.fusion_conv
+
+    def embed_levels(self, inputs) -> List[Tensor]:
+        """Every level through its 1x1 conv module, resized to the first level."""
+        inputs = self._transform_inputs(inputs)
+        size = inputs[0].shape[2:]
+        return [resize(input=conv(x), size=size, mode=self.interpolate_mode,
+                       align_corners=self.align_corners)
+                for conv, x in zip(self.convs, inputs)]
+
+    def forward(self, inputs) -> Tensor:
+        return self.cls_seg(self.fusion_conv(torch.cat(self.embed_levels(inputs), 1)))

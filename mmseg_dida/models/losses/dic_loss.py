@@ -11,6 +11,7 @@ L_T, and is scaled by lambda_D (``loss_weight``, paper: 0.5).
 """
 from typing import Dict, Optional
 
+import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor, nn
@@ -56,7 +57,8 @@ class DICLoss(nn.Module):
         self.align_corners = align_corners
 
     def forward(self, seg_logits: Tensor, labels: Tensor, num_src: int,
-                tgt_weight: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                tgt_weight: Optional[Tensor] = None,
+                image_weight: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Return ``loss_dic_src`` (when ``num_src`` > 0) and ``loss_dic_tgt`` (when
         the batch has target images), each already x lambda_D.
 
@@ -65,6 +67,8 @@ class DICLoss(nn.Module):
             labels: (N_s + N_t, H, W) long: source labels, then pseudo labels.
             num_src: N_s.
             tgt_weight: (N_t, H, W) confidence q^T of the pseudo labels, or None.
+            image_weight: (N_s + N_t,) a weight per degraded image (e.g. by its t),
+                multiplying its pixels' terms; None: 1 (the paper).
         """
         if labels.dim() == 4:
             labels = labels.squeeze(1)
@@ -79,13 +83,26 @@ class DICLoss(nn.Module):
             raise ValueError(f'DICLoss: num_src={num_src} for a batch of '
                              f'{labels.shape[0]} images')
         labels = labels.long()
+        n = labels.shape[0]
+        weight = None
+        if tgt_weight is not None or image_weight is not None:
+            weight = seg_logits.new_ones(labels.shape, dtype=torch.float32)
+            if tgt_weight is not None:
+                weight[num_src:] = tgt_weight.to(weight)
+            if image_weight is not None:
+                if image_weight.shape != (n, ):
+                    raise ValueError(f'DICLoss: image_weight must be ({n},), got '
+                                     f'{tuple(image_weight.shape)}')
+                weight = weight * image_weight.to(weight).view(n, 1, 1)
         losses = {}
         if num_src > 0:
-            src = weighted_cross_entropy(seg_logits[:num_src], labels[:num_src], None,
-                                         self.ignore_index)
+            src = weighted_cross_entropy(
+                seg_logits[:num_src], labels[:num_src],
+                None if weight is None else weight[:num_src], self.ignore_index)
             losses['loss_dic_src'] = self.loss_weight * src
-        if labels.shape[0] > num_src:
-            tgt = weighted_cross_entropy(seg_logits[num_src:], labels[num_src:],
-                                         tgt_weight, self.ignore_index)
+        if n > num_src:
+            tgt = weighted_cross_entropy(
+                seg_logits[num_src:], labels[num_src:],
+                None if weight is None else weight[num_src:], self.ignore_index)
             losses['loss_dic_tgt'] = self.loss_weight * tgt
         return losses

@@ -19,6 +19,7 @@ optimiser wrapper (AMP-aware); the step is taken once after all of them. Under
 over processes once between the last backward pass and the step.
 """
 import copy
+from contextlib import nullcontext
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 
 from ..utils.feature_distance import masked_feat_dist, thing_class_mask
 from ..utils.mixing import class_mix, get_class_masks
+from ..utils.norm_buffers import preserved_norm_buffers
 from ..utils.strong_transforms import StrongAugmentation
 from .ema_teacher import EMATeacher
 from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
@@ -54,6 +56,11 @@ def _world_size() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
+
+
+def stack_labels(samples: Sequence) -> Tensor:
+    """The samples' ``gt_sem_seg`` stacked, (N, 1, H, W) long."""
+    return torch.stack([s.gt_sem_seg.data for s in samples]).long()
 
 
 def batch_confidence_weight(max_prob: Tensor, threshold: float) -> Tensor:
@@ -229,6 +236,7 @@ class DACS(BaseModel):
         tgt = self.student.data_preprocessor(data['target'], True)
         src_img, src_samples = src['inputs'], src['data_samples']
         tgt_img, tgt_samples = tgt['inputs'], tgt['data_samples']
+        src_gt = stack_labels(src_samples)
         it = int(self.local_iter)
         log_vars = {}
 
@@ -240,21 +248,19 @@ class DACS(BaseModel):
 
         # L_S (+ L_FD): source cross-entropy and ImageNet feature distance.
         with optim_wrapper.optim_context(self):
-            losses = self.source_losses(src_img, src_samples)
+            losses = self.source_losses(src_img, src_samples, src_gt=src_gt)
         self._backward(losses, optim_wrapper, log_vars)
 
-        pseudo_label = pseudo_weight = None
-        extra = {}
+        pseudo_label = pseudo_weight = weight_masked = None
         if self.teacher is not None:
             with optim_wrapper.optim_context(self):
                 pseudo_label, pseudo_weight = self.pseudo_label(tgt_img, tgt_samples)
             weight_masked = self.mask_pseudo_weight(pseudo_weight, tgt_samples)
-            extra['pseudo_weight_masked'] = weight_masked
             log_vars['pseudo_weight'] = pseudo_weight.flatten()[0].detach()
             # L_T: mixed batch with confidence-weighted pseudo labels.
             with optim_wrapper.optim_context(self):
                 losses = self.mixed_losses(src_img, src_samples, tgt_img,
-                                           pseudo_label, weight_masked)
+                                           pseudo_label, weight_masked, src_gt=src_gt)
             self._backward(losses, optim_wrapper, log_vars)
 
         if len(self.plugins):
@@ -263,24 +269,37 @@ class DACS(BaseModel):
                 src_inputs=src_img, src_data_samples=src_samples,
                 tgt_inputs=tgt_img, tgt_data_samples=tgt_samples,
                 pseudo_label=pseudo_label, pseudo_weight=pseudo_weight,
-                iteration=it, extra=extra)
+                iteration=it, src_labels=src_gt[:, 0],
+                pseudo_weight_masked=weight_masked,
+                imnet_feature_distance=(None if self.imnet_model is None
+                                        else self.feature_distance))
             for plugin in self.plugins:
-                groups = plugin.loss_groups(ctx)
-                group_logs = []
-                while True:
-                    with optim_wrapper.optim_context(self):
-                        losses = next(groups, None)
-                    if losses is None:
-                        break
-                    losses = plugin.check_losses(losses, type(plugin).__name__)
-                    group_logs.append({})
-                    self._backward(losses, optim_wrapper, group_logs[-1])
-                log_vars.update(sum_loss_groups(group_logs))
+                log_vars.update(self.plugin_losses(plugin, ctx, optim_wrapper))
 
         self.local_iter += 1
         log_vars['loss'] = sum(v for k, v in log_vars.items()
                                if k.startswith('loss') or '.loss' in k)
         return log_vars
+
+    def plugin_losses(self, plugin: BaseUDAPlugin, ctx: UDAStepContext,
+                      optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
+        """Compute and back-propagate a plug-in's loss groups one at a time; return
+        their log. For a plug-in that ``preserves_norm_buffers`` the student's
+        normalisation buffers are restored after its last backward pass."""
+        scope = (preserved_norm_buffers(self.student)
+                 if plugin.preserves_norm_buffers else nullcontext())
+        group_logs = []
+        with scope:
+            groups = plugin.loss_groups(ctx)
+            while True:
+                with optim_wrapper.optim_context(self):
+                    losses = next(groups, None)
+                if losses is None:
+                    break
+                losses = plugin.check_losses(losses, type(plugin).__name__)
+                group_logs.append({})
+                self._backward(losses, optim_wrapper, group_logs[-1])
+        return sum_loss_groups(group_logs)
 
     @property
     def teacher_model(self) -> Optional[nn.Module]:
@@ -307,14 +326,17 @@ class DACS(BaseModel):
             losses.update(self.student._auxiliary_head_forward_train(feats, data_samples))
         return losses, feats
 
-    def source_losses(self, src_img: Tensor, src_samples: List) -> Dict[str, Tensor]:
-        """L_S and, when enabled, lambda_FD * L_FD (keys ``src.*``)."""
+    def source_losses(self, src_img: Tensor, src_samples: List, *,
+                      src_gt: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """L_S and, when enabled, lambda_FD * L_FD (keys ``src.*``); ``src_gt``: the
+        samples' labels stacked, (N, 1, H, W), when the caller has them."""
+        if src_gt is None:
+            src_gt = stack_labels(src_samples)
         losses, feats = self._segmentor_loss(src_img, src_samples)
         losses = {f'src.{k}': v for k, v in losses.items()}
         if self.imnet_model is not None:
-            gt = torch.stack([s.gt_sem_seg.data for s in src_samples])
             losses['src.loss_imnet_feat_dist'] = self.feature_distance(
-                src_img, gt, feats)
+                src_img, src_gt, feats)
         return losses
 
     def feature_distance(self, img: Tensor, gt: Tensor, feats: List[Tensor]) -> Tensor:
@@ -374,9 +396,11 @@ class DACS(BaseModel):
         return get_class_masks(src_labels)
 
     def mixed_losses(self, src_img: Tensor, src_samples: List, tgt_img: Tensor,
-                     pseudo_label: Tensor, pseudo_weight: Tensor) -> Dict[str, Tensor]:
+                     pseudo_label: Tensor, pseudo_weight: Tensor, *,
+                     src_gt: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """L_T on the ClassMix-ed, strongly augmented batch (keys ``mix.*``)."""
-        src_gt = torch.stack([s.gt_sem_seg.data for s in src_samples]).long()
+        if src_gt is None:
+            src_gt = stack_labels(src_samples)
         masks = self.class_masks(src_gt)
         mixed_img = class_mix(masks, src_img, tgt_img)
         preproc = self.student.data_preprocessor

@@ -15,19 +15,24 @@ replaced by g again (:func:`deploy_segmentor`), so the deployed model is exactly
 baseline's architecture.
 """
 import copy
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..backbones.diffusion_encoder import DiffusionEncoder
+from ..backbones.diffusion_encoder import COMPENSATION_INITS, DiffusionEncoder
+from ..decode_heads.time_seg_path import TimeConditionedSegPath
+from ..utils.feature_distance import masked_feat_dist
 from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
 
 __all__ = ['DiDA', 'deploy_segmentor', 'deploy_config', 'strip_diffusion_encoders']
 
 RECON_ARCHS = ('full', 'linear', None)
+SEG_PATHS = ('shared', 'time_conditioned')
+LD_T_WEIGHTS = ('uniform', 'abar')
+FD_REFERENCES = ('imnet', 'clean')
 # memory_saving preset -> (one pass + backward per domain, checkpoint g', checkpoint g)
 MEMORY_SAVING = {
     'none': (False, False, False),
@@ -41,21 +46,30 @@ MEMORY_SAVING = {
 class DiDA(BaseUDAPlugin):
     """The DiDA plug-in.
 
+    The paper's method is the default of every argument; the arguments marked
+    *variant* switch on measured alternatives that are not the paper's maths
+    (tools/benchmarks/RESULTS.md has their numbers).
+
     Args:
-        degradation: Config of :class:`Degradation` (paper: noise, sigmoid schedule,
-            T = 100; t and eps shared by source image i and target image i).
+        degradation: Config of :class:`Degradation` (paper: noise drawn per pixel,
+            sigmoid schedule, T = 100; t and eps shared by source image i and target
+            image i).
         mode: DiffusionEncoder mode: 'full' (paper, separate g'), 'g_time' (time FiLM
             on g, no g') or 'none' (no time conditioning: the "L_D only" ablation).
         recon: Reconstruction head h': 'full' (paper), 'linear' (a 1x1 probe on the
-            finest level, the "+ L_R" ablation row) or None (no L_R).
-        lambda_d: lambda_D (paper: 0.5).
-        lambda_r: lambda_R (paper: 5 for MiT/DAFormer, 1 for DeepLabV2).
+            finest level, the "+ L_R" ablation row) or None (no h', no L_R).
+        lambda_d: lambda_D (paper: 0.5), the DIC loss's ``loss_weight``.
+        lambda_r: lambda_R (paper: 5 for MiT/DAFormer, 1 for DeepLabV2), h''s
+            ``loss_weight``; must be > 0 when ``recon`` is set.
         recon_channels: Width of h'.
         embed_dim, time_dim: Time embedding sizes (16, 256).
         init_g_prime: 'backbone' (g' starts from g's weights) or 'scratch'.
+        compensation_init: 'default' (paper code: FiLM MLPs with torch's init, so
+            z_hat ~ g'(x_t) ~ g(x_t) at step 0) or 'zero' (z_hat = 0 at step 0; see
+            :class:`DiffusionEncoder`).
         memory_saving: How the degraded pass bounds its memory; the losses and
             gradients are the same in every mode (up to float rounding; BatchNorm
-            statistics then come from per-domain batches, as with
+            batch statistics then come from per-domain batches, as with
             ``batch_domains=False``).
             'none' (default): one batched degraded pass over source and target, one
             backward. 'per_domain': the source pass and the target pass are two loss
@@ -68,53 +82,101 @@ class DiDA(BaseUDAPlugin):
             'none' > 'per_domain' > 'g_prime' > 'encoders', time the other way.
         batch_domains: One degraded forward over source and target together (default)
             instead of one per domain. Identical maths for LayerNorm networks; with
-            BatchNorm in training mode the statistics are then those of the joint
-            degraded batch. The per-domain memory savings imply per-domain passes.
+            BatchNorm in training mode the batch statistics are then those of the
+            joint degraded batch. The per-domain memory savings imply per-domain
+            passes.
+        update_norm_stats: False (default): the degraded passes use batch statistics
+            but leave the student's running statistics (what inference and the
+            exported model use) unchanged; the host restores them around this
+            plug-in (``preserves_norm_buffers``). True reproduces the earlier,
+            harmful behaviour (running statistics absorb degraded, fused features)
+            for measurements.
+        ld_t_weight: *variant*. Weight of each degraded image's L_D terms by its t:
+            'uniform' (paper) or 'abar' (abar_t: 1 for clean, 0 for pure noise).
+        ld_max_t: *variant*. Images with t >= ``ld_max_t`` do not enter L_D (they
+            still enter L_R); None (paper): every t.
+        seg_path: 'shared' (paper, Eq. 6: h segments degraded images) or
+            *variant* 'time_conditioned' (the authors' earlier code: h's level
+            embeddings, a time FiLM per level, a fusion of its own; see
+            :class:`TimeConditionedSegPath`).
+        degraded_fd_weight: *variant*. Weight of a feature distance on the degraded
+            source pass (last backbone level); 0 (paper): none.
+        degraded_fd_reference: What the degraded source features are pulled to:
+            'imnet' (the authors' earlier code: the host's ImageNet feature distance
+            against the frozen ImageNet model's features of the clean image, times
+            ``degraded_fd_weight``; needs the host's feature distance) or 'clean'
+            (the student's own features of the clean image, no gradient; mean L2
+            distance over all pixels times ``degraded_fd_weight``).
     """
 
     def __init__(self, degradation: Optional[dict] = None, mode: str = 'full',
                  recon: Optional[str] = 'full', lambda_d: float = 0.5,
                  lambda_r: float = 5.0, recon_channels: int = 64, embed_dim: int = 16,
                  time_dim: int = 256, init_g_prime: str = 'backbone',
-                 memory_saving: str = 'none', batch_domains: bool = True,
+                 compensation_init: str = 'default', memory_saving: str = 'none',
+                 batch_domains: bool = True, update_norm_stats: bool = False,
+                 ld_t_weight: str = 'uniform', ld_max_t: Optional[int] = None,
+                 seg_path: str = 'shared', degraded_fd_weight: float = 0.0,
+                 degraded_fd_reference: str = 'imnet',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if recon not in RECON_ARCHS:
-            raise ValueError(f'DiDA: recon must be one of {RECON_ARCHS}, '
-                             f'got {recon!r}')
-        if lambda_r < 0 or lambda_d < 0:
-            raise ValueError(f'DiDA: lambda_d and lambda_r must be >= 0, got '
-                             f'{lambda_d} and {lambda_r}')
-        if memory_saving not in MEMORY_SAVING:
-            raise ValueError(f'DiDA: memory_saving must be one of '
-                             f'{list(MEMORY_SAVING)}, got {memory_saving!r}')
+        _check_choice('recon', recon, RECON_ARCHS)
+        _check_choice('memory_saving', memory_saving, MEMORY_SAVING)
+        _check_choice('mode', mode, ('full', 'g_time', 'none'))
+        _check_choice('seg_path', seg_path, SEG_PATHS)
+        _check_choice('ld_t_weight', ld_t_weight, LD_T_WEIGHTS)
+        _check_choice('degraded_fd_reference', degraded_fd_reference, FD_REFERENCES)
+        _check_choice('compensation_init', compensation_init, COMPENSATION_INITS)
+        if compensation_init == 'zero' and mode != 'full':
+            raise ValueError("DiDA: compensation_init='zero' needs mode='full', "
+                             f'got mode={mode!r}')
+        for name, value in (('lambda_d', lambda_d), ('lambda_r', lambda_r),
+                            ('degraded_fd_weight', degraded_fd_weight)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                    or value < 0:
+                raise ValueError(f'DiDA: {name} must be a number >= 0, got {value!r}')
+        if recon is not None and lambda_r == 0:
+            raise ValueError(f"DiDA: lambda_r=0 with recon={recon!r}; set recon=None "
+                             "to train without h' and L_R")
+        if ld_max_t is not None and (not isinstance(ld_max_t, int) or ld_max_t < 1):
+            raise ValueError(f'DiDA: ld_max_t must be None or an int >= 1, '
+                             f'got {ld_max_t!r}')
         self.memory_saving = memory_saving
         self.per_domain_backward, cp_g_prime, cp_g = MEMORY_SAVING[memory_saving]
         self.degradation = MODELS.build(degradation or dict(type='Degradation'))
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
         self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
                                 init_g_prime=init_g_prime,
+                                compensation_init=compensation_init,
                                 with_cp=cp_g_prime, cp_backbone=cp_g)
-        # Validate the encoder options now rather than at attach time.
-        if mode not in ('full', 'g_time', 'none'):
-            raise ValueError(f"DiDA: mode must be 'full', 'g_time' or 'none', "
-                             f'got {mode!r}')
-        self.recon = recon if lambda_r > 0 else None
+        self.recon = recon
         self.lambda_r = lambda_r
         self.recon_channels = recon_channels
         self.batch_domains = batch_domains
+        self.preserves_norm_buffers = not update_norm_stats
+        self.ld_t_weight = ld_t_weight
+        self.ld_max_t = ld_max_t
+        self.seg_path = seg_path
+        self.degraded_fd_weight = float(degraded_fd_weight)
+        self.degraded_fd_reference = degraded_fd_reference
         self.recon_head: Optional[nn.Module] = None
+        self.seg_path_module: Optional[nn.Module] = None
 
     # ------------------------------------------------------------------- attach
     def attach(self, uda_model: nn.Module) -> None:
         """Wrap the student's backbone g into a DiffusionEncoder (g + g' + FiLM) and
-        build h' for its feature levels. Called before the teacher is copied."""
+        build h' (and the time-conditioned segmentation path when asked) for its
+        feature levels. Called before the teacher is copied."""
         student = uda_model.student
         if isinstance(student.backbone, DiffusionEncoder):
             raise RuntimeError('DiDA.attach: the student backbone is already a '
                                'DiffusionEncoder (two DiDA plug-ins?)')
         encoder = DiffusionEncoder(student.backbone, **self.encoder_cfg)
         student.backbone = encoder
+        if self.seg_path == 'time_conditioned':
+            self.seg_path_module = TimeConditionedSegPath(
+                student.decode_head, self.encoder_cfg['embed_dim'],
+                self.encoder_cfg['time_dim'])
         if self.recon is not None:
             channels = (encoder.level_channels or
                         DiffusionEncoder.infer_level_channels(encoder.backbone))
@@ -126,33 +188,31 @@ class DiDA(BaseUDAPlugin):
                 in_index=list(range(len(channels))), channels=self.recon_channels,
                 out_channels=3, arch=self.recon,
                 embed_dim=self.encoder_cfg['embed_dim'],
-                time_dim=self.encoder_cfg['time_dim']))
+                time_dim=self.encoder_cfg['time_dim'], loss_weight=self.lambda_r))
 
     def strip_teacher(self, model: nn.Module) -> nn.Module:
         """The teacher only labels clean target images, for which the
         DiffusionEncoder is exactly g: it keeps g, not g', the FiLMs or h'."""
         return strip_diffusion_encoders(model)
 
-    # ------------------------------------------------------------------- losses
-    @staticmethod
-    def _stack_labels(samples: Sequence) -> Tensor:
-        return torch.stack([s.gt_sem_seg.data.reshape(s.gt_sem_seg.data.shape[-2:])
-                            for s in samples]).long()
-
-    def _degraded_pass(self, student: nn.Module, x_t: Tensor, t: Tensor,
-                       target: Tensor):
-        """h((g + g')(x_t)) and, with h', the unweighted L_R of this chunk."""
+    # ------------------------------------------------------------ degraded path
+    def segment_degraded(self, student: nn.Module, x_t: Tensor, t: Tensor
+                         ) -> Tuple[List[Tensor], Tensor]:
+        """The degraded path: fused features (g + g')(x_t) at timesteps ``t`` and
+        the logits of the degraded segmentation (h's, or the time-conditioned
+        path's), at h's output resolution."""
         with student.backbone.timestep(t):
             feats = student.extract_feat(x_t)
-        seg_logits = student.decode_head(feats)
-        if self.recon_head is None:
-            return seg_logits, None
-        return seg_logits, self.recon_head.loss(feats, t, target)
+        if self.seg_path_module is not None:
+            return feats, self.seg_path_module(student.decode_head, feats, t)
+        return feats, student.decode_head(feats)
 
+    # ------------------------------------------------------------------- losses
     def loss_groups(self, ctx: UDAStepContext) -> Iterator[Dict[str, Tensor]]:
-        """loss_dic_src, loss_dic_tgt (x lambda_D), loss_recon (x lambda_R) and the
-        degradation statistics dida_t, dida_abar (logged, not back-propagated): one
-        group, or with per-domain memory saving a source group and a target group
+        """loss_dic_src, loss_dic_tgt (x lambda_D), loss_recon (x lambda_R),
+        loss_dic_fd with a degraded feature distance, and the degradation
+        statistics dida_t, dida_abar (logged, not back-propagated): one group, or
+        with per-domain memory saving a source group and a target group
         (loss_recon then split between them; the log shows the sum)."""
         student = ctx.student
         if not isinstance(student.backbone, DiffusionEncoder):
@@ -160,7 +220,10 @@ class DiDA(BaseUDAPlugin):
                                'DiffusionEncoder; was DiDA.attach called?')
         src = ctx.src_inputs
         n = src.shape[0]
-        labels = self._stack_labels(ctx.src_data_samples).to(src.device)
+        labels = ctx.src_labels
+        if labels is None:
+            labels = torch.stack([s.gt_sem_seg.data for s in ctx.src_data_samples])
+        labels = labels.reshape(n, *labels.shape[-2:]).long().to(src.device)
         use_tgt = ctx.pseudo_label is not None
         if use_tgt:
             deg = self.degradation.degrade_pair(src, ctx.tgt_inputs)
@@ -175,35 +238,71 @@ class DiDA(BaseUDAPlugin):
         tgt_weight = ctx.pseudo_weight if use_tgt else None
         per_domain = use_tgt and (self.per_domain_backward or not self.batch_domains)
         if not per_domain:
-            losses = self._chunk_losses(student, x_t, t, target, labels, n, tgt_weight)
+            losses = self._chunk_losses(ctx, x_t, t, target, labels, n, tgt_weight)
             yield {**losses, **stats}
             return
         # Per domain: [0, n) degraded source, [n, 2n) degraded target. L_R is the
         # mean over both halves, i.e. each half contributes half of its own L_R.
-        halves = [self._chunk_losses(student, x_t[:n], t[:n], target[:n], labels[:n],
+        halves = [self._chunk_losses(ctx, x_t[:n], t[:n], target[:n], labels[:n],
                                      n, None, recon_scale=0.5)]
         if self.per_domain_backward:
             yield halves.pop()
-        halves.append(self._chunk_losses(student, x_t[n:], t[n:], target[n:],
+        halves.append(self._chunk_losses(ctx, x_t[n:], t[n:], target[n:],
                                          labels[n:], 0, tgt_weight, recon_scale=0.5))
         yield {**sum_loss_groups(halves), **stats}
 
-    def _chunk_losses(self, student: nn.Module, x_t: Tensor, t: Tensor,
+    def ld_image_weight(self, t: Tensor) -> Optional[Tensor]:
+        """Per-image weight of L_D by t (None: 1, the paper)."""
+        weight = None
+        if self.ld_t_weight == 'abar':
+            weight = self.degradation.abar[t].float()
+        if self.ld_max_t is not None:
+            keep = (t < self.ld_max_t).float()
+            weight = keep if weight is None else weight * keep
+        return weight
+
+    def _chunk_losses(self, ctx: UDAStepContext, x_t: Tensor, t: Tensor,
                       target: Tensor, labels: Tensor, num_src: int,
                       tgt_weight: Optional[Tensor], recon_scale: float = 1.0
                       ) -> Dict[str, Tensor]:
-        seg_logits, loss_r = self._degraded_pass(student, x_t, t, target)
+        """The losses of degraded images [source (num_src) ; target]."""
+        feats, seg_logits = self.segment_degraded(ctx.student, x_t, t)
         losses = self.dic_loss(seg_logits, labels, num_src=num_src,
-                               tgt_weight=tgt_weight)
-        if loss_r is not None:
-            losses['loss_recon'] = self.lambda_r * recon_scale * loss_r
+                               tgt_weight=tgt_weight,
+                               image_weight=self.ld_image_weight(t))
+        if self.recon_head is not None:
+            losses['loss_recon'] = recon_scale * self.recon_head.loss(feats, t, target)
+        if num_src and self.degraded_fd_weight > 0:
+            losses['loss_dic_fd'] = self.degraded_feature_distance(
+                ctx, [f[:num_src] for f in feats], labels[:num_src])
         return losses
+
+    def degraded_feature_distance(self, ctx: UDAStepContext, feats: List[Tensor],
+                                  labels: Tensor) -> Tensor:
+        """*Variant*: degraded source features pulled to a clean reference."""
+        if self.degraded_fd_reference == 'imnet':
+            if ctx.imnet_feature_distance is None:
+                raise RuntimeError(
+                    "DiDA: degraded_fd_reference='imnet' needs the host's ImageNet "
+                    'feature distance (imnet_feature_dist_lambda > 0); use '
+                    "'clean' for a randomly initialised model")
+            return self.degraded_fd_weight * ctx.imnet_feature_distance(
+                ctx.src_inputs, labels[:, None], feats)
+        with torch.no_grad():
+            ref = ctx.student.extract_feat(ctx.src_inputs)[-1].detach()
+        return self.degraded_fd_weight * masked_feat_dist(feats[-1], ref)
 
     def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
         """All of :meth:`loss_groups` in one dict (a key in several groups summed).
         Computing them at once keeps every group's graph alive: the training step
         uses :meth:`loss_groups`."""
         return sum_loss_groups(self.loss_groups(ctx))
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f'DiDA: {name} must be one of {list(choices)}, '
+                         f'got {value!r}')
 
 
 # ----------------------------------------------------------------------- deploy

@@ -11,9 +11,16 @@ back-propagated (and its graph freed) before the next one is computed::
 
 A plug-in never edits the self-training model and the self-training model never
 imports a plug-in: they meet only here.
+
+A plug-in whose passes run the student on inputs inference never sees (DiDA's degraded
+images) declares ``preserves_norm_buffers``; the host then runs all of that plug-in's
+groups, backward passes included, inside
+:func:`~mmseg_dida.models.utils.preserved_norm_buffers`: batch statistics are used in
+the passes, but the running statistics that inference and the exported model use are
+left as the host's own passes set them.
 """
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import torch
 from mmengine.model import BaseModule
@@ -48,10 +55,14 @@ class UDAStepContext:
             ignore and the ``valid_pseudo_mask`` (DiDA's target term uses it so);
             None in source-only mode.
         iteration: The current training iteration (0-based).
-        extra: Free-form values a self-training method may share. DACS sets
-            ``extra['pseudo_weight_masked']``: ``pseudo_weight`` with the ignored
-            rows and the samples' ``valid_pseudo_mask`` zeroed (what L_T uses before
-            mixing; MIC's masked-image loss uses this one).
+        src_labels: The source labels, (N, H, W) long (stacked once by the host).
+        pseudo_weight_masked: ``pseudo_weight`` with the host's ignored rows and the
+            samples' ``valid_pseudo_mask`` zeroed (what L_T uses before mixing; MIC's
+            masked-image loss uses this one); None in source-only mode.
+        imnet_feature_distance: The host's weighted ImageNet feature distance
+            ``fd(image, labels (N, 1, H, W), feats) -> lambda_FD * L_FD`` of student
+            features ``feats`` against the frozen ImageNet model's features of
+            ``image``; None when the host has no feature distance.
     """
     student: nn.Module
     teacher: Optional[nn.Module]
@@ -62,7 +73,10 @@ class UDAStepContext:
     pseudo_label: Optional[Tensor]
     pseudo_weight: Optional[Tensor]
     iteration: int
-    extra: Dict = field(default_factory=dict)
+    src_labels: Optional[Tensor] = None
+    pseudo_weight_masked: Optional[Tensor] = None
+    imnet_feature_distance: Optional[Callable[[Tensor, Tensor, List[Tensor]],
+                                              Tensor]] = None
 
 
 class BaseUDAPlugin(BaseModule):
@@ -71,7 +85,14 @@ class BaseUDAPlugin(BaseModule):
     Subclasses are registered in ``mmseg.registry.MODELS`` and listed in the UDA model's
     ``plugins`` config. They are ``nn.Module`` children of the UDA model, so their own
     parameters (e.g. DiDA's reconstruction head) are trained and checkpointed with it.
+
+    Attributes:
+        preserves_norm_buffers (bool): The host restores every normalisation buffer of
+            the student after this plug-in's loss groups (forward and backward passes)
+            so that they change only through the host's own passes. Default False.
     """
+
+    preserves_norm_buffers: bool = False
 
     def attach(self, uda_model: nn.Module) -> None:
         """Called once by the UDA model right after it builds the student and before it

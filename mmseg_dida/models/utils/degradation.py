@@ -13,13 +13,16 @@ is the clean image x_0.
 
 Everything here is a pure tensor function except :class:`Degradation`, a small
 registered module that holds the abar_t table and draws t and the noise for a
-(source, target) pair.
+(source, target) pair from a random generator of its own, so that switching DiDA on
+does not change the random stream of the rest of the training step.
 """
 import math
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.dist import get_rank
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
@@ -194,20 +197,25 @@ class Degradation(nn.Module):
         schedule: Noise schedule for 'noise' and 'mask' (kept fraction = abar_t):
             'sigmoid' (paper), 'linear' or 'cosine'.
         num_timesteps: T (paper: 100).
-        noise_downsample: eps is drawn at 1/``noise_downsample`` resolution and
-            upsampled bilinearly (4, as in the authors' earlier code) or at full
-            resolution (1).
+        noise_downsample: eps is drawn per pixel at full resolution (1, default: the
+            paper's Eq. 1, eps ~ N(0, I)) or at 1/``noise_downsample`` resolution and
+            upsampled bilinearly (4, as in the authors' earlier code: blobs of ~4
+            pixels, as wide as thin objects at small image sizes).
         share_t: Source image i and target image i share t (default, as the authors'
             earlier code); otherwise t is drawn independently for every image.
         share_noise: Source image i and target image i share eps (default).
         blur_rate: Blur schedule, sigma_i = exp(blur_rate * i).
         mask_sigma: Smoothness (pixels) of the mask degradation's noise field.
+        seed: Seed of the module's own generator (t, eps, masks). None: derived
+            from the process's torch seed (``torch.initial_seed()``, which mmengine's
+            ``randomness.seed`` sets) and the distributed rank, at the first draw.
     """
 
     def __init__(self, kind: str = 'noise', schedule: str = 'sigmoid',
-                 num_timesteps: int = 100, noise_downsample: int = 4,
+                 num_timesteps: int = 100, noise_downsample: int = 1,
                  share_t: bool = True, share_noise: bool = True,
-                 blur_rate: float = 0.02, mask_sigma: float = 4.0):
+                 blur_rate: float = 0.02, mask_sigma: float = 4.0,
+                 seed: Optional[int] = None):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f'Degradation: kind must be one of {KINDS}, got {kind!r}')
@@ -224,10 +232,39 @@ class Degradation(nn.Module):
         self.share_t = share_t
         self.share_noise = share_noise
         self.mask_sigma = mask_sigma
+        self.seed = seed
+        self._generator: Optional[torch.Generator] = None
         self.register_buffer('abar', make_abar(schedule, num_timesteps).float(),
                              persistent=False)
         self.register_buffer('sigmas', blur_sigmas(num_timesteps, blur_rate).float(),
                              persistent=False)
+
+    # ------------------------------------------------------------ random state
+    def generator(self, device=None) -> torch.Generator:
+        """The module's own generator for draws on ``device`` (created, seeded, at
+        the first call; a draw on another device type starts a generator there
+        from the same seed)."""
+        device = torch.device(device if device is not None else 'cpu')
+        gen = self._generator
+        if gen is None or gen.device.type != device.type:
+            seed = self.seed
+            if seed is None:
+                seed = int(np.random.SeedSequence(
+                    [torch.initial_seed() % 2**63, get_rank(), 0xD1DA]
+                ).generate_state(1, np.uint64)[0] % 2**63)
+            self._generator = gen = torch.Generator(device=device).manual_seed(seed)
+        return gen
+
+    def rng_state(self) -> Optional[Tensor]:
+        """State of the module's generator (None before the first draw)."""
+        return None if self._generator is None else self._generator.get_state()
+
+    def set_rng_state(self, state: Optional[Tensor], device=None) -> None:
+        """Restore a state from :meth:`rng_state` (None: start afresh)."""
+        if state is None:
+            self._generator = None
+            return
+        self.generator(device).set_state(state)
 
     @property
     def target_name(self) -> str:
@@ -238,7 +275,7 @@ class Degradation(nn.Module):
                  generator: Optional[torch.Generator] = None) -> Tensor:
         """t ~ U{0, ..., T-1}, (n,) long."""
         return torch.randint(0, self.num_timesteps, (n,), device=device,
-                             generator=generator)
+                             generator=generator or self.generator(device))
 
     def forward(self, x0: Tensor, t: Tensor, noise: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
@@ -247,7 +284,9 @@ class Degradation(nn.Module):
         Returns ``(x_t, target)``: for 'noise' the target is eps at the drawn (possibly
         1/``noise_downsample``) resolution; for 'blur'/'mask' it is x0.
         ``noise`` may pass a pre-drawn low-resolution eps (for sharing across domains).
+        Random draws use ``generator``, or the module's own one when None.
         """
+        generator = generator or self.generator(x0.device)
         if self.kind == 'noise':
             if noise is None:
                 noise, full = sample_noise(x0.shape, self.noise_downsample, x0.device,
@@ -271,6 +310,7 @@ class Degradation(nn.Module):
         reconstruction target, same order) and ``t`` (2N,).
         """
         n = src.shape[0]
+        generator = generator or self.generator(src.device)
         if tgt.shape[0] != n:
             raise ValueError('Degradation.degrade_pair: source and target batch sizes '
                              f'differ ({n} vs {tgt.shape[0]})')

@@ -96,10 +96,10 @@ def test_step_losses_plugin_context_and_attach_order():
     ctx = plugin.ctx
     q = log['pseudo_weight'].item()
     assert 0.0 < q <= 1.0
-    # Plain q^T for plug-ins; the cropped one in extra.
+    # Plain q^T for plug-ins; the cropped one as pseudo_weight_masked.
     assert ctx.pseudo_weight.shape == (2, 64, 64)
     assert torch.allclose(ctx.pseudo_weight, torch.tensor(q))
-    masked = ctx.extra['pseudo_weight_masked']
+    masked = ctx.pseudo_weight_masked
     assert torch.all(masked[:, :8] == 0) and torch.all(masked[:, -16:] == 0)
     assert torch.allclose(masked[:, 8:-16], torch.tensor(q))
     assert ctx.pseudo_label.shape == (2, 64, 64) and ctx.pseudo_label.dtype == torch.long

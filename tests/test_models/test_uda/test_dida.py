@@ -286,8 +286,15 @@ def test_source_only_context_gives_source_terms_only():
 @pytest.mark.parametrize('bad, message', [
     (dict(memory_saving='chunked'), "memory_saving must be one of \\['none'"),
     (dict(recon='conv'), 'recon must be one of'),
-    (dict(lambda_r=-1.0), 'lambda_d and lambda_r must be >= 0'),
-    (dict(mode='g_only'), "mode must be 'full', 'g_time' or 'none'"),
+    (dict(lambda_r=-1.0), 'lambda_r must be a number >= 0'),
+    (dict(lambda_d='abc'), "lambda_d must be a number >= 0, got 'abc'"),
+    (dict(lambda_r=0.0), "lambda_r=0 with recon='full'; set recon=None"),
+    (dict(mode='g_only'), "mode must be one of \\['full', 'g_time', 'none'\\]"),
+    (dict(seg_path='own'), 'seg_path must be one of'),
+    (dict(ld_t_weight='snr'), 'ld_t_weight must be one of'),
+    (dict(ld_max_t=0), 'ld_max_t must be None or an int >= 1'),
+    (dict(degraded_fd_reference='teacher'), 'degraded_fd_reference must be one of'),
+    (dict(compensation_init='ones'), 'compensation_init must be one of'),
 ])
 def test_bad_options_are_refused_with_the_option_named(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -34,6 +34,9 @@ def test_configs_exist():
             assert f'daformer_{arch}_{pair}_dida.py' in names
     assert 'daformer_mit_tiny_procedural_dida.py' in names
     assert len([n for n in names if n.startswith('daformer_mitb5_gta2cs_dida_')]) == 5
+    assert len([n for n in names
+                if n.startswith('daformer_mit_tiny_procedural_dida_')]) == 4 + len(
+                    VARIANTS)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.basename(p))
@@ -46,8 +49,67 @@ def test_config_resolves(path):
     lambda_r = plugins[0].get('lambda_r', 5.0)
     if 'dlv2' in path:
         assert lambda_r == 1.0
-    elif 'ablation' not in path or ROWS[path.split('_dida_')[-1][:-3]][2]:
+    elif 'variants' not in path:
         assert lambda_r == 5.0
+    # the paper's maths unless a variant says otherwise
+    if 'variants' not in path:
+        assert plugins[0].degradation.noise_downsample == 1
+        assert not plugins[0].get('update_norm_stats', False)
+
+
+PROCEDURAL = osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py')
+VARIANTS = {  # variant -> the plug-in options it changes (nothing else may differ)
+    'noise_lowres': {'degradation.noise_downsample': 4},
+    'update_norm_stats': {'update_norm_stats': True,
+                          'degradation.noise_downsample': 4},
+    'zero_compensation': {'compensation_init': 'zero'},
+    'lambda_r1': {'lambda_r': 1.0},
+    'no_recon': {'recon': None},
+    'ld_abar': {'ld_t_weight': 'abar'},
+    'ld_max_t50': {'ld_max_t': 50},
+    'time_seg_path': {'seg_path': 'time_conditioned'},
+    'loss_balance': {'lambda_d': 1 / 3, 'lambda_r': 40 / 3},
+    'degraded_fd': {'degraded_fd_weight': 0.005, 'degraded_fd_reference': 'clean'},
+}
+
+
+def _flat(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+def _plugin_diff(path):
+    base = _flat(row_plugin(PROCEDURAL).to_dict())
+    other = _flat(row_plugin(path).to_dict())
+    return {k: other.get(k) for k in set(base) | set(other)
+            if base.get(k) != other.get(k)}
+
+
+@pytest.mark.parametrize('name', sorted(VARIANTS))
+def test_procedural_variant_changes_only_its_options(name):
+    path = osp.join(REPO, 'configs/dida/variants',
+                    f'daformer_mit_tiny_procedural_dida_{name}.py')
+    assert _plugin_diff(path) == VARIANTS[name]
+    assert Config.fromfile(path).custom_hooks == Config.fromfile(
+        PROCEDURAL).custom_hooks
+
+
+@pytest.mark.parametrize('row', [r for r in ROWS if r != '5_full'])
+def test_procedural_ablation_rows_match_the_paper_rows(row):
+    path = osp.join(REPO, 'configs/dida/ablation',
+                    f'daformer_mit_tiny_procedural_dida_{row}.py')
+    mode, recon, _ = ROWS[row]
+    expect = {}
+    if mode != 'full':
+        expect['mode'] = mode
+    if recon != 'full':
+        expect['recon'] = recon
+    assert _plugin_diff(path) == expect
 
 
 @pytest.mark.parametrize('row', list(ROWS))
@@ -56,7 +118,7 @@ def test_ablation_row_builds_and_trains(row):
     plugin = ConfigDict(row_plugin(path))
     mode, recon, with_lr = ROWS[row]
     assert plugin.mode == mode and plugin.recon == recon
-    assert (plugin.lambda_r > 0) == with_lr and plugin.lambda_d == 0.5
+    assert (plugin.recon is not None) == with_lr and plugin.lambda_d == 0.5
     plugin.recon_channels = 8
     model = build_from(plugin)
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))

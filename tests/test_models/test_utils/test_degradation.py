@@ -117,9 +117,15 @@ def test_mask_keep_fraction_equals_abar_and_monotone():
 def test_degradation_module_pair_sharing_and_targets():
     deg = MODELS.build(dict(type='Degradation'))
     assert deg.abar.shape == (100, ) and deg.target_name == 'eps'
-    g = torch.Generator().manual_seed(1)
     src = torch.zeros(2, 3, 32, 32)
     tgt = torch.zeros(2, 3, 32, 32)
+    # the paper's eps: per pixel, at the image's resolution
+    out = deg.degrade_pair(src, tgt, generator=torch.Generator().manual_seed(1))
+    assert deg.noise_downsample == 1 and out['target'].shape == (4, 3, 32, 32)
+    a = deg.abar[out['t']].view(-1, 1, 1, 1)
+    torch.testing.assert_close(out['x_t'], (1 - a).sqrt() * out['target'])
+    deg = MODELS.build(dict(type='Degradation', noise_downsample=4))
+    g = torch.Generator().manual_seed(1)
     out = deg.degrade_pair(src, tgt, generator=g)
     assert torch.equal(out['t'][:2], out['t'][2:])
     assert out['target'].shape == (4, 3, 8, 8)
@@ -136,3 +142,37 @@ def test_degradation_module_pair_sharing_and_targets():
     assert target is x and blur.target_name == 'x0'
     with pytest.raises(ValueError, match='kind must be one of'):
         MODELS.build(dict(type='Degradation', kind='jpeg'))
+
+
+def test_degradation_draws_from_its_own_generator():
+    """t and eps come from the module's generator: the global random stream (the rest
+    of the training step) is untouched, the draws are reproducible from the run's
+    seed, and a saved generator state resumes the same stream."""
+    src, tgt = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    torch.manual_seed(7)
+    deg = MODELS.build(dict(type='Degradation'))
+    assert deg.rng_state() is None
+    global_before = torch.get_rng_state()
+    first = deg.degrade_pair(src, tgt)
+    assert torch.equal(torch.get_rng_state(), global_before)
+    state = deg.rng_state()
+    second = deg.degrade_pair(src, tgt)
+    assert not torch.equal(first['x_t'], second['x_t'])
+    # same seed -> same draws
+    torch.manual_seed(7)
+    again = MODELS.build(dict(type='Degradation'))
+    assert torch.equal(again.degrade_pair(src, tgt)['x_t'], first['x_t'])
+    # resume from the saved state -> the second draw again
+    resumed = MODELS.build(dict(type='Degradation', seed=123))
+    resumed.set_rng_state(state)
+    out = resumed.degrade_pair(src, tgt)
+    assert torch.equal(out['x_t'], second['x_t']) and torch.equal(out['t'], second['t'])
+    # another run seed -> other draws; an explicit seed ignores the run seed
+    torch.manual_seed(8)
+    other = MODELS.build(dict(type='Degradation'))
+    assert not torch.equal(other.degrade_pair(src, tgt)['x_t'], first['x_t'])
+    fixed = [MODELS.build(dict(type='Degradation', seed=5)) for _ in range(2)]
+    torch.manual_seed(1)
+    a = fixed[0].sample_t(8)
+    torch.manual_seed(2)
+    assert torch.equal(fixed[1].sample_t(8), a)
