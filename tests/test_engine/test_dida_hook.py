@@ -4,13 +4,15 @@ import logging
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 from mmseg.registry import HOOKS, MODELS
 
 import mmseg_dida  # noqa: F401
-from mmseg_dida.engine.hooks.dida_hook import degradation_strip
+from mmseg_dida.engine.hooks.dida_hook import degradation_strip, degraded_path_stats
+from mmseg_dida.models.utils import norm_buffers
 from mmseg_dida.models.backbones import DiffusionEncoder
 
 SEG = dict(
@@ -33,6 +35,10 @@ class FakeVis:
 
     def add_image(self, name, image, step):
         self.images[(name, step)] = image
+
+    def add_scalars(self, scalars, step):
+        self.scalars = getattr(self, 'scalars', {})
+        self.scalars[step] = scalars
 
 
 def make_runner(tmp_path, it=0):
@@ -99,3 +105,61 @@ def test_after_train_iter_writes_strip_and_after_train_exports(tmp_path):
     plain.load_state_dict(ckpt['state_dict'], strict=True)
     assert ckpt['meta']['num_params'] == sum(p.numel() for p in plain.parameters())
     assert not any('g_prime' in k or 'film' in k for k in ckpt['state_dict'])
+
+
+def _bn_model(**dida):
+    seg = copy.deepcopy(SEG)
+    seg['decode_head']['norm_cfg'] = dict(type='BN', requires_grad=True)
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(dict(
+        type='DACS', segmentor=seg, imnet_feature_dist_lambda=0.0,
+        plugins=[dict(type='DiDA', recon_channels=8, **dida)])))
+    model.init_weights()
+    model.train()
+    return model
+
+
+def test_degraded_path_stats_measure_without_changing_the_run():
+    model = _bn_model()
+    plugin, student = model.plugins[0], model.student
+    x0 = torch.randn(4, 3, 32, 64)
+    buffers = {k: v.clone() for k, v in norm_buffers(student).items()}
+    rng = torch.get_rng_state()
+    stats = degraded_path_stats(plugin, student, x0, 50,
+                                torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in norm_buffers(student).items():
+        assert torch.equal(v, buffers[k]), k
+    assert all(p.grad is None for p in student.parameters())
+    # g' = g at the start: z_hat ~ g'(x_t), so the fused features are ~2 g(x_t)
+    assert 1.7 < stats['fused_ratio'] < 2.3
+    assert stats['h_norm_var_ratio'] > 1.5
+    # running statistics still at their init (var 1) vs a clean batch's variance
+    assert np.isfinite(stats['h_running_var_ratio'])
+    zero = _bn_model(compensation_init='zero')
+    stats = degraded_path_stats(zero.plugins[0], zero.student, x0, 50,
+                                torch.Generator().manual_seed(0))
+    assert stats['fused_ratio'] == pytest.approx(1.0)
+    # the same draws give the same numbers
+    again = degraded_path_stats(zero.plugins[0], zero.student, x0, 50,
+                                torch.Generator().manual_seed(0))
+    assert again == stats
+
+
+def test_hook_logs_diagnostics_at_its_interval(tmp_path):
+    hook = HOOKS.build(dict(type='DiDAHook', vis_interval=0, diag_interval=2,
+                            diag_timesteps=(0, 90)))
+    runner = make_runner(tmp_path, it=1)
+    runner.model.init_weights()
+    runner.model.train()
+    half = dict(inputs=[torch.randint(0, 255, (3, 32, 64), dtype=torch.uint8)
+                        for _ in range(2)])
+    hook.after_train_iter(runner, 0, data_batch=dict(source=half, target=half))
+    scalars = runner.visualizer.scalars[2]
+    assert set(scalars) == {f'diag/{k}_t{t}' for t in (0, 90) for k in (
+        'fused_ratio', 'h_in_std_ratio', 'h_norm_var_ratio', 'h_running_var_ratio')}
+    runner.iter = 2
+    hook.after_train_iter(runner, 0, data_batch=dict(source=half, target=half))
+    assert 3 not in runner.visualizer.scalars
+    with pytest.raises(ValueError, match='diag_interval must be an int >= 0'):
+        HOOKS.build(dict(type='DiDAHook', diag_interval=-1))

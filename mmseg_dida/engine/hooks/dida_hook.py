@@ -240,7 +240,7 @@ class DiDAHook(Hook):
         if plugin is None or student is None or not isinstance(
                 student.backbone, DiffusionEncoder):
             return
-        x0 = torch.cat([student.data_preprocessor(data_batch[half], True)['inputs']
+        x0 = torch.cat([student.data_preprocessor(data_batch[half], False)['inputs']
                         for half in ('source', 'target') if half in data_batch])
         # The same draws at every measurement, from a generator of the hook's own.
         gen = torch.Generator(device=x0.device).manual_seed(0)

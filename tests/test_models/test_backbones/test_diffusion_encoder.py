@@ -134,3 +134,42 @@ def test_ablation_modes():
     assert isinstance(none.deploy(), type(none.backbone))
     with pytest.raises(ValueError, match='mode must be one of'):
         DiffusionEncoder(TINY_MIT, mode='half')
+
+
+def test_degraded_levels_are_g_and_the_fused_features_of_forward():
+    enc = _build()
+    x = torch.randn(2, 3, 64, 64)
+    t = torch.tensor([3, 70])
+    g, fused = enc.degraded_levels(x, t)
+    ref_g = enc.backbone(x)
+    with enc.timestep(t):
+        out = enc(x)
+    for a, b, c, d in zip(g, ref_g, fused, out):
+        assert torch.equal(a, b) and torch.equal(c, d)
+    emb = enc.time_embed(t)
+    zp = enc.g_prime(x)
+    for level, (a, c) in enumerate(zip(g, fused)):
+        torch.testing.assert_close(c, a + enc.film[level](zp[level], emb))
+
+
+def test_zero_compensation_starts_at_g_and_learns():
+    """compensation_init='zero': z_hat = 0 for every t at step 0 (fused = g(x_t)
+    exactly), and the FiLM output layer still receives a gradient, so z_hat moves."""
+    enc = _build(compensation_init='zero')
+    x = torch.randn(2, 3, 64, 64)
+    t = torch.tensor([0, 99])
+    g, fused = enc.degraded_levels(x, t)
+    for a, b in zip(g, fused):
+        assert torch.equal(a, b)
+    sum(f.pow(2).sum() for f in fused).backward()
+    for film in enc.film:
+        assert film.mlp[1].weight.grad.abs().sum() > 0
+    # g' receives nothing while scale + 1 = 0; the default start is ~2 g instead
+    assert all(p.grad is None or p.grad.abs().sum() == 0
+               for p in enc.g_prime.parameters())
+    default = _build()
+    g, fused = default.degraded_levels(x, t)
+    ratio = torch.stack([f.norm() / z.norm() for f, z in zip(fused, g)])
+    assert ((ratio > 1.7) & (ratio < 2.3)).all(), ratio
+    with pytest.raises(ValueError, match="compensation_init='zero' needs mode='full'"):
+        _build(mode='g_time', compensation_init='zero')

@@ -77,3 +77,24 @@ def test_split_batch_equals_joint_batch():
     for bad in (-1, 5):
         with pytest.raises(ValueError, match='num_src'):
             loss(logits, labels, num_src=bad)
+
+
+def test_image_weight_scales_each_image_terms():
+    """image_weight w_n multiplies image n's pixel terms (a per-image t weighting):
+    equal to the per-pixel weight w_n * q."""
+    torch.manual_seed(1)
+    loss = MODELS.build(dict(type='DICLoss', loss_weight=0.5))
+    logits = torch.randn(4, 3, 6, 6)
+    labels = torch.randint(0, 3, (4, 6, 6))
+    q = torch.rand(2, 6, 6)
+    w = torch.tensor([1.0, 0.25, 0.0, 0.5])
+    out = loss(logits, labels, num_src=2, tgt_weight=q, image_weight=w)
+    src_ref = loss(logits[:2] * 1, labels[:2], num_src=2)
+    ce = torch.nn.functional.cross_entropy(logits, labels, reduction='none')
+    assert out['loss_dic_src'].item() == pytest.approx(
+        0.5 * (ce[:2] * w[:2].view(2, 1, 1)).mean().item(), rel=1e-6)
+    assert out['loss_dic_tgt'].item() == pytest.approx(
+        0.5 * (ce[2:] * q * w[2:].view(2, 1, 1)).mean().item(), rel=1e-6)
+    assert out['loss_dic_src'] < src_ref['loss_dic_src']
+    with pytest.raises(ValueError, match=r'image_weight must be \(4,\)'):
+        loss(logits, labels, num_src=2, image_weight=torch.ones(2))

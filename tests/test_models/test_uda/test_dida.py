@@ -299,3 +299,92 @@ def test_source_only_context_gives_source_terms_only():
 def test_bad_options_are_refused_with_the_option_named(bad, message):
     with pytest.raises(ValueError, match=message):
         MODELS.build(dict(type='DiDA', **bad))
+
+
+def _fixed_t(model, t):
+    """Make the plug-in's degradation draw the timesteps ``t`` (per source image)."""
+    deg = model.plugins[0].degradation
+    deg.sample_t = lambda n, device=None, generator=None: torch.tensor(t)[:n]
+
+
+def test_ld_weight_by_t_and_max_t():
+    model = build(ld_t_weight='abar', ld_max_t=50)
+    plugin = model.plugins[0]
+    t = torch.tensor([0, 49, 50, 99])
+    w = plugin.ld_image_weight(t)
+    abar = plugin.degradation.abar
+    assert torch.equal(w, torch.stack([abar[0], abar[49], abar.new_zeros(()),
+                                       abar.new_zeros(())]))
+    assert build().plugins[0].ld_image_weight(t) is None  # the paper: uniform
+    # every image at t >= ld_max_t: no L_D at all, L_R still trains h'
+    model = build(ld_max_t=50)
+    _fixed_t(model, [80, 90])
+    losses = model.plugins[0].losses(context(model))
+    assert losses['loss_dic_src'].item() == 0 and losses['loss_dic_tgt'].item() == 0
+    assert losses['loss_recon'] > 0
+
+
+def test_time_conditioned_seg_path_has_its_own_fusion():
+    """seg_path='time_conditioned': degraded images are segmented through h's level
+    embeddings + a time FiLM + a fusion of the plug-in's own, h's classifier shared;
+    h's own fusion gets no gradient from L_D and the deployed model is unchanged."""
+    model = build(seg_path='time_conditioned', recon=None)
+    plugin = model.plugins[0]
+    head = model.student.decode_head
+    path = plugin.seg_path_module
+    assert path is not None and path.fusion is not head.fusion_conv
+    losses = plugin.losses(context(model))
+    (losses['loss_dic_src'] + losses['loss_dic_tgt']).backward()
+
+    def grad(module):
+        return sum(p.grad.abs().sum() for p in module.parameters()
+                   if p.grad is not None)
+
+    assert grad(head.fusion_conv) == 0
+    for part in (path.fusion, path.film, path.time_embed, head.convs, head.conv_seg):
+        assert grad(part) > 0
+    assert set(deploy_segmentor(model).state_dict()) == set(
+        MODELS.build(ConfigDict(copy.deepcopy(SEGMENTOR))).state_dict())
+    with pytest.raises(TypeError, match='has no embed_levels'):
+        from mmseg_dida.models.decode_heads import TimeConditionedSegPath
+        TimeConditionedSegPath(torch.nn.Conv2d(1, 1, 1))
+
+
+def test_degraded_feature_distance_references():
+    from mmseg_dida.models.utils.feature_distance import masked_feat_dist
+    model = build(degraded_fd_weight=0.5, degraded_fd_reference='clean')
+    plugin = model.plugins[0]
+    ctx = context(model)
+    _fixed_t(model, [30, 60])
+    plugin.degradation.generator()  # seeded now, so its state can be replayed
+    state = plugin.degradation.rng_state()
+    losses = plugin.losses(ctx)
+    # clean reference: 0.5 * mean L2 distance of the degraded source features (last
+    # level) to the student's own clean features, recomputed from the same draws
+    plugin.degradation.set_rng_state(state)
+    deg = plugin.degradation.degrade_pair(ctx.src_inputs, ctx.tgt_inputs)
+    with torch.no_grad():
+        fused, _ = plugin.segment_degraded(model.student, deg['x_t'], deg['t'])
+        ref = model.student.extract_feat(ctx.src_inputs)[-1]
+    expected = 0.5 * masked_feat_dist(fused[-1][:2], ref)
+    assert losses['loss_dic_fd'].item() == pytest.approx(expected.item(), rel=1e-5)
+    losses['loss_dic_fd'].backward()
+    enc = model.student.backbone
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in enc.g_prime.parameters())
+    # 'imnet' (the default reference) needs the host's feature distance
+    model = build(degraded_fd_weight=0.5)
+    with pytest.raises(RuntimeError, match="needs the host's ImageNet feature"):
+        model.plugins[0].losses(context(model))
+    calls = []
+
+    def host_fd(img, gt, f):
+        calls.append((img, gt.shape, f[-1].shape))
+        return f[-1].abs().mean()
+
+    ctx = context(model)
+    ctx.imnet_feature_distance = host_fd
+    out = model.plugins[0].losses(ctx)
+    img, gt_shape, f_shape = calls[0]
+    assert img is ctx.src_inputs and gt_shape == (2, 1, H, W) and f_shape[0] == 2
+    assert out['loss_dic_fd'] > 0
