@@ -12,8 +12,8 @@ from mmseg.registry import HOOKS, MODELS
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.engine.hooks.dida_hook import degradation_strip, degraded_path_stats
-from mmseg_dida.models.utils import norm_buffers
 from mmseg_dida.models.backbones import DiffusionEncoder
+from mmseg_dida.models.utils import norm_buffers
 
 SEG = dict(
     type='EncoderDecoder',
