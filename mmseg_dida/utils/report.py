@@ -1,5 +1,6 @@
 """Plain-text tables of evaluation results."""
-from typing import Dict, Mapping, Sequence
+import statistics
+from typing import Dict, List, Mapping, Sequence
 
 
 def format_metrics(metrics: Mapping[str, float], title: str = '') -> str:
@@ -26,6 +27,32 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str],
         out.append('| ' + ' | '.join(str(c).ljust(w) for c, w in zip(r, widths)) + ' |')
     out.append(line)
     return '\n'.join(out)
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean +- std`` (sample std; just the value for one)."""
+    if len(values) == 1:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}'
+
+
+def format_per_class(results: Mapping[str, Sequence[Mapping[str, float]]],
+                     title: str = '') -> str:
+    """One row per method, one column per class: the class IoU (mean +- std over the
+    method's runs when it has several). ``results``: method -> per-run
+    ``{class: IoU}``; classes in the order they first appear."""
+    classes: List[str] = []
+    for runs in results.values():
+        for run in runs:
+            classes += [c for c in run if c not in classes]
+    rows = []
+    for method, runs in results.items():
+        row = [method]
+        for c in classes:
+            values = [r[c] for r in runs if c in r]
+            row.append(mean_std(values) if values else '-')
+        rows.append(row)
+    return format_table(rows, ['method'] + classes, title)
 
 
 def _fmt(v):

@@ -51,3 +51,18 @@ def test_subset_errors():
             [(np.zeros((1, 2)), np.zeros((1, 2)))])
     with pytest.raises(ValueError, match='empty'):
         METRICS.build(dict(type='SubsetIoUMetric', subsets=dict(x=[])))
+
+
+def test_per_class_iou_keys_for_classes_that_occur():
+    # road (0): 3 right, 1 predicted as car; car (13): 1 right + 1 false positive
+    # (a pixel labelled sky); sky (10): labelled once, never predicted: IoU 0;
+    # person (11): predicted once, never labelled: in mmseg's mean (IoU 0), not a
+    # per-class entry; every other class absent: NaN.
+    gt = np.array([[0, 0, 0, 0, 13, 13, 10]])
+    pred = np.array([[0, 0, 0, 13, 13, 11, 13]])
+    out = run(dict(type='SubsetIoUMetric', per_class=True), [(pred, gt)])
+    per_class = {k: v for k, v in out.items() if k.startswith('IoU.')}
+    assert per_class == {'IoU.road': 75.0, 'IoU.car': 25.0, 'IoU.sky': 0.0}
+    assert out['mIoU'] == pytest.approx(np.round((0.75 + 0.25 + 0 + 0) / 4 * 100, 2))
+    assert not any(k.startswith('IoU.') for k in run(
+        dict(type='SubsetIoUMetric'), [(pred, gt)]))

@@ -1,50 +1,73 @@
-"""Target mIoU of source-only, DAFormer and DAFormer + DiDA on the procedural benchmark,
+"""Target mIoU and per-class IoU of source-only, DAFormer and DAFormer + DiDA (or any
+methods of mmseg_dida/utils/benchmark.py's table) on the procedural benchmark,
 ``--seeds`` seeds each, printed side by side as mean +- std.
 
-Each (method, seed) trains with ``tools/train.py`` into ``<work-root>/<method>_s<seed>``;
-a run whose final checkpoint exists is reused and an interrupted one resumes, so the
-command can be re-run cheaply. Runs go seed-major, so a cut-short run still compares
-the methods on the seeds it finished. The metric is the target-val mIoU of the run's
-last validation (at the final iteration).
+Each (method, seed) trains with ``tools/train.py`` into ``<work-root>/<method>_s<seed>``
+(``--jobs`` at a time, a status line per run every minute); a run whose final
+checkpoint exists is reused and an interrupted one resumes, so the command can be
+re-run cheaply. Runs go seed-major, so a cut-short run still compares the methods on
+the seeds it finished. The metrics are those of ``tools/test.py`` on the final
+checkpoint (target val; per class).
 
 Usage::
 
     python tools/generate_benchmark.py           # once: data/procedural
     python tools/benchmarks/accuracy.py --seeds 0 1 2
     python tools/benchmarks/accuracy.py --seeds 0 --iters 200   # a quick look
+    python tools/benchmarks/accuracy.py --seeds 0 --config abl1=configs/dida/...py
 """
 import argparse
+import os
 import os.path as osp
-import statistics
 import sys
 
-from mmseg_dida.utils.benchmark import METHODS, REPO, last_val_metrics, train_or_reuse
-from mmseg_dida.utils.report import format_table
+from mmseg_dida.utils.benchmark import METHODS, REPO, TrainJob, per_class, test_metrics, train_many
+from mmseg_dida.utils.report import format_per_class, format_table, mean_std
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS))
+    p.add_argument('--config', nargs='+', default=[], metavar='NAME=CONFIG',
+                   help='more methods to run, each a name and a config path')
     p.add_argument('--iters', type=int, default=None,
                    help="train this many iterations instead of the configs' schedule; "
                         'the LR decay is stretched or shortened to end there')
+    p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument('--status-every', type=float, default=60.0)
     p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs', 'accuracy'))
-    args = p.parse_args(argv)
-    results = {m: [] for m in args.methods}
-    for seed in args.seeds:
-        for method in args.methods:
-            work_dir = osp.join(args.work_root, f'{method}_s{seed}')
-            print(f'[accuracy] {method} seed {seed} -> {work_dir}', flush=True)
-            train_or_reuse(METHODS[method], work_dir, [f'randomness.seed={seed}'],
-                           max_iters=args.iters,
-                           log_path=osp.join(work_dir, 'train_stdout.log'))
-            results[method].append(last_val_metrics(work_dir)['mIoU'])
-    rows = [[m, f'{statistics.mean(v):.2f}',
-             f'{statistics.stdev(v) if len(v) > 1 else 0.0:.2f}',
-             ' / '.join(f'{x:.2f}' for x in v)] for m, v in results.items()]
-    print(format_table(rows, ['method', 'mean', 'std', 'per seed'],
-                       title=f'Procedural benchmark, target val mIoU, seeds {args.seeds}'))
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    methods = {m: METHODS[m] for m in args.methods}
+    for item in args.config:
+        name, sep, path = item.partition('=')
+        if not sep or not osp.isfile(path):
+            raise RuntimeError(f"--config {item!r}: expected NAME=CONFIG with an "
+                               'existing config path')
+        methods[name] = path
+    jobs = [TrainJob(f'{m} s{seed}', cfg, osp.join(args.work_root, f'{m}_s{seed}'),
+                     [f'randomness.seed={seed}'], args.iters)
+            for seed in args.seeds for m, cfg in methods.items()]
+    train_many(jobs, parallel=args.jobs, status_every=args.status_every,
+               echo=lambda s: print(f'[accuracy] {s}', flush=True))
+    miou = {m: [] for m in methods}
+    classes = {m: [] for m in methods}
+    for job in jobs:
+        method = job.name.rsplit(' s', 1)[0]
+        metrics = test_metrics(job.config, job.checkpoint, job.work_dir)
+        miou[method].append(metrics['mIoU'])
+        classes[method].append(per_class(metrics))
+    rows = [[m, mean_std(v), ' / '.join(f'{x:.2f}' for x in v)]
+            for m, v in miou.items()]
+    title = f'Procedural benchmark, target val, seeds {args.seeds}'
+    print(format_table(rows, ['method', 'mIoU (mean +- std)', 'per seed'],
+                       title=title))
+    print()
+    print(format_per_class(classes, title=f'{title}: IoU per class'))
     return 0
 
 

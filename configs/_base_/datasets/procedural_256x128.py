@@ -41,7 +41,7 @@ source_val_dataloader = dict(
     batch_size=8, num_workers=1, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=source_val)
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+val_evaluator = dict(type='SubsetIoUMetric', iou_metrics=['mIoU'], per_class=True)
 test_evaluator = val_evaluator
 val_cfg = dict(type='MultiValLoop', extra=dict(
     source=dict(dataloader=source_val_dataloader, evaluator=val_evaluator)))
