@@ -29,6 +29,21 @@ def test_probe_and_mmd_on_constructed_features():
     assert shifts[0] < shifts[1] < shifts[2]
     with pytest.raises(ValueError, match='need >= 2 samples'):
         bridge_curve.linear_probe_accuracy(same_a[:1], same_b)
+    # grouped folds: rows of one group (pixels of one image) are never split between
+    # train and test. Both domains draw images from the same distribution (no domain
+    # signal), but each image has a strong offset of its own: split by row, the
+    # probe recognises the test rows' images from their train rows; split by image,
+    # it is at chance.
+    groups = np.repeat(np.arange(12), 5)
+    a = rng.normal(scale=5.0, size=(12, 30))[groups] + rng.normal(size=(60, 30))
+    b = rng.normal(scale=5.0, size=(12, 30))[groups] + rng.normal(size=(60, 30))
+    assert bridge_curve.linear_probe_accuracy(a, b) > 0.8
+    grouped = bridge_curve.linear_probe_accuracy(a, b, groups_a=groups,
+                                                 groups_b=groups)
+    assert 0.25 < grouped < 0.75
+    with pytest.raises(ValueError, match='need >= 2 groups'):
+        bridge_curve.linear_probe_accuracy(a, b, groups_a=np.zeros(60),
+                                           groups_b=np.zeros(60))
 
 
 SMOKE = ['model.data_preprocessor.size=(64,128)', 'default_hooks.logger.interval=1',
@@ -56,12 +71,13 @@ def test_bridge_curve_of_a_dida_model(tiny_benchmark, tmp_path, run_tool):
     assert 'bridge curve: source' in res.stdout  # progress
     rows = list(csv.DictReader(open(out / 'bridge_curve.csv')))
     assert [int(r['t']) for r in rows] == [0, 50, 90]
-    assert set(rows[0]) == {'t', 'abar', 'target_mIoU', 'source_mIoU', 'probe_acc',
-                            'mmd2'}
+    assert set(rows[0]) == {'t', 'abar', 'target_mIoU', 'source_mIoU',
+                            'probe_acc_pixel', 'probe_acc_image', 'mmd2_pixel'}
     abar = [float(r['abar']) for r in rows]
     assert abar[0] > 0.99 and abar[0] > abar[1] > abar[2]
     for r in rows:
-        assert 0 <= float(r['probe_acc']) <= 1
+        assert 0 <= float(r['probe_acc_pixel']) <= 1
+        assert 0 <= float(r['probe_acc_image']) <= 1
         assert 0 <= float(r['source_mIoU']) <= 100
     # the model learnt the source a little: noise at t = 90 erases it
     assert float(rows[2]['source_mIoU']) < float(rows[0]['source_mIoU'])

@@ -5,11 +5,13 @@ t = 0, 10, ..., 90 (DiDA's forward process, Eq. 1; the same eps per image at eve
 seeded, so two models see the same degraded images) and writes
 
 * ``<out>/bridge_curve.csv``: per t, abar_t, the mIoU of the degraded path on each
-  domain (h o (g + g') at t for a DiDA model, h o g for a baseline), and two measures
-  of the domain gap of the degraded path's features (global-average-pooled backbone
-  levels, concatenated): the cross-validated accuracy of a linear source-vs-target
-  probe (0.5 = indistinguishable, 1 = separable) and the squared MMD (RBF kernel,
-  median bandwidth);
+  domain (h o (g + g') at t for a DiDA model, h o g for a baseline), and measures of
+  the domain gap of the degraded path's features (what h reads): the cross-validated
+  accuracy of a linear source-vs-target probe (0.5 = indistinguishable, 1 =
+  separable) on pixel features (all levels at the finest level's resolution,
+  ``--pixels`` random positions per image, folds split by image) and on image
+  features (every level average-pooled), and the squared MMD of the pixel features
+  (RBF kernel, median bandwidth);
 * ``<out>/bridge_curve.png``: the two curves.
 
 Usage::
@@ -28,7 +30,7 @@ import os
 import os.path as osp
 import sys
 import tempfile
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -49,25 +51,31 @@ DEFAULT_TIMESTEPS = tuple(range(0, 100, 10))
 
 # --------------------------------------------------------------- domain gap
 def linear_probe_accuracy(a: np.ndarray, b: np.ndarray, folds: int = 5,
-                          weight_decay: float = 1e-2, seed: int = 0) -> float:
+                          weight_decay: float = 1e-2, seed: int = 0,
+                          groups_a: Optional[np.ndarray] = None,
+                          groups_b: Optional[np.ndarray] = None) -> float:
     """Cross-validated accuracy of a logistic-regression probe telling rows of ``a``
     from rows of ``b`` (features standardised on each training fold; the larger set
-    subsampled to the smaller, so chance is 0.5)."""
+    subsampled to the smaller, so chance is 0.5). Rows with the same group id (e.g.
+    pixels of one image) stay in the same fold."""
     rng = np.random.default_rng(seed)
     n = min(len(a), len(b))
     if n < 2:
         raise ValueError(f'linear_probe_accuracy: need >= 2 samples per domain, got '
                          f'{len(a)} and {len(b)}')
-    a = a[rng.permutation(len(a))[:n]]
-    b = b[rng.permutation(len(b))[:n]]
-    x = np.concatenate([a, b]).astype(np.float64)
+    ia, ib = rng.permutation(len(a))[:n], rng.permutation(len(b))[:n]
+    ga = np.arange(len(a)) if groups_a is None else np.asarray(groups_a)
+    gb = np.arange(len(b)) if groups_b is None else np.asarray(groups_b)
+    x = np.concatenate([a[ia], b[ib]]).astype(np.float64)
     y = np.concatenate([np.zeros(n), np.ones(n)])
-    order = rng.permutation(2 * n)
-    x, y = x[order], y[order]
-    folds = max(2, min(folds, n))
-    correct = 0
-    for k in range(folds):
-        test = np.arange(2 * n) % folds == k
+    # fold of a row: a random permutation of its domain's group ids, modulo folds
+    fold = np.concatenate([_group_folds(ga[ia], folds, rng),
+                           _group_folds(gb[ib], folds, rng)])
+    if len(np.unique(fold)) < 2:
+        raise ValueError('linear_probe_accuracy: need >= 2 groups per domain')
+    correct = tested = 0
+    for k in np.unique(fold):
+        test = fold == k
         mu, sd = x[~test].mean(0), x[~test].std(0) + 1e-8
         xtr = torch.as_tensor((x[~test] - mu) / sd)
         xte = torch.as_tensor((x[test] - mu) / sd)
@@ -87,7 +95,13 @@ def linear_probe_accuracy(a: np.ndarray, b: np.ndarray, folds: int = 5,
         with torch.no_grad():
             pred = (xte @ w + bias > 0).double().numpy()
         correct += int((pred == y[test]).sum())
-    return correct / (2 * n)
+        tested += int(test.sum())
+    return correct / tested
+
+
+def _group_folds(groups: np.ndarray, folds: int, rng) -> np.ndarray:
+    ids, inverse = np.unique(groups, return_inverse=True)
+    return rng.permutation(len(ids))[inverse] % folds
 
 
 def mmd2_rbf(a: np.ndarray, b: np.ndarray) -> float:
@@ -160,18 +174,31 @@ def pooled(feats: Sequence[torch.Tensor]) -> np.ndarray:
     return torch.cat([f.float().mean(dim=(2, 3)) for f in feats], dim=1).cpu().numpy()
 
 
+def pixel_features(feats: Sequence[torch.Tensor], positions: torch.Tensor
+                   ) -> np.ndarray:
+    """Every level bilinearly resized to the finest level and concatenated, read at
+    ``positions`` (N, k) (flat indices into the finest level): (N * k, sum C)."""
+    size = feats[0].shape[-2:]
+    x = torch.cat([f.float() if f.shape[-2:] == size else F.interpolate(
+        f.float(), size=size, mode='bilinear', align_corners=False) for f in feats], 1)
+    n, c = x.shape[:2]
+    idx = positions.to(x.device).view(n, 1, -1).expand(n, c, -1)
+    return x.flatten(2).gather(2, idx).permute(0, 2, 1).reshape(-1, c).cpu().numpy()
+
+
 @torch.no_grad()
 def evaluate(cfg: Config, checkpoint: str, timesteps: Sequence[int],
-             max_images: int = 0, seed: int = 0, device: str = 'cpu') -> List[dict]:
-    """One row per t: abar_t, mIoU per domain, probe accuracy and MMD^2 between the
-    first two domains (NaN with one domain)."""
+             max_images: int = 0, seed: int = 0, device: str = 'cpu',
+             pixels: int = 16) -> List[dict]:
+    """One row per t: abar_t, mIoU per domain and, with two domains or more, the
+    probe accuracies and MMD^2 between the first two."""
     model, segmentor, plugin = load_model(cfg, checkpoint, device)
     degradation = plugin.degradation if plugin is not None else Degradation()
     degradation.to(device)
     num_classes = segmentor.decode_head.num_classes
     ignore = getattr(segmentor.decode_head, 'ignore_index', 255)
     areas = {}  # (domain, t) -> 4 area tensors
-    features = {}  # (domain, t) -> list of pooled arrays
+    features = {}  # (domain, t) -> lists of pooled / pixel arrays and pixel groups
     loaders = domain_loaders(cfg)
     for domain, loader_cfg in loaders.items():
         loader = Runner.build_dataloader(loader_cfg)
@@ -206,7 +233,11 @@ def evaluate(cfg: Config, checkpoint: str, timesteps: Sequence[int],
                     acc = areas.setdefault((domain, t_value), [0, 0, 0, 0])
                     for i, r in enumerate(res):
                         acc[i] = acc[i] + r.cpu()
-                features.setdefault((domain, t_value), []).append(pooled(feats))
+                store = features.setdefault((domain, t_value), ([], [], []))
+                store[0].append(pooled(feats))
+                pos = _positions(feats[0], seed, seen, pixels)
+                store[1].append(pixel_features(feats, pos))
+                store[2].append(np.repeat(np.arange(seen, seen + n), pixels))
                 bar.update(n)
             seen += n
         bar.close()
@@ -220,12 +251,27 @@ def evaluate(cfg: Config, checkpoint: str, timesteps: Sequence[int],
             row[f'{domain}_mIoU'] = float(np.nanmean(
                 iou[label > 0].numpy()) * 100)
         if len(names) >= 2:
-            a = np.concatenate(features[(names[1], t_value)])
-            b = np.concatenate(features[(names[0], t_value)])
-            row['probe_acc'] = linear_probe_accuracy(a, b, seed=seed)
-            row['mmd2'] = mmd2_rbf(a, b)
+            a, b = ([np.concatenate(part) for part in features[(name, t_value)]]
+                    for name in (names[1], names[0]))
+            row['probe_acc_pixel'] = linear_probe_accuracy(
+                a[1], b[1], seed=seed, groups_a=a[2], groups_b=b[2])
+            row['probe_acc_image'] = linear_probe_accuracy(a[0], b[0], seed=seed)
+            rng = np.random.default_rng(seed)
+            m = min(1000, len(a[1]), len(b[1]))
+            row['mmd2_pixel'] = mmd2_rbf(a[1][rng.permutation(len(a[1]))[:m]],
+                                         b[1][rng.permutation(len(b[1]))[:m]])
         rows.append(row)
     return rows
+
+
+def _positions(feat: torch.Tensor, seed: int, first_index: int, k: int
+               ) -> torch.Tensor:
+    """``k`` flat positions per image in the finest level, seeded by the image's
+    index (the same at every t and for every model): (N, k)."""
+    n, hw = feat.shape[0], feat.shape[-2] * feat.shape[-1]
+    out = [torch.randperm(hw, generator=torch.Generator().manual_seed(
+        seed * 1_000_003 + first_index + i))[:k] for i in range(n)]
+    return torch.stack(out)
 
 
 def _noise(degradation: Degradation, x0: torch.Tensor, seed: int,
@@ -284,17 +330,19 @@ def plot(rows: List[dict], path: str, title: str) -> None:
     axes[0].set(xlabel='t', ylabel='mIoU of the degraded path (%)',
                 title='segmentation along the bridge')
     axes[0].legend()
-    if 'probe_acc' in rows[0]:
-        axes[1].plot(t, [r['probe_acc'] for r in rows], marker='o', color='C3',
-                     label='linear probe accuracy')
+    if 'probe_acc_pixel' in rows[0]:
+        axes[1].plot(t, [r['probe_acc_pixel'] for r in rows], marker='o', color='C3',
+                     label='probe accuracy (pixels)')
+        axes[1].plot(t, [r['probe_acc_image'] for r in rows], marker='^', color='C1',
+                     label='probe accuracy (images)')
         axes[1].axhline(0.5, color='grey', lw=0.8, ls='--')
         axes[1].set(xlabel='t', ylabel='source-vs-target probe accuracy',
                     ylim=(0.4, 1.02), title='domain gap of the features')
         ax2 = axes[1].twinx()
-        ax2.plot(t, [r['mmd2'] for r in rows], marker='s', color='C4',
-                 label='MMD$^2$')
+        ax2.plot(t, [r['mmd2_pixel'] for r in rows], marker='s', color='C4',
+                 label='MMD$^2$ (pixels)')
         ax2.set_ylabel('MMD$^2$ (RBF)')
-        lines = axes[1].get_lines()[:1] + ax2.get_lines()
+        lines = axes[1].get_lines()[:2] + ax2.get_lines()
         axes[1].legend(lines, [ln.get_label() for ln in lines], loc='lower left')
     fig.suptitle(title)
     fig.tight_layout()
@@ -312,6 +360,8 @@ def main(argv=None) -> int:
     p.add_argument('--max-images', type=int, default=0,
                    help='images per domain (0: all)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--pixels', type=int, default=16,
+                   help='feature positions per image for the pixel-level gap')
     p.add_argument('--device', default='cpu')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     args = p.parse_args(argv)
@@ -326,7 +376,7 @@ def main(argv=None) -> int:
         parser.add_argument('--o', nargs='+', action=DictAction)
         cfg.merge_from_dict(parser.parse_args(['--o'] + args.cfg_options).o)
     rows = evaluate(cfg, args.checkpoint, args.timesteps, args.max_images,
-                    args.seed, args.device)
+                    args.seed, args.device, args.pixels)
     out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)),
                                'bridge_curve')
     os.makedirs(out, exist_ok=True)
