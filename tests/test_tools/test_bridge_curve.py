@@ -83,5 +83,11 @@ def test_bridge_curve_of_a_dida_model(tiny_benchmark, tmp_path, run_tool):
     assert float(rows[2]['source_mIoU']) < float(rows[0]['source_mIoU'])
     png = (out / 'bridge_curve.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10_000
+    # the CSV reads back as written; a reference curve is drawn beside
+    assert bridge_curve.read_csv(str(out / 'bridge_curve.csv'))[1]['t'] == 50
+    both = tmp_path / 'both.png'
+    rows = bridge_curve.read_csv(str(out / 'bridge_curve.csv'))
+    bridge_curve.plot(rows, str(both), 'x', reference=rows, labels=('a', 'b'))
+    assert both.read_bytes()[:4] == b'\x89PNG'
     res = run_tool([TOOL, config, str(tmp_path / 'missing.pth')], cwd=tiny_benchmark)
     assert res.returncode == 2 and "missing.pth' does not exist" in res.stderr

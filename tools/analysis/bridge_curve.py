@@ -12,12 +12,14 @@ seeded, so two models see the same degraded images) and writes
   ``--pixels`` random positions per image, folds split by image) and on image
   features (every level average-pooled), and the squared MMD of the pixel features
   (RBF kernel, median bandwidth);
-* ``<out>/bridge_curve.png``: the two curves.
+* ``<out>/bridge_curve.png``: the curves (and, with ``--reference``, another
+  model's, dashed: e.g. DAFormer + DiDA against DAFormer).
 
 Usage::
 
     python tools/analysis/bridge_curve.py CONFIG CHECKPOINT [--out DIR]
         [--timesteps 0 10 ... 90] [--max-images N] [--seed 0] [--device cpu]
+        [--reference OTHER/bridge_curve.csv --labels DiDA DAFormer]
 
 CONFIG is the training config (UDA or plain segmentor) of CHECKPOINT. The domains are
 the config's test set (``test_dataloader``, "target" for the procedural and UDA
@@ -317,33 +319,42 @@ def write_csv(rows: List[dict], path: str) -> None:
     _atomic(path, write)
 
 
-def plot(rows: List[dict], path: str, title: str) -> None:
+def read_csv(path: str) -> List[dict]:
+    """Rows of a bridge_curve.csv (numbers as float, t as int)."""
+    with open(path) as f:
+        return [{k: (int(v) if k == 't' else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def plot(rows: List[dict], path: str, title: str,
+         reference: Optional[List[dict]] = None, labels: Sequence[str] = ('', '')
+         ) -> None:
+    """The curves of ``rows`` (solid) and, when given, of ``reference`` (dashed, e.g.
+    the baseline's CSV); ``labels`` name the two in the legends."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    t = [r['t'] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for key in rows[0]:
-        if key.endswith('_mIoU'):
-            axes[0].plot(t, [r[key] for r in rows], marker='o',
-                         label=key[:-5])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for curves, style, label in ((rows, '-', labels[0]), (reference, '--', labels[1])):
+        if not curves:
+            continue
+        t = [r['t'] for r in curves]
+        tag = f' {label}' if label else ''
+        for i, key in enumerate(k for k in curves[0] if k.endswith('_mIoU')):
+            axes[0].plot(t, [r[key] for r in curves], style, marker='o', color=f'C{i}',
+                         label=key[:-5] + tag)
+        if 'probe_acc_pixel' in curves[0]:
+            axes[1].plot(t, [r['probe_acc_pixel'] for r in curves], style, marker='o',
+                         color='C3', label='probe, pixels' + tag)
+            axes[1].plot(t, [r['probe_acc_image'] for r in curves], style, marker='^',
+                         color='C1', label='probe, images' + tag)
     axes[0].set(xlabel='t', ylabel='mIoU of the degraded path (%)',
                 title='segmentation along the bridge')
-    axes[0].legend()
-    if 'probe_acc_pixel' in rows[0]:
-        axes[1].plot(t, [r['probe_acc_pixel'] for r in rows], marker='o', color='C3',
-                     label='probe accuracy (pixels)')
-        axes[1].plot(t, [r['probe_acc_image'] for r in rows], marker='^', color='C1',
-                     label='probe accuracy (images)')
-        axes[1].axhline(0.5, color='grey', lw=0.8, ls='--')
-        axes[1].set(xlabel='t', ylabel='source-vs-target probe accuracy',
-                    ylim=(0.4, 1.02), title='domain gap of the features')
-        ax2 = axes[1].twinx()
-        ax2.plot(t, [r['mmd2_pixel'] for r in rows], marker='s', color='C4',
-                 label='MMD$^2$ (pixels)')
-        ax2.set_ylabel('MMD$^2$ (RBF)')
-        lines = axes[1].get_lines()[:2] + ax2.get_lines()
-        axes[1].legend(lines, [ln.get_label() for ln in lines], loc='lower left')
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(0.5, color='grey', lw=0.8, ls=':')
+    axes[1].set(xlabel='t', ylabel='source-vs-target probe accuracy',
+                ylim=(0.4, 1.02), title='domain gap of the features h reads')
+    axes[1].legend(fontsize=8, loc='lower left')
     fig.suptitle(title)
     fig.tight_layout()
     _atomic(path, lambda f: fig.savefig(f, format='png', dpi=100))
@@ -364,6 +375,11 @@ def main(argv=None) -> int:
                    help='feature positions per image for the pixel-level gap')
     p.add_argument('--device', default='cpu')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
+    p.add_argument('--reference', default=None, metavar='CSV',
+                   help="another model's bridge_curve.csv, drawn dashed (e.g. the "
+                        'baseline of a DiDA model)')
+    p.add_argument('--labels', nargs=2, default=('', ''), metavar=('THIS', 'REFERENCE'),
+                   help='legend names of this model and of --reference')
     args = p.parse_args(argv)
     for path in (args.config, args.checkpoint):
         if not osp.isfile(path):
@@ -381,8 +397,10 @@ def main(argv=None) -> int:
                                'bridge_curve')
     os.makedirs(out, exist_ok=True)
     write_csv(rows, osp.join(out, 'bridge_curve.csv'))
+    reference = read_csv(args.reference) if args.reference else None
     plot(rows, osp.join(out, 'bridge_curve.png'),
-         f'{osp.basename(args.config)} ({osp.basename(args.checkpoint)})')
+         f'{osp.basename(args.config)} ({osp.basename(args.checkpoint)})',
+         reference, args.labels)
     keys = list(rows[0])
     print(' '.join(f'{k:>12}' for k in keys))
     for row in rows:
