@@ -36,10 +36,10 @@ from tqdm import tqdm
 
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.models.uda.dida import deploy_config, deploy_segmentor
+from mmseg_dida.utils.visualization import label_palette
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v')
-IGNORE_INDEX = 255
 
 
 class InferError(Exception):
@@ -121,22 +121,10 @@ def predict(segmentor: nn.Module, pipeline: Compose,
 
 
 # ------------------------------------------------------------------- pictures
-def palette(num_classes: int) -> np.ndarray:
-    """(256, 3) RGB: the Cityscapes palette for the first 19 ids, fixed other
-    colours for further classes, black for 255 (ignore)."""
-    from mmseg.datasets import CityscapesDataset  # after mmseg_dida (mmcv-lite shim)
-    colours = np.zeros((256, 3), np.uint8)
-    city = np.array(CityscapesDataset.METAINFO['palette'], np.uint8)
-    colours[:len(city)] = city
-    extra = np.random.default_rng(0).integers(0, 256, (256 - len(city), 3))
-    colours[len(city):] = extra
-    colours[IGNORE_INDEX] = 0
-    return colours
-
-
-def colourise(labels: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """Class ids (H, W) -> BGR colour image (H, W, 3) for OpenCV."""
-    return colours[labels][..., ::-1].copy()
+def colourise(labels: np.ndarray) -> np.ndarray:
+    """Class ids (H, W) -> BGR colour image (H, W, 3) for OpenCV, in the Cityscapes
+    palette (:func:`mmseg_dida.utils.visualization.label_palette`)."""
+    return label_palette()[labels][..., ::-1].copy()
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, opacity: float) -> np.ndarray:
@@ -185,7 +173,6 @@ def batches(items: Iterator[Tuple[str, np.ndarray]], size: int
 
 def run_images(segmentor, pipeline, paths: List[str], root: str, out: str,
                batch_size: int, opacity: float, save_labels: bool) -> int:
-    colours = palette(segmentor.decode_head.num_classes)
 
     def read():
         for p in paths:
@@ -199,7 +186,7 @@ def run_images(segmentor, pipeline, paths: List[str], root: str, out: str,
         labels = predict(segmentor, pipeline, [img for _, img in batch])
         for (p, img), lab in zip(batch, labels):
             rel = osp.splitext(osp.relpath(p, root) if root else osp.basename(p))[0]
-            mask = colourise(lab, colours)
+            mask = colourise(lab)
             _write_image(osp.join(out, 'masks', rel + '.png'), mask)
             _write_image(osp.join(out, 'overlays', rel + '.png'),
                          overlay(img, mask, opacity))
@@ -217,7 +204,6 @@ def run_video(segmentor, pipeline, path: str, out: str, batch_size: int,
         raise InferError(f"'{path}' is not a readable video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    colours = palette(segmentor.decode_head.num_classes)
     stem = osp.splitext(osp.basename(path))[0]
     os.makedirs(out, exist_ok=True)
     final = {k: osp.join(out, f'{stem}_{k}.mp4') for k in ('mask', 'overlay')}
@@ -246,7 +232,7 @@ def run_video(segmentor, pipeline, path: str, out: str, batch_size: int,
                                for k in tmp}
                     if not all(wr.isOpened() for wr in writers.values()):
                         raise InferError(f'OpenCV cannot write mp4 video to {out}')
-                mask = colourise(lab, colours)
+                mask = colourise(lab)
                 writers['mask'].write(mask)
                 writers['overlay'].write(overlay(frame, mask, opacity))
                 count += 1
