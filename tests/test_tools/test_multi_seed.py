@@ -7,6 +7,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import stat
 import sys
 
@@ -230,3 +231,28 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     assert tool.main([a, '--report-only', '--out-dir', str(tmp_path / 'o')]) == 2
     assert 'no finished run' in capsys.readouterr().err
     assert not osp.exists(tmp_path / 'o')
+
+
+def test_real_runs_end_to_end(tiny_benchmark, run_tool):
+    """A seed of the procedural DAFormer config, 2 iterations, through the command
+    line (the statistics are tested on fabricated runs above): progress on the
+    console, per-class IoU from the metric's keys, the curves."""
+    loaders = ('train_dataloader', 'val_dataloader', 'val_cfg.extra.source.dataloader')
+    fast = ['model.segmentor.data_preprocessor.size=(64,128)',
+            'default_hooks.logger.interval=1'] + [
+        f'{dl}.{k}' for dl in loaders for k in ('num_workers=0',
+                                                'persistent_workers=False')]
+    out = tiny_benchmark / 'multi_seed'
+    res = run_tool([osp.join(REPO, 'tools/multi_seed.py'),
+                    osp.join(REPO, 'configs/benchmark/daformer_mit_tiny_procedural.py'),
+                    '--seeds', '3', '--iters', '2', '--out-dir', str(out),
+                    '--cfg-options'] + fast, cwd=tiny_benchmark)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert re.search(r'\[daformer_mit_tiny_procedural seed 3\] .*Iter\(train\) '
+                     r'\[2/2\].*eta: .*loss', res.stdout), res.stdout[-3000:]
+    rows = _read_csv(out / 'results.csv')
+    run = rows[('daformer_mit_tiny_procedural', '3')]
+    assert rows[('daformer_mit_tiny_procedural', 'mean')]['mIoU'] == run['mIoU'] != ''
+    assert any(k.startswith('IoU.') and v for k, v in run.items())
+    assert any(k.startswith('source/IoU.') and v for k, v in run.items())
+    assert (out / 'curves_daformer_mit_tiny_procedural.png').stat().st_size > 0
