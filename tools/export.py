@@ -8,23 +8,34 @@ ImageNet feature-distance model, every plug-in. The exported network has exactly
 baseline's parameter names and count; ``--verify`` checks that, and that its
 predictions equal the training model's clean-path predictions on a random image.
 
+``--onnx`` also writes ``<name>.onnx``: the deployed network with its input
+normalisation, for images of any height and width (ONNX opset 18, through torch's
+``torch.export``-based exporter), checked against onnxruntime on a few images; the
+parameter counts and file sizes before and after stripping are printed. It needs the
+optional packages onnx, onnxscript and onnxruntime (requirements.txt).
+
 Usage::
 
     python tools/export.py CONFIG CHECKPOINT [--out-dir DIR] [--name NAME] [--verify]
+        [--onnx] [--opset 18]
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
+import time
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
+from torch import Tensor, nn
 
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.engine.hooks.dida_hook import save_deployable  # noqa: E402
-from mmseg_dida.models.uda.dida import deploy_config  # noqa: E402
+from mmseg_dida.models.uda.dida import deploy_config, deploy_segmentor  # noqa: E402
 
 
 def _strip_init(cfg):
@@ -79,6 +90,197 @@ def verify(model, cfg: Config, ckpt_path: str, size=(64, 128)) -> dict:
                 max_abs_logit_diff=diff.item())
 
 
+# ------------------------------------------------------------------------ ONNX
+#: The ONNX opset the exported graph targets (torch's exporter's default for
+#: torch >= 2.9; onnxruntime >= 1.14 runs it).
+ONNX_OPSET = 18
+#: The exporter traces this input shape; height and width stay symbolic.
+ONNX_EXAMPLE_SIZE = (64, 96)
+#: Images of these sizes (h, w) are compared with onnxruntime (one not a multiple
+#: of 32).
+ONNX_PARITY_SIZES = ((64, 96), (128, 256), (100, 150))
+
+
+class OnnxSegmentor(nn.Module):
+    """What the ONNX graph computes: the deployed segmentor's whole-image inference
+    with its input normalisation folded in.
+
+    Input ``image``: (N, 3, H, W) float32 in the channel order and value range the
+    config's pipeline loads (BGR 0..255 from OpenCV for mmseg's ``LoadImageFrom*``).
+    Outputs ``logits`` (N, C, H, W) and ``labels`` (N, H, W) int64 (argmax).
+    Sliding-window inference (``test_cfg.mode='slide'``) is not part of the graph:
+    a caller tiles large images itself.
+    """
+
+    def __init__(self, segmentor: nn.Module):
+        super().__init__()
+        self.segmentor = segmentor
+        pre = segmentor.data_preprocessor
+        self.bgr_to_rgb = bool(getattr(pre, 'channel_conversion', False))
+        mean = getattr(pre, 'mean', None)
+        std = getattr(pre, 'std', None)
+        if mean is None:
+            mean, std = torch.zeros(3, 1, 1), torch.ones(3, 1, 1)
+        self.register_buffer('mean', mean.detach().float().reshape(1, 3, 1, 1))
+        self.register_buffer('std', std.detach().float().reshape(1, 3, 1, 1))
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor]:
+        x = image.flip(1) if self.bgr_to_rgb else image
+        x = (x - self.mean) / self.std
+        size = tuple(x.shape[-2:])
+        # One meta for the batch (mmseg's heads resize to metas[0]); a list of N
+        # would fix the batch size in the graph.
+        logits = self.segmentor.encode_decode(
+            x, [dict(img_shape=size, ori_shape=size, pad_shape=size)])
+        return logits, logits.argmax(dim=1)
+
+
+def require_onnx() -> None:
+    """Exit with one line when the optional ONNX packages are missing."""
+    missing = []
+    for name in ('onnx', 'onnxscript', 'onnxruntime'):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        sys.exit(f"error: --onnx needs the package(s) {', '.join(missing)}: "
+                 'pip install ' + ' '.join(
+                     f'{m}=={_pinned(m)}' if _pinned(m) else m for m in missing))
+
+
+def _pinned(name: str) -> str:
+    """The version requirements.txt pins for ``name`` ('' when none)."""
+    req = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'requirements.txt')
+    if osp.isfile(req):
+        for line in open(req):
+            pkg, _, version = line.split('#')[0].strip().partition('==')
+            if pkg.lower() == name.lower():
+                return version
+    return ''
+
+
+def export_onnx(segmentor: nn.Module, path: str, opset: int = ONNX_OPSET) -> str:
+    """Write ``segmentor`` (eval mode, CPU) as an ONNX graph with symbolic batch,
+    height and width to ``path`` (through a temporary file, so that ``path`` is
+    complete or absent). Returns ``path``."""
+    import onnx
+    wrapper = OnnxSegmentor(segmentor).eval().cpu()
+    h, w = ONNX_EXAMPLE_SIZE
+    example = torch.rand(2, 3, h, w) * 255  # batch 2: batch 1 would be specialised
+    dims = {0: torch.export.Dim('batch', max=1024),
+            2: torch.export.Dim('height', min=32, max=8192),
+            3: torch.export.Dim('width', min=32, max=8192)}
+    tmp = f'{path}.tmp{os.getpid()}.onnx'
+    # onnxscript's optimiser logs a warning per Split it does not fold: noise here
+    quiet = logging.getLogger('onnxscript')
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(
+                wrapper, (example, ), dynamo=True, opset_version=opset,
+                input_names=['image'], output_names=['logits', 'labels'],
+                dynamic_shapes={'image': dims}, verbose=False)
+        program.save(tmp, external_data=False)
+        model = onnx.load(tmp)
+        onnx.checker.check_model(model)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        quiet.setLevel(level)
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def onnx_opset(path: str) -> int:
+    import onnx
+    model = onnx.load(path, load_external_data=False)
+    return max(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))
+
+
+@torch.no_grad()
+def onnx_parity(segmentor: nn.Module, path: str,
+                sizes: Sequence[Tuple[int, int]] = ONNX_PARITY_SIZES,
+                batch: int = 1, seed: int = 0) -> Dict[str, float]:
+    """Run the ONNX graph in onnxruntime (CPU) and ``segmentor`` in PyTorch on random
+    images of each size; return the max abs logit difference over all of them and
+    the fraction of pixels whose argmax label agrees."""
+    import numpy as np
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    wrapper = OnnxSegmentor(segmentor).eval().cpu()
+    gen = torch.Generator().manual_seed(seed)
+    diff, agree, total = 0.0, 0, 0
+    for h, w in sizes:
+        image = torch.randint(0, 256, (batch, 3, h, w), generator=gen).float()
+        ref_logits, ref_labels = wrapper(image)
+        logits, labels = session.run(['logits', 'labels'], {'image': image.numpy()})
+        if logits.shape != tuple(ref_logits.shape):
+            raise RuntimeError(f'ONNX logits have shape {logits.shape} for an image of '
+                               f'{h}x{w}, PyTorch {tuple(ref_logits.shape)}')
+        diff = max(diff, float(np.abs(logits - ref_logits.numpy()).max()))
+        agree += int((labels == ref_labels.numpy()).sum())
+        total += labels.size
+    return dict(max_abs_logit_diff=diff, label_agreement=agree / total)
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def size_report(rows: List[Tuple[str, int, str]]) -> str:
+    """A small table: (what, parameter count, file) -> count and file size in MB."""
+    lines = [f"{'':28s} {'parameters':>12s} {'file MB':>9s}  file"]
+    for what, count, path in rows:
+        size = f'{osp.getsize(path) / 2**20:9.2f}' if path and osp.isfile(path) else (
+            f"{'-':>9s}")
+        lines.append(f'{what:28s} {count:12,d} {size}  {path or "-"}')
+    return '\n'.join(lines)
+
+
+def onnx_stage(model: nn.Module, checkpoint: str, deploy_ckpt: str, out_dir: str,
+               name: str, opset: int) -> Dict[str, float]:
+    """--onnx: export the deployed network, check it against onnxruntime and print
+    what stripping kept."""
+    segmentor = deploy_segmentor(model).eval().cpu()
+    path = osp.join(out_dir, f'{name}.onnx')
+    with _stage('exporting ONNX'):
+        export_onnx(segmentor, path, opset)
+    print(f'onnx: {path} (opset {onnx_opset(path)}, dynamic batch/height/width; '
+          'input: image (N, 3, H, W) float as the pipeline loads it, outputs: '
+          'logits, labels)')
+    with _stage('checking ONNX against onnxruntime'):
+        parity = onnx_parity(segmentor, path)
+    sizes = ', '.join(f'{h}x{w}' for h, w in ONNX_PARITY_SIZES)
+    print(f"onnxruntime parity on {len(ONNX_PARITY_SIZES)} random images ({sizes}): "
+          f"max_abs_logit_diff={parity['max_abs_logit_diff']:.3g} "
+          f"label_agreement={parity['label_agreement']:.6f}")
+    print(size_report([
+        ('training model (all parts)', num_params(model), checkpoint),
+        ('deployed segmentor', num_params(segmentor), deploy_ckpt),
+        ('deployed segmentor, ONNX', num_params(segmentor), path)]))
+    return parity
+
+
+class _stage:
+    """Prints '<what> ...' and, when done, the elapsed time (the export's progress
+    on the console: each stage takes seconds to minutes)."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        self.start = time.time()
+        print(f'{self.what} ...', flush=True)
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            print(f'{self.what}: done in {time.time() - self.start:.1f} s', flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description='Export a deployable mmseg segmentor.')
     p.add_argument('config')
@@ -87,9 +289,16 @@ def main(argv=None):
                    help='default: the checkpoint folder')
     p.add_argument('--name', default='deploy')
     p.add_argument('--verify', action='store_true')
+    p.add_argument('--onnx', action='store_true',
+                   help='also write <name>.onnx and check it with onnxruntime')
+    p.add_argument('--opset', type=int, default=ONNX_OPSET,
+                   help=f'ONNX opset (default {ONNX_OPSET})')
     args = p.parse_args(argv)
+    if args.onnx:
+        require_onnx()
     cfg = Config.fromfile(args.config)
-    model = build_training_model(cfg, args.checkpoint)
+    with _stage('loading the training checkpoint'):
+        model = build_training_model(cfg, args.checkpoint)
     out_dir = args.out_dir or osp.dirname(osp.abspath(args.checkpoint))
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path, cfg_path = save_deployable(model, cfg, out_dir, args.name)
@@ -102,6 +311,8 @@ def main(argv=None):
         if not ok:
             sys.exit('export verification FAILED')
         print('export verification passed')
+    if args.onnx:
+        onnx_stage(model, args.checkpoint, ckpt_path, out_dir, args.name, args.opset)
 
 
 if __name__ == '__main__':

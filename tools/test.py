@@ -27,8 +27,9 @@ def parse_args(argv=None):
         '--out', type=str, help='the directory to save the output prediction files')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument(
-        '--show-dir', help='directory where painted images will be saved. If specified, '
-        'it will be automatically saved to the work_dir/timestamp/show_dir')
+        '--show-dir', help='directory where the predictions painted on the images are '
+        'saved (<show-dir>/vis_data/vis_image/test_<image>_<step>.png, and in its '
+        'TensorBoard event file); the primary (target) test set only')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
@@ -53,6 +54,9 @@ def trigger_visualization_hook(cfg, args):
             "--show-dir; refer to 'default_hooks' in the config")
     hook = default_hooks['visualization']
     hook['draw'] = True
+    # mmseg's hook draws every 50th batch by default: one image per 50 batches is not
+    # what --show-dir promises. Every batch, unless the config says otherwise.
+    hook.setdefault('interval', 1)
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time

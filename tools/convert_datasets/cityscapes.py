@@ -33,11 +33,15 @@ def main(argv=None):
     files = find_files(gt_dir, r'.*_gtFine_labelIds\.png')
     pairs = [(f, f.replace('_gtFine_labelIds.png', '_gtFine_labelTrainIds.png'))
              for f in files]
+    print(f'converting {len(pairs)} Cityscapes label files in {gt_dir} '
+          f'({args.nproc} processes):', flush=True)
     stats = convert_dataset(pairs, TABLES['cityscapes'], read_palette_label,
                             args.nproc, stats_root=out_dir)
     train_dir = osp.join(gt_dir, 'train') + os.sep
     train = [s for s, (src, _) in zip(stats, pairs) if src.startswith(train_dir)]
     write_rcs_stats(out_dir, train)
+    print(f'done: {len(pairs)} *_gtFine_labelTrainIds.png in {gt_dir}; RCS '
+          f'statistics of the {len(train)} train files in {out_dir}')
 
 
 if __name__ == '__main__':

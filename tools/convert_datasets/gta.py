@@ -32,9 +32,13 @@ def main(argv=None):
     # raw files end in a digit: 00001.png (not 00001_labelTrainIds.png)
     files = find_files(gt_dir, r'.*[0-9]\.png')
     pairs = [(f, f[:-len('.png')] + '_labelTrainIds.png') for f in files]
+    print(f'converting {len(pairs)} GTA label files in {gt_dir} '
+          f'({args.nproc} processes):', flush=True)
     stats = convert_dataset(pairs, TABLES['gta'], read_palette_label, args.nproc,
                             stats_root=out_dir)
     write_rcs_stats(out_dir, stats)
+    print(f'done: {len(pairs)} *_labelTrainIds.png in {gt_dir}; RCS statistics of '
+          f'{len(stats)} files in {out_dir}')
 
 
 if __name__ == '__main__':

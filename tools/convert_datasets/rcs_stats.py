@@ -27,7 +27,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     files = find_files(args.label_dir, '.*' + re.escape(args.suffix))
+    print(f'counting class pixels of {len(files)} label files in {args.label_dir} '
+          f'({args.nproc} processes):', flush=True)
     collect_rcs_stats(files, args.out_dir, args.nproc)
+    print(f'done: RCS statistics of {len(files)} files in {args.out_dir}')
 
 
 if __name__ == '__main__':

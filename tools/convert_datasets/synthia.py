@@ -33,9 +33,13 @@ def main(argv=None):
     gt_dir = osp.join(args.synthia_path, args.gt_dir)
     files = find_files(gt_dir, r'.*[0-9]\.png')
     pairs = [(f, f[:-len('.png')] + '_labelTrainIds.png') for f in files]
+    print(f'converting {len(pairs)} SYNTHIA label files in {gt_dir} '
+          f'({args.nproc} processes):', flush=True)
     stats = convert_dataset(pairs, TABLES['synthia'], read_synthia_label, args.nproc,
                             stats_root=out_dir)
     write_rcs_stats(out_dir, stats)
+    print(f'done: {len(pairs)} *_labelTrainIds.png in {gt_dir}; RCS statistics of '
+          f'{len(stats)} files in {out_dir}')
 
 
 if __name__ == '__main__':

@@ -28,3 +28,9 @@ rare_class_sampling = dict(class_temp=0.01, min_pixels=3000, min_crop_ratio=0.5)
 # SyncBN when (and only when) training is distributed.
 model_wrapper_cfg = dict(type='UDADistributedWrapper')
 sync_bn = 'torch'
+# Pictures of what a step sees (source/target images, pseudo labels with their
+# confidence and weights, the ClassMix image and label, plug-ins' images such as MIC
+# masks) to the visualiser's backends every `interval` iterations. A config that sets
+# its own custom_hooks keeps it with custom_hooks = [_base_.uda_vis_hook, ...].
+uda_vis_hook = dict(type='UDAVisualizationHook', interval=1000, max_images=2)
+custom_hooks = [uda_vis_hook]

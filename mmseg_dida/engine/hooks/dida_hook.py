@@ -5,7 +5,8 @@
   DiffusionEncoder does this in ``init_weights``; the hook covers models whose
   ``init_weights`` was not run), and log the degradation schedule;
 * every ``vis_interval`` iterations: write one source image degraded at several t
-  (x_t, Eq. 1) to the visualiser;
+  (x_t, Eq. 1) to the visualiser (``dida_x_t``), and below it what the degraded
+  path h((g + g')(x_t), t) predicts for each (``dida_x_t_pred``, Cityscapes palette);
 * every ``diag_interval`` iterations: measure what the degraded path feeds the decode
   head h (:func:`degraded_path_stats`) and write it to the log and the visualiser's
   scalars (``diag/*``), without changing the run (no gradients, the student's
@@ -30,8 +31,10 @@ from torch.nn.modules.batchnorm import _NormBase
 from ...models.backbones.diffusion_encoder import DiffusionEncoder
 from ...models.uda.dida import DiDA, deploy_config, deploy_segmentor
 from ...models.utils.norm_buffers import preserved_norm_buffers
+from ...utils.visualization import colourise
 
-__all__ = ['DiDAHook', 'save_deployable', 'degradation_strip', 'degraded_path_stats']
+__all__ = ['DiDAHook', 'save_deployable', 'degradation_strip', 'degraded_path_stats',
+           'degraded_prediction_strip', 'strip_inputs']
 
 
 def save_deployable(model: nn.Module, cfg: Optional[Config], out_dir: str,
@@ -60,6 +63,17 @@ def degradation_strip(plugin: DiDA, image: torch.Tensor, mean: torch.Tensor,
                       std: torch.Tensor, timesteps: Sequence[int]) -> np.ndarray:
     """One normalised image (3, H, W) degraded at each t of ``timesteps`` with the
     same eps, de-normalised and laid side by side: (H, W * len(timesteps), 3) uint8."""
+    x_t, _ = strip_inputs(plugin, image, timesteps)
+    img = (x_t * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1)).clamp(0, 255)
+    img = torch.cat(list(img), dim=2)  # (3, H, W * k)
+    return img.permute(1, 2, 0).round().byte().cpu().numpy()
+
+
+@torch.no_grad()
+def strip_inputs(plugin: DiDA, image: torch.Tensor, timesteps: Sequence[int]
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """x_t (k, 3, H, W) of one normalised image (3, H, W) at the k ``timesteps``
+    (one eps, from a generator of its own) and t (k,)."""
     deg = plugin.degradation
     x0 = image[None].float()
     t = torch.as_tensor(list(timesteps), device=x0.device).long()
@@ -72,9 +86,24 @@ def degradation_strip(plugin: DiDA, image: torch.Tensor, mean: torch.Tensor,
         noise = torch.randn((1, 3, h // s, w // s), generator=gen).to(x0)
         noise = noise.expand(len(t), -1, -1, -1)
     x_t, _ = deg(x0, t, noise=noise, generator=gen)
-    img = (x_t * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1)).clamp(0, 255)
-    img = torch.cat(list(img), dim=2)  # (3, H, W * k)
-    return img.permute(1, 2, 0).round().byte().cpu().numpy()
+    return x_t, t
+
+
+@torch.no_grad()
+def degraded_prediction_strip(plugin: DiDA, student: nn.Module, x_t: torch.Tensor,
+                              t: torch.Tensor) -> np.ndarray:
+    """What the degraded path predicts for each x_t (k, 3, H, W) at its t:
+    argmax of :meth:`DiDA.segment_degraded` at the image size, in the Cityscapes
+    palette, side by side: (H, W * k, 3) uint8. The student runs as in training
+    (its current mode, batch statistics over the k images) without gradients; its
+    normalisation buffers and the global random state are left as they were."""
+    devices = [x_t.device] if x_t.is_cuda else []
+    with torch.random.fork_rng(devices=devices), preserved_norm_buffers(student):
+        _, logits = plugin.segment_degraded(student, x_t, t)
+    logits = torch.nn.functional.interpolate(logits.float(), size=x_t.shape[-2:],
+                                             mode='bilinear', align_corners=False)
+    labels = torch.cat(list(logits.argmax(dim=1)), dim=1)  # (H, W * k)
+    return colourise(labels)
 
 
 def _norm_input_vars(layers: Sequence[nn.Module], run) -> List[float]:
@@ -148,7 +177,8 @@ class DiDAHook(Hook):
     """Initialise, watch and export a DiDA run.
 
     Args:
-        vis_interval: Write an x_t strip every this many iterations (0: never).
+        vis_interval: Write an x_t strip and the degraded path's predictions of it
+            every this many iterations (0: never).
         vis_timesteps: The t of the strip (default: 0, 24, 49, 74, 99).
         diag_interval: Measure the degraded path (:func:`degraded_path_stats`) every
             this many iterations (0: never).
@@ -232,6 +262,11 @@ class DiDAHook(Hook):
         strip = degradation_strip(plugin, data['inputs'][0], mean.flatten(),
                                   std.flatten(), self.vis_timesteps)
         runner.visualizer.add_image('dida_x_t', strip, step=runner.iter + 1)
+        student = getattr(model, 'student', None)
+        if student is not None and isinstance(student.backbone, DiffusionEncoder):
+            x_t, t = strip_inputs(plugin, data['inputs'][0], self.vis_timesteps)
+            pred = degraded_prediction_strip(plugin, student, x_t, t)
+            runner.visualizer.add_image('dida_x_t_pred', pred, step=runner.iter + 1)
 
     def _diagnose(self, runner, data_batch: dict) -> None:
         model = self._model(runner)

@@ -176,6 +176,10 @@ class DACS(BaseModel):
             self.student, alpha, strip=[p.strip_teacher for p in self.plugins])
         # Iteration counter; a buffer so that it is saved and resumed with the model.
         self.register_buffer('local_iter', torch.zeros((), dtype=torch.long))
+        # Named images of one step, kept only when a visualisation hook asks for them
+        # by setting {} before the step (UDAVisualizationHook); plug-ins add theirs
+        # through UDAStepContext.vis_images.
+        self.vis_images: Optional[Dict[str, Tensor]] = None
 
     # ----------------------------------------------------------------- housekeeping
     def init_weights(self):
@@ -239,6 +243,7 @@ class DACS(BaseModel):
         src_gt = stack_labels(src_samples)
         it = int(self.local_iter)
         log_vars = {}
+        self.keep_vis(src_img=src_img, src_label=src_gt, tgt_img=tgt_img)
 
         if self.teacher is not None:
             if it == 0:
@@ -256,6 +261,7 @@ class DACS(BaseModel):
             with optim_wrapper.optim_context(self):
                 pseudo_label, pseudo_weight = self.pseudo_label(tgt_img, tgt_samples)
             weight_masked = self.mask_pseudo_weight(pseudo_weight, tgt_samples)
+            self.keep_vis(pseudo_label=pseudo_label, pseudo_weight=weight_masked)
             log_vars['pseudo_weight'] = pseudo_weight.flatten()[0].detach()
             # L_T: mixed batch with confidence-weighted pseudo labels.
             with optim_wrapper.optim_context(self):
@@ -272,7 +278,8 @@ class DACS(BaseModel):
                 iteration=it, src_labels=src_gt[:, 0],
                 pseudo_weight_masked=weight_masked,
                 imnet_feature_distance=(None if self.imnet_model is None
-                                        else self.feature_distance))
+                                        else self.feature_distance),
+                vis_images=self.vis_images)
             for plugin in self.plugins:
                 log_vars.update(self.plugin_losses(plugin, ctx, optim_wrapper))
 
@@ -300,6 +307,11 @@ class DACS(BaseModel):
                 group_logs.append({})
                 self._backward(losses, optim_wrapper, group_logs[-1])
         return sum_loss_groups(group_logs)
+
+    def keep_vis(self, **images: Tensor) -> None:
+        """Keep ``images`` (detached) when a visualisation hook asked for this step's."""
+        if self.vis_images is not None:
+            self.vis_images.update({k: v.detach() for k, v in images.items()})
 
     @property
     def teacher_model(self) -> Optional[nn.Module]:
@@ -370,6 +382,7 @@ class DACS(BaseModel):
                                    align_corners=False)
         max_prob, label = torch.softmax(logits.float(), dim=1).max(dim=1)
         q = batch_confidence_weight(max_prob, self.pseudo_threshold)
+        self.keep_vis(pseudo_confidence=max_prob)
         return label, q * torch.ones_like(max_prob)
 
     def mask_pseudo_weight(self, weight: Tensor, tgt_samples: List) -> Tensor:
@@ -417,5 +430,6 @@ class DACS(BaseModel):
             sample.gt_sem_seg = PixelData(data=mixed_label[i][None])
             sample.seg_weight = PixelData(data=mixed_weight[i][None])
             mixed_samples.append(sample)
+        self.keep_vis(mix_img=mixed_img, mix_label=mixed_label)
         losses, _ = self._segmentor_loss(mixed_img, mixed_samples)
         return {f'mix.{k}': v for k, v in losses.items()}

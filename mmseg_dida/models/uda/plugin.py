@@ -63,6 +63,11 @@ class UDAStepContext:
             ``fd(image, labels (N, 1, H, W), feats) -> lambda_FD * L_FD`` of student
             features ``feats`` against the frozen ImageNet model's features of
             ``image``; None when the host has no feature distance.
+        vis_images: The named pictures of this step that a visualisation hook asked
+            for (:class:`~mmseg_dida.engine.hooks.UDAVisualizationHook`), or None
+            when none did. A plug-in may add its own (e.g. MIC's masks), detached:
+            float (N, 3, H, W) normalised images, integer (N, H, W) labels, float
+            (N, H, W) maps in [0, 1] (confidences, masks).
     """
     student: nn.Module
     teacher: Optional[nn.Module]
@@ -77,6 +82,7 @@ class UDAStepContext:
     pseudo_weight_masked: Optional[Tensor] = None
     imnet_feature_distance: Optional[Callable[[Tensor, Tensor, List[Tensor]],
                                               Tensor]] = None
+    vis_images: Optional[Dict[str, Tensor]] = None
 
 
 class BaseUDAPlugin(BaseModule):
