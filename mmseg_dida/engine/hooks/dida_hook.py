@@ -188,6 +188,7 @@ class DiDAHook(Hook):
     """
 
     priority = 'NORMAL'
+    training_only = True  # dropped from deployed configs (deploy_config)
 
     def __init__(self, vis_interval: int = 4000,
                  vis_timesteps: Sequence[int] = (0, 24, 49, 74, 99),

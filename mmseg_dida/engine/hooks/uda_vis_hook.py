@@ -42,6 +42,7 @@ class UDAVisualizationHook(Hook):
     """
 
     priority = 'LOW'
+    training_only = True  # dropped from deployed configs (deploy_config)
 
     def __init__(self, interval: int = 1000, max_images: int = 2,
                  name: str = 'uda_step'):

@@ -19,7 +19,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
-from mmseg.registry import MODELS
+from mmseg.registry import HOOKS, MODELS
 from torch import Tensor, nn
 
 from ..backbones.diffusion_encoder import COMPENSATION_INITS, DiffusionEncoder
@@ -331,8 +331,10 @@ def deploy_segmentor(model: nn.Module) -> nn.Module:
 
 def deploy_config(cfg: Config) -> Config:
     """A plain mmseg segmentor config from a UDA training config: ``model`` becomes
-    the UDA model's ``segmentor`` (keeping the data preprocessor), DiDA's hook is
-    dropped; data, evaluation and runtime settings are kept."""
+    the UDA model's ``segmentor`` (keeping the data preprocessor), the hooks that
+    only make sense while training a UDA model (their class sets
+    ``training_only = True``: DiDA's, the UDA pictures) are dropped; data, evaluation
+    and runtime settings are kept."""
     cfg = copy.deepcopy(cfg)
     model = cfg.model
     if 'segmentor' in model:
@@ -341,5 +343,14 @@ def deploy_config(cfg: Config) -> Config:
             seg.data_preprocessor = model.data_preprocessor
         cfg.model = seg
     hooks = cfg.get('custom_hooks', None) or []
-    cfg.custom_hooks = [h for h in hooks if h.get('type') != 'DiDAHook']
+    cfg.custom_hooks = [h for h in hooks if not _training_only_hook(h)]
     return cfg
+
+
+def _training_only_hook(hook_cfg: dict) -> bool:
+    hook_type = hook_cfg.get('type')
+    if not isinstance(hook_type, str):
+        return getattr(hook_type, 'training_only', False)
+    with HOOKS.switch_scope_and_registry(None) as registry:
+        cls = registry.get(hook_type)
+    return getattr(cls, 'training_only', False)
