@@ -8,7 +8,13 @@ from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
-from mmseg_dida.utils.launch import UserError, build_runner, load_config
+from mmseg_dida.utils.launch import (
+    UserError,
+    build_runner,
+    launcher_rank,
+    load_config,
+    prepare_training,
+)
 
 
 def parse_args(argv=None):
@@ -53,7 +59,9 @@ def build_cfg(args):
                                 f'{optim_type}')
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
-    cfg.resume = args.resume
+    note = prepare_training(cfg, args.resume)
+    if note and launcher_rank() == 0:
+        print(f'--resume: {note}', flush=True)
     return cfg
 
 

@@ -9,6 +9,9 @@
   (torchrun, slurm or MPI), and the runner then skips its own initialisation.
 * :func:`check_data_roots` -- a config whose data root is missing fails with one line
   naming the path and the config key, before any worker or file is created.
+* :func:`prepare_training` -- what ``tools/train.py`` adds to a config: the
+  crash-safe, exactly resuming checkpoint hook in place of mmengine's, and the
+  checkpoint ``--resume`` continues from (the newest complete one).
 """
 import os
 import os.path as osp
@@ -20,6 +23,8 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from .checkpoint import checkpoint_problem, find_resume_checkpoint, remove_stale_temporaries
 
 
 class UserError(Exception):
@@ -57,6 +62,42 @@ def build_runner(cfg: Config, launcher: str):
             raise
         raise UserError(f'invalid config: {e} (set MMSEG_DIDA_DEBUG=1 for the '
                         'traceback)') from None
+
+
+def launcher_rank() -> int:
+    """This process's rank from the launcher's environment (0 if none)."""
+    for name in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK'):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def prepare_training(cfg: Config, resume: bool) -> Optional[str]:
+    """Put :class:`ResumableCheckpointHook` in place of a plain ``CheckpointHook``
+    and, for ``resume``, choose the checkpoint (``cfg.load_from``): the one given,
+    which must be complete, else the newest complete one of the work dir. Returns
+    a sentence saying what was chosen (None when not resuming)."""
+    hooks = cfg.get('default_hooks') or {}
+    ckpt = hooks.get('checkpoint')
+    if ckpt is not None and ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
+        ckpt['type'] = 'ResumableCheckpointHook'
+    cfg.resume = resume
+    if not resume:
+        return None
+    if cfg.get('load_from'):
+        problem = checkpoint_problem(cfg.load_from)
+        if problem is not None:
+            raise UserError(f'cannot resume from {cfg.load_from}: {problem}')
+        return f'resuming from {cfg.load_from} (load_from)'
+    work_dir = osp.abspath(cfg.work_dir)
+    if launcher_rank() == 0:
+        for path in remove_stale_temporaries(work_dir):
+            print(f'removed {path}, a temporary file of a killed run', flush=True)
+    path, sentence = find_resume_checkpoint(work_dir)
+    if path is None:
+        return sentence + '; starting from iteration 0'
+    cfg.load_from = path
+    return sentence
 
 
 def _env_int(*names, default=None):

@@ -1,2 +1,2 @@
-
+from .checkpoint_hook import ResumableCheckpointHook  # noqa: F401
 from .dida_hook import DiDAHook  # noqa: F401
