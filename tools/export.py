@@ -25,6 +25,11 @@ from mmseg.registry import MODELS  # noqa: E402
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.engine.hooks.dida_hook import save_deployable  # noqa: E402
 from mmseg_dida.models.uda.dida import deploy_config  # noqa: E402
+from mmseg_dida.utils.checkpoint import (  # noqa: E402
+    CheckpointMismatchError,
+    CheckpointReadError,
+    load_model_weights,
+)
 
 
 def _strip_init(cfg):
@@ -40,17 +45,15 @@ def _strip_init(cfg):
             _strip_init(v)
 
 
-def build_training_model(cfg: Config, checkpoint: str):
+def build_training_model(cfg: Config, checkpoint: str, strict: bool = True):
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model_cfg = ConfigDict(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
                            else cfg.model)
     _strip_init(model_cfg)
     model = MODELS.build(model_cfg)
-    ckpt = torch.load(checkpoint, map_location='cpu')  # safe loading (mmseg_dida.compat)
-    state = ckpt.get('state_dict', ckpt)
-    model.load_state_dict(state, strict=True)
-    if 'meta' in ckpt and isinstance(ckpt['meta'], dict):
-        model.dataset_meta = ckpt['meta'].get('dataset_meta')
+    report = load_model_weights(model, checkpoint, strict=strict)
+    if report.meta:
+        model.dataset_meta = report.meta.get('dataset_meta')
     return model.eval()
 
 
@@ -87,9 +90,15 @@ def main(argv=None):
                    help='default: the checkpoint folder')
     p.add_argument('--name', default='deploy')
     p.add_argument('--verify', action='store_true')
+    p.add_argument('--non-strict', action='store_true',
+                   help='export although the checkpoint does not fill every tensor '
+                   'of the model')
     args = p.parse_args(argv)
     cfg = Config.fromfile(args.config)
-    model = build_training_model(cfg, args.checkpoint)
+    try:
+        model = build_training_model(cfg, args.checkpoint, strict=not args.non_strict)
+    except (CheckpointReadError, CheckpointMismatchError) as e:
+        sys.exit(f'error: {args.config}: {e}')
     out_dir = args.out_dir or osp.dirname(osp.abspath(args.checkpoint))
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path, cfg_path = save_deployable(model, cfg, out_dir, args.name)

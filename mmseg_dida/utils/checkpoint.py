@@ -339,10 +339,11 @@ def _likely_cause(model_keys, ckpt_keys, mismatched) -> str:
     ckpt_uda = any(k.startswith('student.') for k in ckpt_keys)
     if ckpt_uda and not model_uda:
         return ('a UDA training checkpoint for a plain segmentor config of another '
-                'architecture (its student does not fit this model)')
+                'architecture (the keys above compare its student with this model)')
     if model_uda and not ckpt_uda:
         return ('a plain segmentor checkpoint for a UDA training config of another '
-                'architecture (it does not cover the deployable student)')
+                "architecture (the keys above compare it with the UDA model's "
+                'deployable student)')
     if mismatched and not set(model_keys) ^ set(ckpt_keys):
         return 'the same layout with other sizes (num_classes or widths differ)'
     return 'a checkpoint of another architecture or config'
@@ -355,7 +356,7 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
 
     Args:
         model: The model (an mmseg segmentor or a UDA model; a data-parallel wrapper
-            is unwrapped through ``.module``).
+            or a test-time-augmentation model is unwrapped through ``.module``).
         checkpoint: Path of a ``.pth`` file or a loaded checkpoint dict.
         strict: Raise :class:`CheckpointMismatchError` unless every tensor of the
             model (of the deployable student, for a plain checkpoint in a UDA
@@ -373,30 +374,48 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
         CheckpointMismatchError: (strict) the keys do not match; one line.
     """
     from mmengine.logging import print_log
-    from mmengine.model import is_model_wrapper
-    if is_model_wrapper(model):
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     state, meta = read_state_dict(checkpoint, map_location)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     report = LoadReport(meta=meta)
-    missing, unexpected, mismatched = _compare(expected, state)
-    candidate = state
+    # Same names: loaded through load_state_dict, so that the model's own
+    # load hooks (e.g. an older EMA-teacher layout) take part.
+    mismatched = [f'{k}: {tuple(v.shape)} vs {tuple(expected[k])}'
+                  for k, v in state.items() if k in expected and v.shape != expected[k]]
+    same = {k: v for k, v in state.items() if k not in expected or v.shape == expected[k]}
+    result = model.load_state_dict(same, strict=False)
+    bad_shape = {m.split(':')[0] for m in mismatched}
+    missing = [k for k in result.missing_keys if k not in bad_shape]
+    unexpected = list(result.unexpected_keys)
+    report.loaded = len(same) - len(unexpected)
+    partial = None
     if missing or unexpected:
         model_uda = hasattr(model, 'student')
         ckpt_uda = any(k.startswith('student.') for k in state)
+        mapped = None
         if ckpt_uda and not model_uda:
-            mapped, dropped = _student_to_segmentor(state, expected)
-            m2, _, mm2 = _compare(expected, mapped)
+            candidate, dropped = _student_to_segmentor(state, expected)
+            m2, _, mm2 = _compare(expected, candidate)
             if not m2 and not mm2:
-                report.layout, candidate, report.dropped = 'uda->segmentor', mapped, dropped
-                missing, unexpected, mismatched = [], [], []
+                mapped, report.layout, report.dropped = candidate, 'uda->segmentor', dropped
+            else:  # report what the student lacks, not the raw key lists
+                missing, unexpected, mismatched = m2, [], mm2
+                partial = candidate
         elif model_uda and not ckpt_uda:
-            mapped, m2, unused = _segmentor_into_student(model, state)
+            candidate, m2, unused = _segmentor_into_student(model, state)
             mm2 = [f'{k}: {tuple(v.shape)} vs {tuple(expected[k])}'
-                   for k, v in mapped.items() if expected[k] != v.shape]
+                   for k, v in candidate.items() if expected.get(k) != v.shape]
             if not m2 and not unused and not mm2:
-                report.layout, candidate = 'segmentor->uda', mapped
-                missing, unexpected, mismatched = [], [], []
+                mapped, report.layout = candidate, 'segmentor->uda'
+            else:
+                missing, unexpected, mismatched = m2, unused, mm2
+                partial = candidate
+        if mapped is not None:
+            result = model.load_state_dict(mapped, strict=False)
+            report.loaded = len(mapped)
+            missing, unexpected, mismatched = [], [], []
     report.missing, report.unexpected, report.mismatched = missing, unexpected, mismatched
     if not report.exact:
         where = checkpoint if isinstance(checkpoint, str) else 'the checkpoint'
@@ -408,10 +427,10 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
                 line + '; pass --non-strict to load the matching tensors anyway')
         print_log(f'non-strict loading: {line}', logger=logger or 'current',
                   level=30)
-    loadable = {k: v for k, v in candidate.items()
-                if k in expected and v.shape == expected[k]}
-    result = model.load_state_dict(loadable, strict=False)
-    report.loaded = len(loadable)
+        if partial:  # the mapped layout's matching tensors
+            partial = {k: v for k, v in partial.items() if expected.get(k) == v.shape}
+            model.load_state_dict(partial, strict=False)
+            report.loaded = len(partial)
     if report.layout == 'segmentor->uda':
         # the teacher and the training-only parts of the student keep their values
         print_log(f'loaded a plain segmentor checkpoint into the student of '
