@@ -73,6 +73,7 @@ def main(argv=None):
         print(f'error: {args.config}: {e}', file=sys.stderr)
         return 2
     runner.train()
+    shutdown_distributed()
     return 0
 
 

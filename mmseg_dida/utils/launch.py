@@ -136,6 +136,14 @@ def init_cpu_distributed(launcher: str, port: int = 29500) -> Tuple[int, int]:
     return rank, world
 
 
+def shutdown_distributed() -> None:
+    """Wait for every process, then close the process group: a process that exits
+    while another still talks to it (gloo) can make that one abort."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def setup_launcher(cfg, launcher: str) -> None:
     """Set ``cfg.launcher``; on a machine without CUDA, initialise gloo ourselves and make
     the DDP wrapper run without device ids."""
