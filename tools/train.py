@@ -14,6 +14,7 @@ from mmseg_dida.utils.launch import (
     launcher_rank,
     load_config,
     prepare_training,
+    shutdown_distributed,
 )
 
 
