@@ -8,6 +8,14 @@ from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
+from mmseg_dida.datasets.transforms.checks import (
+    DataError,
+    data_error_line,
+    dataset_nodes,
+    scan_dataset,
+)
+from mmseg_dida.engine.hooks import NonFiniteLossError
+from mmseg_dida.utils.config_errors import explain_build_error
 from mmseg_dida.utils.launch import (
     UserError,
     build_runner,
@@ -32,6 +40,10 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value pairs such as '
         'xxx=yyy or model.backbone.depth=18')
+    parser.add_argument(
+        '--check-data', action='store_true',
+        help='before training, check every sample of every dataset (files complete, '
+        'labels of the image size and in the class table), with a progress bar')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher')
@@ -61,6 +73,12 @@ def build_cfg(args):
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     note = prepare_training(cfg, args.resume)
+    if args.check_data and launcher_rank() == 0:
+        try:
+            for path, node in dataset_nodes(cfg):
+                scan_dataset(node, path)
+        except DataError as e:
+            raise UserError(str(e)) from None
     if note and launcher_rank() == 0:
         print(f'--resume: {note}', flush=True)
     return cfg
@@ -73,7 +91,21 @@ def main(argv=None):
     except UserError as e:
         print(f'error: {args.config}: {e}', file=sys.stderr)
         return 2
-    runner.train()
+    try:
+        runner.train()
+    except DataError as e:  # raised in a dataloader worker: the original line
+        print(f'error: {args.config}: {data_error_line(e)}', file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f'error: {args.config}: {e}', file=sys.stderr)
+        return 3
+    except Exception as e:  # a component built at the start of training
+        line = explain_build_error(runner.cfg, e, root=None)
+        if line is None or os.environ.get('MMSEG_DIDA_DEBUG'):
+            raise
+        print(f'error: {args.config}: invalid config: {line} (set MMSEG_DIDA_DEBUG=1 '
+              'for the traceback)', file=sys.stderr)
+        return 2
     shutdown_distributed()
     return 0
 

@@ -99,11 +99,10 @@ class ResumableCheckpointHook(CheckpointHook):
     (random states per rank, stateful generators) in every checkpoint. Arguments:
     those of :class:`mmengine.hooks.CheckpointHook`."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._save_state: Optional[list] = None
-        self._loaded_state: Optional[list] = None
-        self._val_rng: Optional[dict] = None
+    # (no constructor of its own: config checks read CheckpointHook's arguments)
+    _save_state: Optional[list] = None  # gathered for the checkpoint being written
+    _loaded_state: Optional[list] = None  # from the checkpoint resumed
+    _val_rng: Optional[dict] = None  # the process random states before a validation
 
     # ------------------------------------------------------------------ saving
     def _local(self) -> bool:
