@@ -288,11 +288,6 @@ def _paths_of(node, cls, path='') -> Iterator[Tuple[str, dict]]:
             yield from _paths_of(v, cls, f'{path}[{i}]')
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f'{type(exc).__name__}: {text[0] if text else ""}'
-
-
 def explain_build_error(cfg, exc: BaseException, root: str = 'model') -> Optional[str]:
     """One line for ``exc``, raised while building a component of ``cfg`` from its
     config, naming the config key and what it expects; None when the traceback has
@@ -313,7 +308,8 @@ def explain_build_error(cfg, exc: BaseException, root: str = 'model') -> Optiona
     if problems:
         key, problem = problems[0]
         return f'{path}.{key}: {problem}'
-    message = _first_line(exc)
-    if name not in message:
-        message = f'{name}: {message}'
-    return f'{path}: {message}'
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ''
+    if text.startswith((f'{name}:', f'{name}.')):  # the class's own message
+        return f'{path}: {text}'
+    return f'{path}: {name}: {type(exc).__name__}: {text}'
