@@ -50,6 +50,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
             check_overrides(cfg, before, cfg_options)
         except ConfigError as e:
             raise UserError(str(e)) from None
+    try:  # the parts the runner builds after creating the work dir
+        check_config(cfg)
+    except ConfigError as e:
+        raise UserError(f'invalid config: {e}') from None
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
@@ -64,10 +68,6 @@ def build_runner(cfg: Config, launcher: str):
         check_data_roots(cfg)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
-    try:
-        check_config(cfg)
-    except ConfigError as e:
-        raise UserError(f'invalid config: {e}') from None
     setup_launcher(cfg, launcher)
     work_dir = osp.abspath(cfg.work_dir)
     existed = osp.isdir(work_dir)
