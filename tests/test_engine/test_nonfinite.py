@@ -43,10 +43,13 @@ class ExtraLossPlugin(BaseUDAPlugin):
             1 + logits.float().mean().abs())}
 
 
-def dacs(value, iterations=(0, )):
+def dacs(value, iterations=(0, ), bn=False):
     torch.manual_seed(0)
+    segmentor = tiny_segmentor()
+    if bn:  # running statistics that every forward pass changes
+        segmentor['decode_head']['norm_cfg'] = dict(type='BN', requires_grad=True)
     model = MODELS.build(dict(
-        type='DACS', segmentor=tiny_segmentor(), pseudo_weight_ignore_top=0,
+        type='DACS', segmentor=segmentor, pseudo_weight_ignore_top=0,
         pseudo_weight_ignore_bottom=0, imnet_feature_dist_lambda=0.0,
         plugins=[dict(type='ExtraLossPlugin', value=value, iterations=iterations)]))
     model.init_weights()
@@ -84,13 +87,14 @@ def _runner(model, wrapper):
 
 
 def test_nonfinite_losses_skip_steps_then_stop():
-    model = dacs(float('nan'), iterations=range(100))
+    model = dacs(float('nan'), iterations=range(100), bn=True)
     wrapper = OptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2))
     runner = _runner(model, wrapper)
     hook = NonFiniteLossHook(max_consecutive=3)
     hook.before_train(runner)
     before = {k: v.clone() for k, v in model.student.state_dict().items()
-              if k.endswith(('weight', 'bias'))}
+              if v.is_floating_point()}
+    assert any('running_var' in k for k in before)
     with pytest.raises(NonFiniteLossError) as err:
         for it in range(5):
             runner.iter = it
@@ -102,7 +106,7 @@ def test_nonfinite_losses_skip_steps_then_stop():
     assert msg.startswith('training stopped: the loss was not finite in 3 iterations '
                           'in a row (1-3; ') and 'loss_extra=nan' in msg
     assert '\n' not in msg and 'max_consecutive' in msg
-    state = model.student.state_dict()
+    state = model.student.state_dict()  # weights and running statistics unchanged
     assert all(torch.equal(before[k], state[k]) for k in before)
     assert all_finite(model.student) and all_finite(model.teacher)
 
@@ -115,6 +119,7 @@ def test_a_finite_loss_resets_the_count():
     hook.before_train(runner)
     for it in range(5):  # bad, bad, good, bad, bad: never 3 in a row
         runner.iter = it
+        hook.before_train_iter(runner, it)
         out = model.train_step(make_batch(seed=it), wrapper)
         hook.after_train_iter(runner, it, outputs=out)
     assert hook.consecutive == 2 and hook.skipped_steps == 4

@@ -7,6 +7,10 @@ a run whose loss stays non-finite stops with one clear error.
 * Full precision: the optimiser wrapper's ``step`` is guarded -- when any gradient
   is NaN/inf the step is skipped (gradients cleared), so that the weights, the
   optimiser state and hence the EMA teacher stay finite.
+* After a skipped step (either way) the model's floating-point buffers (the
+  normalisation layers' running statistics of student and teacher) are restored to
+  their values before the iteration: the forward passes that produced the
+  non-finite values leave no trace.
 * ``max_consecutive`` iterations in a row with a non-finite loss (on any process)
   raise :class:`NonFiniteLossError`, which ``tools/train.py`` reports as one line.
   Checkpoints written before are untouched.
@@ -60,6 +64,8 @@ class NonFiniteLossHook(Hook):
         self.first_bad: Optional[int] = None
         self.skipped_steps = 0
         self._scale: Optional[float] = None
+        self._skipped = False
+        self._buffers = []
 
     @staticmethod
     def _scaler(runner):
@@ -76,6 +82,7 @@ class NonFiniteLossHook(Hook):
             if _grads_finite(wrapper.optimizer):
                 return step(**kwargs)
             self.skipped_steps += 1
+            self._skipped = True
             wrapper.optimizer.zero_grad()
             runner.logger.warning(f'iteration {runner.iter + 1}: non-finite gradients, '
                                   'optimiser step skipped')
@@ -87,6 +94,10 @@ class NonFiniteLossHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         scaler = self._scaler(runner)
         self._scale = None if scaler is None else float(scaler.get_scale())
+        self._skipped = False
+        model = getattr(runner.model, 'module', runner.model)
+        self._buffers = [(b, b.detach().clone()) for b in model.buffers()
+                         if b.is_floating_point()]
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
@@ -94,9 +105,15 @@ class NonFiniteLossHook(Hook):
         if scaler is not None and self._scale is not None:
             scale = float(scaler.get_scale())
             if scale < self._scale:
+                self._skipped = True
                 runner.logger.warning(
                     f'iteration {runner.iter + 1}: non-finite gradients under mixed '
                     f'precision, step skipped, loss scale {self._scale:g} -> {scale:g}')
+        if self._skipped:  # the running statistics as before the iteration
+            with torch.no_grad():
+                for buffer, saved in self._buffers:
+                    buffer.copy_(saved)
+        self._buffers = []
         values = {k: float(v) for k, v in (outputs or {}).items()
                   if 'loss' in k and isinstance(v, (torch.Tensor, float, int))
                   and (not isinstance(v, torch.Tensor) or v.numel() == 1)}
