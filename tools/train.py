@@ -75,8 +75,13 @@ def build_cfg(args):
     note = prepare_training(cfg, args.resume)
     if args.check_data and launcher_rank() == 0:
         try:
+            scanned = set()
             for path, node in dataset_nodes(cfg):
-                scan_dataset(node, path)
+                key = (str(node.get('type')), str(node.get('data_root')),
+                       str(node.get('data_prefix')))
+                if key not in scanned:  # val and test are often the same data
+                    scanned.add(key)
+                    scan_dataset(node, path)
         except DataError as e:
             raise UserError(str(e)) from None
     if note and launcher_rank() == 0:
