@@ -36,6 +36,11 @@ from torch import Tensor, nn
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.engine.hooks.dida_hook import save_deployable  # noqa: E402
 from mmseg_dida.models.uda.dida import deploy_config, deploy_segmentor  # noqa: E402
+from mmseg_dida.utils.checkpoint import (  # noqa: E402
+    CheckpointMismatchError,
+    CheckpointReadError,
+    load_model_weights,
+)
 
 
 def _strip_init(cfg):
@@ -51,17 +56,15 @@ def _strip_init(cfg):
             _strip_init(v)
 
 
-def build_training_model(cfg: Config, checkpoint: str):
+def build_training_model(cfg: Config, checkpoint: str, strict: bool = True):
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model_cfg = ConfigDict(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
                            else cfg.model)
     _strip_init(model_cfg)
     model = MODELS.build(model_cfg)
-    ckpt = torch.load(checkpoint, map_location='cpu')  # safe loading (mmseg_dida.compat)
-    state = ckpt.get('state_dict', ckpt)
-    model.load_state_dict(state, strict=True)
-    if 'meta' in ckpt and isinstance(ckpt['meta'], dict):
-        model.dataset_meta = ckpt['meta'].get('dataset_meta')
+    report = load_model_weights(model, checkpoint, strict=strict)
+    if report.meta:
+        model.dataset_meta = report.meta.get('dataset_meta')
     return model.eval()
 
 
@@ -293,12 +296,19 @@ def main(argv=None):
                    help='also write <name>.onnx and check it with onnxruntime')
     p.add_argument('--opset', type=int, default=ONNX_OPSET,
                    help=f'ONNX opset (default {ONNX_OPSET})')
+    p.add_argument('--non-strict', action='store_true',
+                   help='export although the checkpoint does not fill every tensor '
+                   'of the model')
     args = p.parse_args(argv)
     if args.onnx:
         require_onnx()
     cfg = Config.fromfile(args.config)
     with _stage('loading the training checkpoint'):
-        model = build_training_model(cfg, args.checkpoint)
+        try:
+            model = build_training_model(cfg, args.checkpoint,
+                                         strict=not args.non_strict)
+        except (CheckpointReadError, CheckpointMismatchError) as e:
+            sys.exit(f'error: {args.config}: {e}')
     out_dir = args.out_dir or osp.dirname(osp.abspath(args.checkpoint))
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path, cfg_path = save_deployable(model, cfg, out_dir, args.name)

@@ -1,7 +1,8 @@
 """Segment images, a folder or a video with a trained or exported model.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT --out DIR [--device DEV]
-        [--batch-size N] [--opacity A] [--labels] [--cfg-options k=v ...]
+        [--batch-size N] [--opacity A] [--labels] [--non-strict]
+        [--cfg-options k=v ...]
 
 CONFIG/CHECKPOINT: either an exported plain segmentor (``deploy_config.py`` +
 ``deploy.pth`` from tools/export.py or DiDAHook) or a training run (a UDA config such
@@ -36,6 +37,11 @@ from tqdm import tqdm
 
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.models.uda.dida import deploy_config, deploy_segmentor
+from mmseg_dida.utils.checkpoint import (
+    CheckpointMismatchError,
+    CheckpointReadError,
+    load_model_weights,
+)
 from mmseg_dida.utils.visualization import label_palette
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -61,18 +67,19 @@ def _strip_init(cfg) -> None:
 
 
 def load_segmentor(config: str, checkpoint: str, device: str,
-                   cfg_options: Optional[dict] = None) -> Tuple[nn.Module, Config]:
+                   cfg_options: Optional[dict] = None,
+                   strict: bool = True) -> Tuple[nn.Module, Config]:
     """The plain segmentor to run and its plain config, from an exported model or a
     training run (UDA config: the deployed student, :func:`deploy_segmentor`).
 
-    The one place this tool loads weights (strictly: every key of the model and no
-    other); to be replaced by the project's strict checkpoint loader
-    (mmseg_dida/utils/checkpoint.py) when it lands.
+    Weights are loaded by the project's strict loader
+    (:func:`mmseg_dida.utils.checkpoint.load_model_weights`): a checkpoint that does
+    not fill every tensor of the model is refused with one line unless
+    ``strict=False``; a UDA training checkpoint on its plain (deploy) config and a
+    deploy checkpoint on its training config are mapped.
     """
     if not osp.isfile(config):
         raise InferError(f"config file '{config}' does not exist")
-    if not osp.isfile(checkpoint):
-        raise InferError(f"checkpoint '{checkpoint}' does not exist")
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -80,19 +87,13 @@ def load_segmentor(config: str, checkpoint: str, device: str,
     model_cfg = ConfigDict(copy.deepcopy(cfg.model.to_dict()))
     _strip_init(model_cfg)
     model = MODELS.build(model_cfg)
-    ckpt = torch.load(checkpoint, map_location='cpu')  # safe loading (compat)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise InferError(f"checkpoint '{checkpoint}' holds no state dict")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InferError(
-            f"checkpoint '{checkpoint}' does not match the model of '{config}': "
-            f'{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} '
-            f'unexpected keys (e.g. {unexpected[:3]})')
-    meta = ckpt.get('meta') or {}
+    try:
+        report = load_model_weights(model, checkpoint, strict=strict)
+    except (CheckpointReadError, CheckpointMismatchError) as e:
+        raise InferError(f'{config}: {e}') from None
     segmentor = deploy_segmentor(model)
-    segmentor.dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
+    meta = report.meta if isinstance(report.meta, dict) else {}
+    segmentor.dataset_meta = meta.get('dataset_meta')
     plain_cfg = deploy_config(cfg) if 'segmentor' in cfg.model else cfg
     return segmentor.to(device).eval(), plain_cfg
 
@@ -269,6 +270,9 @@ def parse_args(argv=None):
                    help='weight of the mask in the overlay (0..1)')
     p.add_argument('--labels', action='store_true',
                    help='also write the class ids as PNG (DIR/labels)')
+    p.add_argument('--non-strict', action='store_true',
+                   help='run although the checkpoint does not fill every tensor of '
+                   'the model')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
 
@@ -292,7 +296,8 @@ def main(argv=None) -> int:
         if not is_video and not paths:
             raise InferError(f"no images ({', '.join(IMAGE_EXTS)}) in '{src}'")
         segmentor, cfg = load_segmentor(args.config, args.checkpoint, args.device,
-                                        args.cfg_options)
+                                        args.cfg_options,
+                                        strict=not args.non_strict)
         pipeline = build_pipeline(cfg)
         if is_video:
             n = run_video(segmentor, pipeline, src, args.out, args.batch_size,

@@ -12,6 +12,12 @@ import sys
 from mmengine.config import DictAction
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
+from mmseg_dida.utils.checkpoint import (
+    CheckpointMismatchError,
+    CheckpointReadError,
+    atomic_write_text,
+    load_model_weights,
+)
 from mmseg_dida.utils.launch import UserError, build_runner, load_config
 from mmseg_dida.utils.report import format_metrics
 
@@ -39,6 +45,10 @@ def parse_args(argv=None):
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='Test time augmentation')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load a checkpoint whose tensors do not all match the model (the '
+        'matching ones are loaded, the rest keep their initial values)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -70,7 +80,7 @@ def build_cfg(args):
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if not osp.isfile(args.checkpoint):
         raise UserError(f"checkpoint '{args.checkpoint}' does not exist")
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None  # loaded strictly by main() (load_model_weights)
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
@@ -90,13 +100,14 @@ def main(argv=None):
     try:
         cfg = build_cfg(args)
         runner = build_runner(cfg, args.launcher)
-    except UserError as e:
+        load_model_weights(runner.model, args.checkpoint, strict=not args.non_strict)
+    except (UserError, CheckpointReadError, CheckpointMismatchError) as e:
         print(f'error: {args.config}: {e}', file=sys.stderr)
         return 2
     metrics = runner.test()
     if runner.rank == 0:
-        with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:
-            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+        atomic_write_text(osp.join(cfg.work_dir, 'test_metrics.json'), json.dumps(
+            {k: float(v) for k, v in metrics.items()}, indent=2))
         print(format_metrics(metrics, title=osp.basename(args.config)))
     return 0
 

@@ -8,7 +8,22 @@ from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
-from mmseg_dida.utils.launch import UserError, build_runner, load_config
+from mmseg_dida.datasets.transforms.checks import (
+    DataError,
+    data_error_line,
+    dataset_nodes,
+    scan_dataset,
+)
+from mmseg_dida.engine.hooks import NonFiniteLossError
+from mmseg_dida.utils.config_errors import explain_build_error
+from mmseg_dida.utils.launch import (
+    UserError,
+    build_runner,
+    launcher_rank,
+    load_config,
+    prepare_training,
+    shutdown_distributed,
+)
 
 
 def parse_args(argv=None):
@@ -25,6 +40,10 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value pairs such as '
         'xxx=yyy or model.backbone.depth=18')
+    parser.add_argument(
+        '--check-data', action='store_true',
+        help='before training, check every sample of every dataset (files complete, '
+        'labels of the image size and in the class table), with a progress bar')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher')
@@ -53,7 +72,20 @@ def build_cfg(args):
                                 f'{optim_type}')
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
-    cfg.resume = args.resume
+    note = prepare_training(cfg, args.resume)
+    if args.check_data and launcher_rank() == 0:
+        try:
+            scanned = set()
+            for path, node in dataset_nodes(cfg):
+                key = (str(node.get('type')), str(node.get('data_root')),
+                       str(node.get('data_prefix')))
+                if key not in scanned:  # val and test are often the same data
+                    scanned.add(key)
+                    scan_dataset(node, path)
+        except DataError as e:
+            raise UserError(str(e)) from None
+    if note and launcher_rank() == 0:
+        print(f'--resume: {note}', flush=True)
     return cfg
 
 
@@ -64,7 +96,22 @@ def main(argv=None):
     except UserError as e:
         print(f'error: {args.config}: {e}', file=sys.stderr)
         return 2
-    runner.train()
+    try:
+        runner.train()
+    except DataError as e:  # raised in a dataloader worker: the original line
+        print(f'error: {args.config}: {data_error_line(e)}', file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f'error: {args.config}: {e}', file=sys.stderr)
+        return 3
+    except Exception as e:  # a component built at the start of training
+        line = explain_build_error(runner.cfg, e, root=None)
+        if line is None or os.environ.get('MMSEG_DIDA_DEBUG'):
+            raise
+        print(f'error: {args.config}: invalid config: {line} (set MMSEG_DIDA_DEBUG=1 '
+              'for the traceback)', file=sys.stderr)
+        return 2
+    shutdown_distributed()
     return 0
 
 

@@ -140,6 +140,22 @@ class UDADataset:
             self._rng_key = key
         return self._rng
 
+    def rng_state(self) -> Optional[dict]:
+        """State of this process's generator (None before its first draw); saved
+        in checkpoints so that a resumed run draws the same pairs."""
+        return None if self._rng is None else self._rng.bit_generator.state
+
+    def set_rng_state(self, state: Optional[dict], device=None) -> None:
+        """Restore :meth:`rng_state` for the current process (None: start afresh)."""
+        if state is None:
+            self._rng = self._rng_key = None
+            return
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state
+        info = torch.utils.data.get_worker_info()
+        self._rng = rng
+        self._rng_key = (os.getpid(), -1 if info is None else info.id)
+
     def _rare_class_source(self):
         """RCS: a source sample of a rare class, re-cropped until it shows the class.
 

@@ -9,9 +9,15 @@
   (torchrun, slurm or MPI), and the runner then skips its own initialisation.
 * :func:`check_data_roots` -- a config whose data root is missing fails with one line
   naming the path and the config key, before any worker or file is created.
+* :func:`prepare_training` -- what ``tools/train.py`` adds to a config: the
+  crash-safe, exactly resuming checkpoint hook in place of mmengine's, the data
+  checks of the first pass over each sample (``CheckFiles``, ``CheckSegLabel``) and
+  the checkpoint ``--resume`` continues from (the newest complete one).
 """
+import inspect
 import os
 import os.path as osp
+import shutil
 import subprocess
 from typing import Iterator, Optional, Tuple
 
@@ -20,6 +26,10 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from ..datasets.transforms.checks import insert_data_checks
+from .checkpoint import checkpoint_problem, find_resume_checkpoint, remove_stale_temporaries
+from .config_errors import ConfigError, check_config, check_overrides, explain_build_error
 
 
 class UserError(Exception):
@@ -34,7 +44,16 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
         raise UserError(f"config file '{path}' does not exist")
     cfg = Config.fromfile(path)
     if cfg_options:
+        before = {k: cfg.get(k) for k in cfg_options if '.' not in k}
         cfg.merge_from_dict(cfg_options)
+        try:
+            check_overrides(cfg, before, cfg_options)
+        except ConfigError as e:
+            raise UserError(str(e)) from None
+    try:  # the parts the runner builds after creating the work dir
+        check_config(cfg)
+    except ConfigError as e:
+        raise UserError(f'invalid config: {e}') from None
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
@@ -50,13 +69,68 @@ def build_runner(cfg: Config, launcher: str):
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
     setup_launcher(cfg, launcher)
+    work_dir = osp.abspath(cfg.work_dir)
+    existed = osp.isdir(work_dir)
+    entries = set(os.listdir(work_dir)) if existed else set()
     try:
         return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    except (TypeError, KeyError) as e:  # wrong or unknown config keys
-        if os.environ.get('MMSEG_DIDA_DEBUG'):
+    except Exception as e:  # the model (or another part) could not be built
+        line = explain_build_error(cfg, e)
+        if line is None or os.environ.get('MMSEG_DIDA_DEBUG'):
             raise
-        raise UserError(f'invalid config: {e} (set MMSEG_DIDA_DEBUG=1 for the '
+        if launcher_rank() == 0:  # leave no work dir (or log folder) behind
+            if not existed:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            else:
+                for name in set(os.listdir(work_dir)) - entries:
+                    shutil.rmtree(osp.join(work_dir, name), ignore_errors=True)
+        raise UserError(f'invalid config: {line} (set MMSEG_DIDA_DEBUG=1 for the '
                         'traceback)') from None
+
+
+def launcher_rank() -> int:
+    """This process's rank from the launcher's environment (0 if none)."""
+    for name in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK'):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def prepare_training(cfg: Config, resume: bool) -> Optional[str]:
+    """Put :class:`ResumableCheckpointHook` in place of a plain ``CheckpointHook``,
+    add :class:`NonFiniteLossHook` as ``default_hooks.nonfinite_loss`` (unless set;
+    None switches it off), insert the data checks and, for ``resume``, choose the
+    checkpoint (``cfg.load_from``): the one given, which must be complete, else the
+    newest complete one of the work dir. Returns a sentence saying what was chosen
+    (None when not resuming)."""
+    hooks = cfg.get('default_hooks') or {}
+    ckpt = hooks.get('checkpoint')
+    if ckpt is not None and ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
+        ckpt['type'] = 'ResumableCheckpointHook'
+    if 'default_hooks' not in cfg:
+        cfg.default_hooks = {}
+    if 'nonfinite_loss' not in cfg.default_hooks:
+        cfg.default_hooks.nonfinite_loss = dict(type='NonFiniteLossHook')
+    elif isinstance(cfg.default_hooks.nonfinite_loss, dict):  # e.g. --cfg-options
+        cfg.default_hooks.nonfinite_loss.setdefault('type', 'NonFiniteLossHook')
+    insert_data_checks(cfg)
+    cfg.resume = resume
+    if not resume:
+        return None
+    if cfg.get('load_from'):
+        problem = checkpoint_problem(cfg.load_from)
+        if problem is not None:
+            raise UserError(f'cannot resume from {cfg.load_from}: {problem}')
+        return f'resuming from {cfg.load_from} (load_from)'
+    work_dir = osp.abspath(cfg.work_dir)
+    if launcher_rank() == 0:
+        for path in remove_stale_temporaries(work_dir):
+            print(f'removed {path}, a temporary file of a killed run', flush=True)
+    path, sentence = find_resume_checkpoint(work_dir)
+    if path is None:
+        return sentence + '; starting from iteration 0'
+    cfg.load_from = path
+    return sentence
 
 
 def _env_int(*names, default=None):
@@ -95,6 +169,14 @@ def init_cpu_distributed(launcher: str, port: int = 29500) -> Tuple[int, int]:
     return rank, world
 
 
+def shutdown_distributed() -> None:
+    """Wait for every process, then close the process group: a process that exits
+    while another still talks to it (gloo) can make that one abort."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def setup_launcher(cfg, launcher: str) -> None:
     """Set ``cfg.launcher``; on a machine without CUDA, initialise gloo ourselves and make
     the DDP wrapper run without device ids."""
@@ -122,9 +204,45 @@ def _dataset_roots(node, key) -> Iterator[Tuple[str, str]]:
             yield from _dataset_roots(v, f'{key}[{i}]')
 
 
+def _img_suffix(node: dict) -> str:
+    """The image suffix a dataset config selects (its own or its class default)."""
+    if isinstance(node.get('img_suffix'), str):
+        return node['img_suffix']
+    from mmseg.registry import DATASETS
+    cls = DATASETS.get(node['type']) if isinstance(node.get('type'), str) else None
+    for klass in getattr(cls, '__mro__', ()):
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        param = inspect.signature(init).parameters.get('img_suffix')
+        if param is not None and isinstance(param.default, str):
+            return param.default
+    return ''
+
+
+def _has_file(folder: str, suffix: str) -> bool:
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(f.endswith(suffix) for f in files):
+            return True
+    return False
+
+
+def _image_folders(node, key) -> Iterator[Tuple[str, dict]]:
+    """(config key, dataset node) of the dataset configs with a data_root."""
+    if isinstance(node, dict):
+        if isinstance(node.get('data_root'), str) and 'type' in node:
+            yield key, node
+        for k, v in node.items():
+            yield from _image_folders(v, f'{key}.{k}' if key else k)
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _image_folders(v, f'{key}[{i}]')
+
+
 def check_data_roots(cfg, keys=('train_dataloader', 'val_dataloader', 'test_dataloader',
                                 'val_cfg', 'test_cfg')) -> None:
-    """Raise FileNotFoundError naming the first missing ``data_root`` and its config key."""
+    """Raise FileNotFoundError naming the first missing ``data_root`` and its config
+    key, or the first dataset whose image folder is missing or holds no image."""
     for top in keys:
         node = cfg.get(top)
         if node is None:
@@ -134,3 +252,16 @@ def check_data_roots(cfg, keys=('train_dataloader', 'val_dataloader', 'test_data
                 raise FileNotFoundError(
                     f"data root '{root}' does not exist (config key {key}); "
                     'see data/README.md to prepare the dataset')
+        for key, ds in _image_folders(node, top):
+            prefix = (ds.get('data_prefix') or {}).get('img_path', '')
+            folder = osp.join(ds['data_root'], prefix) if prefix else ds['data_root']
+            if not osp.isdir(folder):
+                raise FileNotFoundError(
+                    f"image folder '{folder}' does not exist (config keys "
+                    f'{key}.data_root and {key}.data_prefix.img_path)')
+            suffix = _img_suffix(ds)
+            if not _has_file(folder, suffix):
+                raise FileNotFoundError(
+                    f"data root '{ds['data_root']}' has no image ending in "
+                    f"'{suffix}' under '{prefix}' (config key {key}.data_root); see "
+                    'data/README.md to prepare the dataset')

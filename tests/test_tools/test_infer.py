@@ -119,12 +119,17 @@ def _student_labels(model, img):
     return logits[0].argmax(0).numpy()
 
 
-@pytest.mark.parametrize('which', ['deployed', 'training'])
+@pytest.mark.parametrize('which', ['deployed', 'training', 'training-on-deploy-config',
+                                   'deployed-on-training-config'])
 def test_folder_of_two_images(models, tmp_path, which, capsys):
+    """Every pairing the strict loader maps gives the training model's predictions."""
     cfg_path, ckpt, deploy_cfg, deploy_ckpt, model = models
     images = _images(tmp_path / 'in')
-    config, checkpoint = ((deploy_cfg, deploy_ckpt) if which == 'deployed'
-                          else (cfg_path, ckpt))
+    config, checkpoint = {
+        'deployed': (deploy_cfg, deploy_ckpt),
+        'training': (cfg_path, ckpt),
+        'training-on-deploy-config': (deploy_cfg, ckpt),
+        'deployed-on-training-config': (cfg_path, deploy_ckpt)}[which]
     out = tmp_path / 'out'
     rc = _tool().main([config, checkpoint, str(tmp_path / 'in'), '--out', str(out),
                        '--batch-size', '2', '--labels', '--device', 'cpu'])

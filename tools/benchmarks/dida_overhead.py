@@ -319,8 +319,9 @@ def main():
             print(f'{v:<13} peak {peak:8.0f} MB  state {runs[0]["state_mb"]:8.0f} MB  '
                   f'mem x {peak / base:.2f}')
         if args.out:
-            with open(args.out, 'w') as f:
-                json.dump(dict(args=vars(args), memory=memory), f, indent=1)
+            from mmseg_dida.utils.checkpoint import atomic_write_text
+            atomic_write_text(args.out, json.dumps(dict(args=vars(args), memory=memory),
+                                                   indent=1))
         return
     if args.only == 'time':
         memory = {v: [dict(peak_mb=float('nan'), state_mb=float('nan'))]
@@ -342,9 +343,10 @@ def main():
             f'{s["parts"][k]:.3f} ({s["segment_flops"][k] / 1e9:.1f})'
             for k in SEGMENTS))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(dict(args=vars(args), summary=summary, runs=results,
-                           memory=memory), f, indent=1)
+        from mmseg_dida.utils.checkpoint import atomic_write_text
+        atomic_write_text(args.out, json.dumps(dict(args=vars(args), summary=summary,
+                                                    runs=results, memory=memory),
+                                               indent=1))
 
 
 if __name__ == '__main__':

@@ -33,6 +33,7 @@ from collections import OrderedDict
 import torch
 
 from mmseg_dida.models.utils.weight_loading import PretrainedLoadError, load_source_checkpoint
+from mmseg_dida.utils.checkpoint import atomic_torch_save
 
 _PATCH = re.compile(r'^patch_embed(\d)\.(proj|norm)\.(weight|bias)$')
 _BLOCK = re.compile(r'^block(\d)\.(\d+)\.(.+)$')
@@ -133,7 +134,7 @@ def main(argv=None):
     if osp.dirname(args.dst):
         import os
         os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(converted, args.dst)
+    atomic_torch_save(converted, args.dst)  # complete or absent
     print(f'converted {len(src)} tensors into {len(converted)} mmseg keys: '
           f'{args.dst}')
     return 0

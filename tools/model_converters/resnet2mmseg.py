@@ -21,9 +21,8 @@ import re
 import sys
 from collections import OrderedDict
 
-import torch
-
 from mmseg_dida.models.utils.weight_loading import PretrainedLoadError, load_source_checkpoint
+from mmseg_dida.utils.checkpoint import atomic_torch_save
 
 _VALID = re.compile(
     r'^(stem\.\d+\.|conv1\.|bn1\.|layer\d+\.\d+\.(conv\d|bn\d|downsample\.\d)\.)'
@@ -77,7 +76,7 @@ def main(argv=None):
     converted = convert_resnet(ckpt, allow_v1b=args.allow_v1b)
     if osp.dirname(args.dst):
         os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(converted, args.dst)
+    atomic_torch_save(converted, args.dst)  # complete or absent
     print(f'wrote {len(converted)} tensors: {args.dst}')
     return 0
 

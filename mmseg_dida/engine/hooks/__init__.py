@@ -1,2 +1,4 @@
+from .checkpoint_hook import ResumableCheckpointHook  # noqa: F401
 from .dida_hook import DiDAHook  # noqa: F401
+from .nonfinite_hook import NonFiniteLossError, NonFiniteLossHook  # noqa: F401
 from .uda_vis_hook import UDAVisualizationHook  # noqa: F401

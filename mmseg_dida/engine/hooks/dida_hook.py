@@ -31,6 +31,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from ...models.backbones.diffusion_encoder import DiffusionEncoder
 from ...models.uda.dida import DiDA, deploy_config, deploy_segmentor
 from ...models.utils.norm_buffers import preserved_norm_buffers
+from ...utils.checkpoint import atomic_torch_save, atomic_write_text
 from ...utils.visualization import colourise
 
 __all__ = ['DiDAHook', 'save_deployable', 'degradation_strip', 'degraded_path_stats',
@@ -51,10 +52,10 @@ def save_deployable(model: nn.Module, cfg: Optional[Config], out_dir: str,
     if cfg is not None:
         plain = deploy_config(cfg)
         cfg_path = osp.join(out_dir, f'{name}_config.py')
-        plain.dump(cfg_path)
         meta['config'] = plain.pretty_text
+        atomic_write_text(cfg_path, plain.pretty_text)  # complete or absent
     ckpt_path = osp.join(out_dir, f'{name}.pth')
-    torch.save(dict(meta=meta, state_dict=state), ckpt_path)
+    atomic_torch_save(dict(meta=meta, state_dict=state), ckpt_path)
     return ckpt_path, cfg_path
 
 

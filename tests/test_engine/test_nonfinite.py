@@ -1,0 +1,131 @@
+"""Mixed precision and non-finite losses in the DACS step (CPU: bfloat16 autocast with
+torch's CPU GradScaler; fp16 autocast needs CUDA, the scaler logic is the same).
+
+* a forced overflow (a loss that is finite but not after loss scaling) skips the
+  step and halves the scale; weights, optimiser state and the EMA teacher stay
+  finite, and the next step trains with the lower scale;
+* without AMP, NonFiniteLossHook skips steps whose gradients are not finite and
+  stops a run of non-finite losses after ``max_consecutive`` iterations.
+"""
+import logging
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmseg.registry import MODELS
+
+import mmseg_dida  # noqa: F401
+from mmseg_dida.engine.hooks import NonFiniteLossError, NonFiniteLossHook
+from mmseg_dida.models.uda import BaseUDAPlugin
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'test_models',
+                                'test_uda'))
+from uda_toy import make_batch, tiny_segmentor  # noqa: E402
+
+
+@MODELS.register_module(force=True)
+class ExtraLossPlugin(BaseUDAPlugin):
+    """Adds ``value * mean(student logits)`` as a loss at the iterations listed."""
+
+    def __init__(self, value: float, iterations=(0, )):
+        super().__init__()
+        self.value, self.iterations = value, tuple(iterations)
+
+    def losses(self, ctx):
+        if ctx.iteration not in self.iterations:
+            return {}
+        logits = ctx.student.encode_decode(ctx.src_inputs, [
+            s.metainfo for s in ctx.src_data_samples])
+        return {'loss_extra': logits.float().mean() * 0 + self.value * (
+            1 + logits.float().mean().abs())}
+
+
+def dacs(value, iterations=(0, ), bn=False):
+    torch.manual_seed(0)
+    segmentor = tiny_segmentor()
+    if bn:  # running statistics that every forward pass changes
+        segmentor['decode_head']['norm_cfg'] = dict(type='BN', requires_grad=True)
+    model = MODELS.build(dict(
+        type='DACS', segmentor=segmentor, pseudo_weight_ignore_top=0,
+        pseudo_weight_ignore_bottom=0, imnet_feature_dist_lambda=0.0,
+        plugins=[dict(type='ExtraLossPlugin', value=value, iterations=iterations)]))
+    model.init_weights()
+    return model.train()
+
+
+def all_finite(module):
+    return all(torch.isfinite(t).all() for t in module.state_dict().values()
+               if t.is_floating_point())
+
+
+def test_forced_overflow_skips_the_step_and_lowers_the_scale():
+    model = dacs(1e36)  # finite, but x 65536 overflows float32
+    wrapper = AmpOptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2))
+    assert wrapper.cast_dtype == torch.bfloat16  # CPU: bf16 autocast
+    before = {k: v.clone() for k, v in model.student.state_dict().items()}
+    scale = wrapper.loss_scaler.get_scale()
+    log = model.train_step(make_batch(seed=0), wrapper)
+    assert torch.isfinite(log['loss_extra']) and log['loss_extra'] > 1e35
+    assert wrapper.loss_scaler.get_scale() == scale / 2
+    params = dict(model.student.named_parameters())
+    assert all(torch.equal(before[n], params[n]) for n in params)  # step skipped
+    assert not wrapper.optimizer.state  # AdamW never stepped
+    model.train_step(make_batch(seed=1), wrapper)  # EMA update + a real step
+    assert wrapper.loss_scaler.get_scale() == scale / 2
+    assert any(not torch.equal(before[n], params[n]) for n in params)
+    assert all_finite(model.student) and all_finite(model.teacher)
+    assert all(torch.isfinite(v).all() for s in wrapper.optimizer.state.values()
+               for v in s.values() if torch.is_tensor(v))
+
+
+def _runner(model, wrapper):
+    return SimpleNamespace(optim_wrapper=wrapper, iter=0,
+                           logger=logging.getLogger('test_nonfinite'), model=model)
+
+
+def test_nonfinite_losses_skip_steps_then_stop():
+    model = dacs(float('nan'), iterations=range(100), bn=True)
+    wrapper = OptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2))
+    runner = _runner(model, wrapper)
+    hook = NonFiniteLossHook(max_consecutive=3)
+    hook.before_train(runner)
+    before = {k: v.clone() for k, v in model.student.state_dict().items()
+              if v.is_floating_point()}
+    assert any('running_var' in k for k in before)
+    with pytest.raises(NonFiniteLossError) as err:
+        for it in range(5):
+            runner.iter = it
+            hook.before_train_iter(runner, it)
+            out = model.train_step(make_batch(seed=it), wrapper)
+            hook.after_train_iter(runner, it, outputs=out)
+    assert runner.iter == 2 and hook.skipped_steps == 3
+    msg = str(err.value)
+    assert msg.startswith('training stopped: the loss was not finite in 3 iterations '
+                          'in a row (1-3; ') and 'loss_extra=nan' in msg
+    assert '\n' not in msg and 'max_consecutive' in msg
+    state = model.student.state_dict()  # weights and running statistics unchanged
+    assert all(torch.equal(before[k], state[k]) for k in before)
+    assert all_finite(model.student) and all_finite(model.teacher)
+
+
+def test_a_finite_loss_resets_the_count():
+    model = dacs(float('inf'), iterations=(0, 1, 3, 4))
+    wrapper = OptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2))
+    runner = _runner(model, wrapper)
+    hook = NonFiniteLossHook(max_consecutive=3)
+    hook.before_train(runner)
+    for it in range(5):  # bad, bad, good, bad, bad: never 3 in a row
+        runner.iter = it
+        hook.before_train_iter(runner, it)
+        out = model.train_step(make_batch(seed=it), wrapper)
+        hook.after_train_iter(runner, it, outputs=out)
+    assert hook.consecutive == 2 and hook.skipped_steps == 4
+    assert all_finite(model.student) and all_finite(model.teacher)
+
+
+def test_max_consecutive_is_validated():
+    with pytest.raises(ValueError, match='max_consecutive must be an int >= 1'):
+        NonFiniteLossHook(max_consecutive=0)

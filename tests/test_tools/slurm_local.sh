@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# A real Slurm test on one machine (root, Debian/Ubuntu): install slurm-wlm and munge
+# if missing, start munged, slurmctld and slurmd as a one-node cluster on this host
+# with 2 CPUs (configuration, state and logs in a temporary folder; /etc/slurm is not
+# touched), train a few iterations with tools/slurm_train.sh and 2 tasks (gloo), the
+# same with tools/dist_train.sh and 2 processes, and check that the two runs end with
+# identical checkpoints. The daemons this script started are stopped at the end.
+#
+#   bash tests/test_tools/slurm_local.sh        # from the repository root; ~3-5 min
+#
+# Environment: PYTHON (default .venv/bin/python), KEEP_TMP=1 keeps the temporary folder.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+PYTHON=${PYTHON:-$REPO/.venv/bin/python}
+export OMP_NUM_THREADS=1
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
+START=$(date +%s)
+log() { echo "[slurm-test $(( $(date +%s) - START ))s] $*"; }
+
+if [ "$(id -u)" != 0 ]; then echo "error: run as root (starts munged/slurmctld/slurmd)" >&2; exit 2; fi
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+  log "installing slurm-wlm and munge"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+fi
+
+TMP=$(mktemp -d /tmp/mmseg_dida_slurm.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# munge: a key if there is none, and a daemon if none answers
+if [ ! -s /etc/munge/munge.key ]; then
+  mkdir -p /etc/munge
+  dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+  chown munge:munge /etc/munge/munge.key
+  chmod 400 /etc/munge/munge.key
+fi
+if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+  mkdir -p /run/munge /var/log/munge /var/lib/munge
+  chown munge:munge /run/munge /var/log/munge /var/lib/munge
+  runuser -u munge -- /usr/sbin/munged --foreground > "$TMP/munged.out" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+munge -n | unmunge | grep -q Success
+log "munge works"
+
+HOST=$(hostname -s)
+mkdir -p "$TMP/state" "$TMP/spool"
+export SLURM_CONF=$TMP/slurm.conf
+cat > "$SLURM_CONF" <<EOF
+ClusterName=mmsegdida
+SlurmctldHost=$HOST
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SlurmUser=root
+SlurmdUser=root
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+StateSaveLocation=$TMP/state
+SlurmdSpoolDir=$TMP/spool
+SlurmctldPidFile=$TMP/slurmctld.pid
+SlurmdPidFile=$TMP/slurmd.pid
+SlurmctldLogFile=$TMP/slurmctld.log
+SlurmdLogFile=$TMP/slurmd.log
+NodeName=$HOST CPUs=2 State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+EOF
+slurmctld -D -f "$SLURM_CONF" > "$TMP/slurmctld.out" 2>&1 &
+PIDS+=($!)
+slurmd -D -f "$SLURM_CONF" > "$TMP/slurmd.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 120); do
+  sinfo -h -o %t 2>/dev/null | grep -q idle && break
+  sleep 0.5
+done
+sinfo -h -o %t | grep -q idle || { echo "error: the node did not become idle"; cat "$TMP"/*.log; exit 1; }
+log "one-node cluster up: $(sinfo -h -o '%P %D %t %c')"
+
+# the tiny benchmark and a few iterations of DAFormer + DiDA
+"$PYTHON" -c "from mmseg_dida.datasets.procedural import generate_benchmark as g; \
+g('$TMP/data/procedural', seed=0, size=(128, 64), counts=dict(train=8, val=4))"
+CONFIG=$REPO/configs/dida/daformer_mit_tiny_procedural_dida.py
+OPTS="model.data_preprocessor.size=(64,128) train_cfg.max_iters=3 train_cfg.val_interval=3
+default_hooks.checkpoint.interval=3 default_hooks.visualization.draw=False"
+for dl in train_dataloader val_dataloader val_cfg.extra.source.dataloader; do
+  OPTS="$OPTS $dl.num_workers=0 $dl.persistent_workers=False"
+done
+cd "$TMP"
+log "tools/slurm_train.sh, 2 tasks"
+GPUS=2 GPUS_PER_NODE=2 CPUS_PER_TASK=1 GRES= PYTHON=$PYTHON MASTER_PORT=29731 \
+  bash "$REPO/tools/slurm_train.sh" debug mmseg_dida_test "$CONFIG" \
+  --work-dir "$TMP/slurm" --cfg-options $OPTS > "$TMP/slurm.log" 2>&1 \
+  || { tail -50 "$TMP/slurm.log"; exit 1; }
+grep -q "Distributed training: True" "$TMP/slurm.log"
+log "tools/dist_train.sh, 2 processes"
+PYTHON=$PYTHON PORT=29732 bash "$REPO/tools/dist_train.sh" "$CONFIG" 2 \
+  --work-dir "$TMP/dist" --cfg-options $OPTS > "$TMP/dist.log" 2>&1 \
+  || { tail -50 "$TMP/dist.log"; exit 1; }
+"$PYTHON" - "$TMP/slurm/iter_3.pth" "$TMP/dist/iter_3.pth" <<'EOF'
+import sys
+
+import torch
+import mmseg_dida  # noqa: F401
+a, b = (torch.load(p, map_location='cpu', weights_only=False) for p in sys.argv[1:3])
+for key in ('state_dict', 'optimizer'):
+    sa, sb = a[key], b[key]
+    if key == 'optimizer':
+        sa, sb = sa['state'], sb['state']
+        sa = {f'{i}.{k}': v for i, s in sa.items() for k, v in s.items()}
+        sb = {f'{i}.{k}': v for i, s in sb.items() for k, v in s.items()}
+    assert sa.keys() == sb.keys(), key
+    diff = max((x.double() - sb[k].double()).abs().max().item() for k, x in sa.items())
+    print(f'{key}: {len(sa)} tensors, max abs difference {diff}')
+    assert diff == 0, key
+assert len(a['resume_state']) == len(b['resume_state']) == 2
+print('slurm run == dist_train run')
+EOF
+log "passed"

@@ -1,0 +1,90 @@
+"""Config mistakes become one line naming the key and what it expects."""
+import os.path as osp
+
+import pytest
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
+
+import mmseg_dida  # noqa: F401
+from mmseg_dida.utils.config_errors import (
+    ConfigError,
+    check_config,
+    check_overrides,
+    explain_build_error,
+)
+from mmseg_dida.utils.launch import UserError, load_config
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DIDA_CFG = osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py')
+
+
+@pytest.fixture(scope='module')
+def cfg():
+    return Config.fromfile(DIDA_CFG)
+
+
+def test_shipped_config_passes(cfg):
+    check_config(cfg)
+
+
+@pytest.mark.parametrize('override, expected', [
+    (dict(default_hooks=dict(logger=dict(interval='abc'))),
+     "default_hooks.logger.interval: LoggerHook expects an int (default 10), got 'abc'"),
+    (dict(train_cfg=dict(max_iters='abc')),
+     "train_cfg.max_iters: IterBasedTrainLoop expects an int, got 'abc' (str)"),
+    (dict(custom_hooks=[dict(type='DiDAHok')]),
+     "custom_hooks[0].type: unknown hook type 'DiDAHok' (did you mean 'DiDAHook'"),
+    (dict(train_dataloader=dict(dataset=dict(source=dict(pipeline=[
+        dict(type='LoadImageFromFile', to_float=True)])))),
+     "train_dataloader.dataset.source.pipeline[0].to_float: LoadImageFromFile has no "
+     "argument 'to_float' (did you mean 'to_float32'?)"),
+])
+def test_runner_built_parts_are_checked_statically(cfg, override, expected):
+    bad = Config(cfg.to_dict())
+    bad.merge_from_dict(override)
+    with pytest.raises(ConfigError) as err:
+        check_config(bad)
+    assert expected in str(err.value) and '\n' not in str(err.value)
+
+
+@pytest.mark.parametrize('key, value, expected', [
+    ('lambda_r', 'abc', "model.plugins[0].lambda_r: DiDA expects a float (default 5.0),"
+                        " got 'abc' (str)"),
+    ('lambda_rr', 1.0, "model.plugins[0].lambda_rr: DiDA has no argument 'lambda_rr' "
+                       "(did you mean 'lambda_r'"),
+    ('mode', 'xyz', 'model.plugins[0]: DiDA: mode must be one of'),
+])
+def test_model_build_errors_name_the_key(cfg, key, value, expected):
+    bad = Config(cfg.to_dict())
+    bad.model.plugins[0][key] = value
+    init_default_scope('mmseg')
+    with pytest.raises(Exception) as err:
+        MODELS.build(ConfigDict(bad.model))
+    line = explain_build_error(bad, err.value)
+    assert line.startswith(expected), line
+    assert '\n' not in line
+
+
+def test_error_outside_a_build_is_not_explained(cfg):
+    try:
+        raise TypeError('a bug')
+    except TypeError as e:
+        assert explain_build_error(cfg, e) is None
+
+
+def test_unused_top_level_override_is_refused(cfg):
+    before = {'target_root': cfg.target_root}
+    bad = Config(cfg.to_dict())
+    bad.merge_from_dict({'target_root': '/data/other'})
+    with pytest.raises(ConfigError) as err:
+        check_overrides(bad, before, {'target_root': '/data/other'})
+    msg = str(err.value)
+    assert msg.startswith('--cfg-options target_root=/data/other changes nothing')
+    assert 'train_dataloader.dataset.target.data_root=/data/other' in msg
+    assert 'val_dataloader.dataset.data_root=/data/other' in msg
+    # overriding the datasets too is fine
+    bad.merge_from_dict({'train_dataloader.dataset.target.data_root': '/data/other'})
+    check_overrides(bad, before, {'target_root': '/data/other'})
+    with pytest.raises(UserError, match='target_root=/x changes nothing'):
+        load_config(DIDA_CFG, {'target_root': '/x'})
