@@ -17,6 +17,12 @@ logits averaged) and M = 1. The training loss (HRDA's lambda_d = ``hr_loss_weigh
         + lambda_l CE(y_LR, y)
 
 each CE with the same per-pixel weights (pseudo-label confidence) as the labels.
+
+Two details differ from the original code (lhoyer/HRDA), both outside the paper's
+configs' effect: the LR loss (``lr_loss_weight``, 0 in every HRDA config) reads the LR
+logits themselves, not (1 - a_c) * y_LR; the output stride is read from the logits'
+shapes instead of being fixed per head type, and a crop that does not fall on the
+output grids is refused instead of being truncated.
 """
 import copy
 from dataclasses import dataclass, replace

@@ -15,6 +15,11 @@ HR windows of ``hr_crop_size`` with stride crop / 2, batched through the backbon
 
 The feature distance of DAFormer is computed on the LR features (``feature_scale``
 0.5, as HRDA) against a reference network's features of the same LR image.
+
+Differences from the original code: the random crop offset reaches every multiple of
+``crop_coord_divisible`` whose crop fits (the original never drew the last one, e.g.
+512 of 0..512), and it is drawn from torch's generator (mmengine's seed) instead of
+numpy's; the crop box is part of the forward's output instead of class-level state.
 """
 from typing import List, Optional, Sequence, Tuple
 
