@@ -339,12 +339,12 @@ class DACS(BaseModel):
         losses = {f'src.{k}': v for k, v in losses.items()}
         if self.imnet_model is not None:
             losses['src.loss_imnet_feat_dist'] = self.feature_distance(
-                out, src_img, src_gt)
+                src_img, src_gt, out)
         return losses
 
-    def feature_distance(self, out: TrainForward, img: Tensor, gt: Tensor) -> Tensor:
-        """lambda_FD * L_FD (DAFormer Eq. 5-6) of the student forward ``out`` of the
-        images ``img`` with labels ``gt`` (N, 1, H, W): the last backbone level the
+    def feature_distance(self, img: Tensor, gt: Tensor, out: TrainForward) -> Tensor:
+        """lambda_FD * L_FD (DAFormer Eq. 5-6) of the images ``img`` with labels ``gt``
+        (N, 1, H, W) and the student's forward ``out`` of them: the last backbone level the
         student's contract names (``fd_view``), against the frozen ImageNet model's
         backbone on the same view of ``img``."""
         feat, view, view_gt = self.seg.fd_view(out, img, gt)

@@ -325,7 +325,7 @@ class DiDA(BaseUDAPlugin):
                     'feature distance (imnet_feature_dist_lambda > 0); use '
                     "'clean' for a randomly initialised model")
             return self.degraded_fd_weight * ctx.imnet_feature_distance(
-                out, ctx.src_inputs, labels[:, None])
+                ctx.src_inputs, labels[:, None], out)
         seg = as_uda_segmentor(ctx.student)
         feat, view, _ = seg.fd_view(out, ctx.src_inputs, labels)
         with torch.no_grad():

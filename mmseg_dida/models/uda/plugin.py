@@ -65,11 +65,11 @@ class UDAStepContext:
             samples' ``valid_pseudo_mask`` zeroed (what L_T uses before mixing; MIC's
             masked-image loss uses this one); None in source-only mode.
         imnet_feature_distance: The host's weighted ImageNet feature distance
-            ``fd(out, image, labels (N, 1, H, W)) -> lambda_FD * L_FD`` of a student
-            forward ``out`` (:class:`~mmseg_dida.models.segmentors.TrainForward`)
-            against the frozen ImageNet model's features of ``image`` in the same
-            view (the student's ``fd_view``); None when the host has no feature
-            distance.
+            ``fd(image, labels (N, 1, H, W), out) -> lambda_FD * L_FD`` of the
+            student's forward ``out`` of ``image``
+            (:class:`~mmseg_dida.models.segmentors.TrainForward`) against the frozen
+            ImageNet model's features of ``image`` in the same view (the student's
+            ``fd_view``); None when the host has no feature distance.
     """
     student: nn.Module
     teacher: Optional[nn.Module]
@@ -82,7 +82,7 @@ class UDAStepContext:
     iteration: int
     src_labels: Optional[Tensor] = None
     pseudo_weight_masked: Optional[Tensor] = None
-    imnet_feature_distance: Optional[Callable[[Any, Tensor, Tensor], Tensor]] = None
+    imnet_feature_distance: Optional[Callable[[Tensor, Tensor, Any], Tensor]] = None
 
 
 class BaseUDAPlugin(BaseModule):
