@@ -28,7 +28,7 @@ __all__ = ['UDAVisualizationHook']
 
 #: Drawn first, in this order; other names follow sorted.
 KNOWN_ORDER = ('src_img', 'src_label', 'tgt_img', 'pseudo_label', 'pseudo_confidence',
-               'pseudo_weight', 'mix_img', 'mix_label')
+               'pseudo_weight', 'mix_img', 'mix_label', 'mic_img', 'mic_mask')
 
 
 @HOOKS.register_module()

@@ -8,8 +8,12 @@ labels, and of degraded target images against the EMA teacher's pseudo labels p^
 weighted per pixel by its confidence q^T. Each domain's term is a mean over all pixels
 (ignored pixels, label 255, count as 0), exactly as the self-training losses L_S and
 L_T, and is scaled by lambda_D (``loss_weight``, paper: 0.5).
+
+CE is the student's own supervised loss when the caller passes it (a callable: the
+segmentor contract's loss, e.g. HRDA's weighted fused + detail-crop loss), else the
+plain per-pixel cross-entropy of the logits of h (:func:`weighted_cross_entropy`).
 """
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +21,9 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 __all__ = ['weighted_cross_entropy', 'DICLoss']
+
+# seg_loss(index, labels (n, H, W), weight (n, H, W) or None) -> loss of images index
+SegLoss = Callable[[slice, Tensor, Optional[Tensor]], Tensor]
 
 
 def weighted_cross_entropy(logits: Tensor, label: Tensor,
@@ -56,14 +63,16 @@ class DICLoss(nn.Module):
         self.ignore_index = ignore_index
         self.align_corners = align_corners
 
-    def forward(self, seg_logits: Tensor, labels: Tensor, num_src: int,
+    def forward(self, seg_logits: Union[Tensor, SegLoss], labels: Tensor, num_src: int,
                 tgt_weight: Optional[Tensor] = None,
                 image_weight: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Return ``loss_dic_src`` (when ``num_src`` > 0) and ``loss_dic_tgt`` (when
         the batch has target images), each already x lambda_D.
 
         Args:
-            seg_logits: (N_s + N_t, C, h, w) logits of h on the degraded batch.
+            seg_logits: (N_s + N_t, C, h, w) logits of h on the degraded batch, or
+                the student's supervised loss ``seg_loss(index, labels, weight)`` of
+                the images ``index`` (a slice) of the degraded batch.
             labels: (N_s + N_t, H, W) long: source labels, then pseudo labels.
             num_src: N_s.
             tgt_weight: (N_t, H, W) confidence q^T of the pseudo labels, or None.
@@ -72,10 +81,14 @@ class DICLoss(nn.Module):
         """
         if labels.dim() == 4:
             labels = labels.squeeze(1)
-        if seg_logits.shape[0] != labels.shape[0]:
+        seg_loss = None if isinstance(seg_logits, Tensor) else seg_logits
+        if seg_loss is not None and not callable(seg_loss):
+            raise TypeError('DICLoss: seg_logits must be logits or a loss callable, '
+                            f'got {type(seg_logits).__name__}')
+        if seg_loss is None and seg_logits.shape[0] != labels.shape[0]:
             raise ValueError(f'DICLoss: {seg_logits.shape[0]} logits for '
                              f'{labels.shape[0]} labels')
-        if seg_logits.shape[-2:] != labels.shape[-2:]:
+        if seg_loss is None and seg_logits.shape[-2:] != labels.shape[-2:]:
             seg_logits = F.interpolate(
                 seg_logits, size=labels.shape[-2:], mode='bilinear',
                 align_corners=self.align_corners)
@@ -86,7 +99,7 @@ class DICLoss(nn.Module):
         n = labels.shape[0]
         weight = None
         if tgt_weight is not None or image_weight is not None:
-            weight = seg_logits.new_ones(labels.shape, dtype=torch.float32)
+            weight = labels.new_ones(labels.shape, dtype=torch.float32)
             if tgt_weight is not None:
                 weight[num_src:] = tgt_weight.to(weight)
             if image_weight is not None:
@@ -94,15 +107,17 @@ class DICLoss(nn.Module):
                     raise ValueError(f'DICLoss: image_weight must be ({n},), got '
                                      f'{tuple(image_weight.shape)}')
                 weight = weight * image_weight.to(weight).view(n, 1, 1)
+
+        def term(index: slice) -> Tensor:
+            part_weight = None if weight is None else weight[index]
+            if seg_loss is not None:
+                return seg_loss(index, labels[index], part_weight)
+            return weighted_cross_entropy(seg_logits[index], labels[index],
+                                          part_weight, self.ignore_index)
+
         losses = {}
         if num_src > 0:
-            src = weighted_cross_entropy(
-                seg_logits[:num_src], labels[:num_src],
-                None if weight is None else weight[:num_src], self.ignore_index)
-            losses['loss_dic_src'] = self.loss_weight * src
+            losses['loss_dic_src'] = self.loss_weight * term(slice(0, num_src))
         if n > num_src:
-            tgt = weighted_cross_entropy(
-                seg_logits[num_src:], labels[num_src:],
-                None if weight is None else weight[num_src:], self.ignore_index)
-            losses['loss_dic_tgt'] = self.loss_weight * tgt
+            losses['loss_dic_tgt'] = self.loss_weight * term(slice(num_src, n))
         return losses

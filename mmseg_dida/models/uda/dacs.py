@@ -6,12 +6,18 @@ One training step minimises::
 
 * ``L_S``: cross-entropy of the student on the labelled source batch (Eq. 1);
 * ``L_FD``: ImageNet feature distance of the student's last-stage source features to a
-  frozen copy of the initial model, on thing classes (DAFormer Eq. 5-6);
+  frozen copy of the initial model, on thing classes (DAFormer Eq. 5-6; HRDA: of the
+  features at its ``feature_scale``);
 * ``L_T``: cross-entropy on the ClassMix-ed batch (source pixels of half of the source
   classes pasted onto the target) against the mixed labels, each target pixel weighted by
   the EMA teacher's batch confidence q^T = |{p : max_c softmax >= tau}| / |pixels| (Eq. 3);
 * plug-ins (MIC, DiDA, ...) add their own named losses through
   :class:`~mmseg_dida.models.uda.plugin.BaseUDAPlugin`.
+
+The student is reached only through its contract
+(:class:`~mmseg_dida.models.segmentors.UDASegmentor`: losses and features of a batch,
+with per-pixel weights), so that the same step trains mmseg's ``EncoderDecoder``
+(DAFormer) and HRDA's multi-resolution segmentor.
 
 Each loss group has its own backward pass (as in DAFormer, to bound memory) through the
 optimiser wrapper (AMP-aware); the step is taken once after all of them. Under
@@ -27,15 +33,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 
+from ..segmentors.uda_segmentor import TrainForward, UDASegmentor, as_uda_segmentor
 from ..utils.feature_distance import masked_feat_dist, thing_class_mask
 from ..utils.mixing import class_mix, get_class_masks
 from ..utils.norm_buffers import preserved_norm_buffers
-from ..utils.strong_transforms import StrongAugmentation
+from ..utils.strong_transforms import StrongAugmentation, normalisation_of
 from .ema_teacher import EMATeacher
 from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
 
@@ -78,8 +83,9 @@ class DACS(BaseModel):
     """DACS/DAFormer self-training around an mmseg segmentor.
 
     Args:
-        segmentor (dict): Config of the student (an mmseg ``EncoderDecoder``-like model);
-            its data preprocessor processes both halves of the UDA batch.
+        segmentor (dict): Config of the student: an mmseg ``EncoderDecoder`` or a
+            :class:`~mmseg_dida.models.segmentors.UDASegmentor` (HRDA); its data
+            preprocessor processes both halves of the UDA batch.
         plugins (list[dict]): Configs of :class:`BaseUDAPlugin` s (MIC, DiDA, ...).
         source_only (bool): Train on the source loss (+ plug-ins) only: no teacher, no
             pseudo labels, no mixing. Default False.
@@ -148,6 +154,7 @@ class DACS(BaseModel):
 
         self.student = (MODELS.build(copy.deepcopy(segmentor))
                         if isinstance(segmentor, dict) else segmentor)
+        as_uda_segmentor(self.student)  # refuses a student without the contract
         if not source_only and not hasattr(self.student.decode_head,
                                            'weighted_loss_by_label'):
             raise ValueError(
@@ -198,6 +205,11 @@ class DACS(BaseModel):
         if self.teacher is not None:
             self.teacher.train(mode)
         return self
+
+    @property
+    def seg(self) -> UDASegmentor:
+        """The student's contract (losses and features of a batch)."""
+        return as_uda_segmentor(self.student)
 
     @property
     def num_classes(self) -> int:
@@ -329,38 +341,33 @@ class DACS(BaseModel):
                 log_vars[key] = value.detach()
 
     # --------------------------------------------------------------- loss groups
-    def _segmentor_loss(self, inputs: Tensor, data_samples: List
-                        ) -> Tuple[Dict[str, Tensor], List[Tensor]]:
-        """The student's segmentation losses and its backbone features."""
-        feats = self.student.extract_feat(inputs)
-        losses = self.student._decode_head_forward_train(feats, data_samples)
-        if getattr(self.student, 'with_auxiliary_head', False):
-            losses.update(self.student._auxiliary_head_forward_train(feats, data_samples))
-        return losses, feats
-
     def source_losses(self, src_img: Tensor, src_samples: List, *,
                       src_gt: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """L_S and, when enabled, lambda_FD * L_FD (keys ``src.*``); ``src_gt``: the
         samples' labels stacked, (N, 1, H, W), when the caller has them."""
         if src_gt is None:
             src_gt = stack_labels(src_samples)
-        losses, feats = self._segmentor_loss(src_img, src_samples)
+        losses, out = self.seg.uda_forward_loss(src_img, src_gt)
         losses = {f'src.{k}': v for k, v in losses.items()}
         if self.imnet_model is not None:
             losses['src.loss_imnet_feat_dist'] = self.feature_distance(
-                src_img, src_gt, feats)
+                src_img, src_gt, out)
         return losses
 
-    def feature_distance(self, img: Tensor, gt: Tensor, feats: List[Tensor]) -> Tensor:
-        """lambda_FD * L_FD on the last backbone stage (DAFormer Eq. 5-6)."""
+    def feature_distance(self, img: Tensor, gt: Tensor, out: TrainForward) -> Tensor:
+        """lambda_FD * L_FD (DAFormer Eq. 5-6) of the images ``img`` with labels ``gt``
+        (N, 1, H, W) and the student's forward ``out`` of them: the last backbone level the
+        student's contract names (``fd_view``), against the frozen ImageNet model's
+        backbone on the same view of ``img``."""
+        feat, view, view_gt = self.seg.fd_view(out, img, gt)
         with torch.no_grad():
             self.imnet_model.eval()
-            feat_ref = self.imnet_model.extract_feat(img)[-1].detach()
-        feat = feats[-1]
+            feat_ref = as_uda_segmentor(self.imnet_model).backbone_feat(view)[-1]
+            feat_ref = feat_ref.detach()
         mask = None
         count = feat.shape[0] * feat.shape[-2] * feat.shape[-1]
         if self.fd_classes is not None:
-            mask = thing_class_mask(gt, feat.shape[-2:], self.fd_classes,
+            mask = thing_class_mask(view_gt, feat.shape[-2:], self.fd_classes,
                                     self.fd_min_ratio, self.num_classes)
             count = mask.sum()
         # Mean over the selected pixels of all processes, so that averaging gradients
@@ -416,20 +423,10 @@ class DACS(BaseModel):
             src_gt = stack_labels(src_samples)
         masks = self.class_masks(src_gt)
         mixed_img = class_mix(masks, src_img, tgt_img)
-        preproc = self.student.data_preprocessor
-        mean = getattr(preproc, 'mean', None)
-        std = getattr(preproc, 'std', None)
-        if mean is None:
-            mean, std = torch.zeros(3), torch.ones(3)
-        mixed_img = self.strong_aug(mixed_img, mean, std)
+        mixed_img = self.strong_aug(mixed_img,
+                                    *normalisation_of(self.student.data_preprocessor))
         mixed_label = class_mix(masks, src_gt[:, 0], pseudo_label)
         mixed_weight = class_mix(masks, torch.ones_like(pseudo_weight), pseudo_weight)
-        mixed_samples = []
-        for i, src_sample in enumerate(src_samples):
-            sample = SegDataSample(metainfo=src_sample.metainfo)
-            sample.gt_sem_seg = PixelData(data=mixed_label[i][None])
-            sample.seg_weight = PixelData(data=mixed_weight[i][None])
-            mixed_samples.append(sample)
         self.keep_vis(mix_img=mixed_img, mix_label=mixed_label)
-        losses, _ = self._segmentor_loss(mixed_img, mixed_samples)
+        losses, _ = self.seg.uda_forward_loss(mixed_img, mixed_label, mixed_weight)
         return {f'mix.{k}': v for k, v in losses.items()}

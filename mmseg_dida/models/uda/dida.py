@@ -7,7 +7,10 @@ DiDA (NeurIPS 2025, arXiv 2412.10339) adds to the self-training objective
 computed on degraded images x_t (Eq. 1, :mod:`mmseg_dida.models.utils.degradation`):
 L_D (Eq. 6, :class:`~mmseg_dida.models.losses.DICLoss`) is the segmentation loss of
 h((g + g')(x_t)) on degraded source images (labels) and degraded target images
-(the EMA teacher's pseudo labels weighted by q^T); L_R (Eq. 5,
+(the EMA teacher's pseudo labels weighted by q^T), computed with the student's own
+supervised loss (its contract :class:`~mmseg_dida.models.segmentors.UDASegmentor`:
+DAFormer's cross-entropy, HRDA's weighted fused + detail-crop losses through its
+multi-resolution path); L_R (Eq. 5,
 :class:`~mmseg_dida.models.decode_heads.ReconHead`) is the reconstruction of eps.
 g + g' is the :class:`~mmseg_dida.models.backbones.DiffusionEncoder` that this plug-in
 puts around the student's backbone in :meth:`DiDA.attach`; at deployment it is
@@ -24,6 +27,13 @@ from torch import Tensor, nn
 
 from ..backbones.diffusion_encoder import COMPENSATION_INITS, DiffusionEncoder
 from ..decode_heads.time_seg_path import TimeConditionedSegPath
+from ..segmentors.uda_segmentor import (
+    EncoderDecoderUDA,
+    TrainForward,
+    as_uda_segmentor,
+    crop_box,
+    sum_losses,
+)
 from ..utils.feature_distance import masked_feat_dist
 from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
 
@@ -95,10 +105,10 @@ class DiDA(BaseUDAPlugin):
             'uniform' (paper) or 'abar' (abar_t: 1 for clean, 0 for pure noise).
         ld_max_t: *variant*. Images with t >= ``ld_max_t`` do not enter L_D (they
             still enter L_R); None (paper): every t.
-        seg_path: 'shared' (paper, Eq. 6: h segments degraded images) or
-            *variant* 'time_conditioned' (the authors' earlier code: h's level
-            embeddings, a time FiLM per level, a fusion of its own; see
-            :class:`TimeConditionedSegPath`).
+        seg_path: 'shared' (paper, Eq. 6: h segments degraded images, with the
+            student's own loss) or *variant* 'time_conditioned' (the authors' earlier
+            code: h's level embeddings, a time FiLM per level, a fusion of its own;
+            see :class:`TimeConditionedSegPath`; single-scale segmentors only).
         degraded_fd_weight: *variant*. Weight of a feature distance on the degraded
             source pass (last backbone level); 0 (paper): none.
         degraded_fd_reference: What the degraded source features are pulled to:
@@ -168,6 +178,12 @@ class DiDA(BaseUDAPlugin):
         build h' (and the time-conditioned segmentation path when asked) for its
         feature levels. Called before the teacher is copied."""
         student = uda_model.student
+        seg = as_uda_segmentor(student)
+        if self.seg_path == 'time_conditioned' and not isinstance(
+                seg, EncoderDecoderUDA):
+            raise NotImplementedError(
+                "DiDA: seg_path='time_conditioned' is implemented for single-scale "
+                f'segmentors (mmseg EncoderDecoder), not {type(student).__name__}')
         if isinstance(student.backbone, DiffusionEncoder):
             raise RuntimeError('DiDA.attach: the student backbone is already a '
                                'DiffusionEncoder (two DiDA plug-ins?)')
@@ -196,16 +212,28 @@ class DiDA(BaseUDAPlugin):
         return strip_diffusion_encoders(model)
 
     # ------------------------------------------------------------ degraded path
+    def degraded_forward(self, student: nn.Module, x_t: Tensor, t: Tensor
+                         ) -> TrainForward:
+        """The degraded pass: the student's training forward of ``x_t`` with the
+        fused features (g + g')(x_t) at timesteps ``t`` (every backbone pass of the
+        segmentor, e.g. HRDA's context and detail crop, at the same ``t``); with the
+        time-conditioned path its logits are that path's."""
+        if self.seg_path_module is not None:
+            with student.backbone.timestep(t):
+                feats = student.extract_feat(x_t)
+            logits = self.seg_path_module(student.decode_head, feats, t)
+            return TrainForward(logits=logits, feats=feats, pixel_feats=list(feats))
+        with student.backbone.timestep(t):
+            return as_uda_segmentor(student).uda_forward(x_t)
+
     def segment_degraded(self, student: nn.Module, x_t: Tensor, t: Tensor
                          ) -> Tuple[List[Tensor], Tensor]:
-        """The degraded path: fused features (g + g')(x_t) at timesteps ``t`` and
-        the logits of the degraded segmentation (h's, or the time-conditioned
-        path's), at h's output resolution."""
-        with student.backbone.timestep(t):
-            feats = student.extract_feat(x_t)
-        if self.seg_path_module is not None:
-            return feats, self.seg_path_module(student.decode_head, feats, t)
-        return feats, student.decode_head(feats)
+        """The degraded path: fused features (g + g')(x_t) at timesteps ``t`` (of
+        the view at the input's resolution: HRDA's detail crop) and the logits of
+        the degraded segmentation (h's, or the time-conditioned path's; HRDA: the
+        fused ones), at h's output resolution."""
+        out = self.degraded_forward(student, x_t, t)
+        return out.pixel_feats, out.seg_logits
 
     # ------------------------------------------------------------------- losses
     def loss_groups(self, ctx: UDAStepContext) -> Iterator[Dict[str, Tensor]]:
@@ -266,20 +294,30 @@ class DiDA(BaseUDAPlugin):
                       tgt_weight: Optional[Tensor], recon_scale: float = 1.0
                       ) -> Dict[str, Tensor]:
         """The losses of degraded images [source (num_src) ; target]."""
-        feats, seg_logits = self.segment_degraded(ctx.student, x_t, t)
-        losses = self.dic_loss(seg_logits, labels, num_src=num_src,
+        out = self.degraded_forward(ctx.student, x_t, t)
+        if self.seg_path_module is not None:
+            seg_loss = out.logits
+        else:
+            seg = as_uda_segmentor(ctx.student)
+
+            def seg_loss(index: slice, part_labels: Tensor,
+                         weight: Optional[Tensor]) -> Tensor:
+                return sum_losses(seg.uda_loss(out.select(index), part_labels, weight))
+        losses = self.dic_loss(seg_loss, labels, num_src=num_src,
                                tgt_weight=tgt_weight,
                                image_weight=self.ld_image_weight(t))
         if self.recon_head is not None:
-            losses['loss_recon'] = recon_scale * self.recon_head.loss(feats, t, target)
+            losses['loss_recon'] = recon_scale * self.recon_head.loss(
+                out.pixel_feats, t, crop_box(target, out.pixel_box))
         if num_src and self.degraded_fd_weight > 0:
             losses['loss_dic_fd'] = self.degraded_feature_distance(
-                ctx, [f[:num_src] for f in feats], labels[:num_src])
+                ctx, out.select(slice(0, num_src)), labels[:num_src])
         return losses
 
-    def degraded_feature_distance(self, ctx: UDAStepContext, feats: List[Tensor],
+    def degraded_feature_distance(self, ctx: UDAStepContext, out: TrainForward,
                                   labels: Tensor) -> Tensor:
-        """*Variant*: degraded source features pulled to a clean reference."""
+        """*Variant*: the degraded source forward ``out`` pulled to a clean
+        reference at the feature distance's view (:meth:`UDASegmentor.fd_view`)."""
         if self.degraded_fd_reference == 'imnet':
             if ctx.imnet_feature_distance is None:
                 raise RuntimeError(
@@ -287,10 +325,12 @@ class DiDA(BaseUDAPlugin):
                     'feature distance (imnet_feature_dist_lambda > 0); use '
                     "'clean' for a randomly initialised model")
             return self.degraded_fd_weight * ctx.imnet_feature_distance(
-                ctx.src_inputs, labels[:, None], feats)
+                ctx.src_inputs, labels[:, None], out)
+        seg = as_uda_segmentor(ctx.student)
+        feat, view, _ = seg.fd_view(out, ctx.src_inputs, labels)
         with torch.no_grad():
-            ref = ctx.student.extract_feat(ctx.src_inputs)[-1].detach()
-        return self.degraded_fd_weight * masked_feat_dist(feats[-1], ref)
+            ref = seg.backbone_feat(view)[-1].detach()
+        return self.degraded_fd_weight * masked_feat_dist(feat, ref)
 
     def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
         """All of :meth:`loss_groups` in one dict (a key in several groups summed).

@@ -10,7 +10,10 @@ back-propagated (and its graph freed) before the next one is computed::
             backward(losses)
 
 A plug-in never edits the self-training model and the self-training model never
-imports a plug-in: they meet only here.
+imports a plug-in: they meet only here. A plug-in reaches the student through its
+contract, :func:`~mmseg_dida.models.segmentors.as_uda_segmentor` (losses and features
+of a batch, with per-pixel weights), so that it works for single-scale and HRDA
+students alike.
 
 A plug-in whose passes run the student on inputs inference never sees (DiDA's degraded
 images) declares ``preserves_norm_buffers``; the host then runs all of that plug-in's
@@ -20,7 +23,7 @@ the passes, but the running statistics that inference and the exported model use
 left as the host's own passes set them.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import torch
 from mmengine.model import BaseModule
@@ -42,7 +45,9 @@ class UDAStepContext:
     """Everything a plug-in may read in one self-training step.
 
     Attributes:
-        student: The segmentor being trained (an mmseg ``EncoderDecoder``-like model).
+        student: The segmentor being trained (an mmseg ``EncoderDecoder`` or a
+            :class:`~mmseg_dida.models.segmentors.UDASegmentor`; use it through
+            ``as_uda_segmentor``).
         teacher: The EMA teacher segmentor (no gradients), or None in source-only mode.
         src_inputs: Normalised source images, (N, 3, H, W).
         src_data_samples: Source ``SegDataSample`` list (``gt_sem_seg`` set).
@@ -60,9 +65,11 @@ class UDAStepContext:
             samples' ``valid_pseudo_mask`` zeroed (what L_T uses before mixing; MIC's
             masked-image loss uses this one); None in source-only mode.
         imnet_feature_distance: The host's weighted ImageNet feature distance
-            ``fd(image, labels (N, 1, H, W), feats) -> lambda_FD * L_FD`` of student
-            features ``feats`` against the frozen ImageNet model's features of
-            ``image``; None when the host has no feature distance.
+            ``fd(image, labels (N, 1, H, W), out) -> lambda_FD * L_FD`` of the
+            student's forward ``out`` of ``image``
+            (:class:`~mmseg_dida.models.segmentors.TrainForward`) against the frozen
+            ImageNet model's features of ``image`` in the same view (the student's
+            ``fd_view``); None when the host has no feature distance.
         vis_images: The named pictures of this step that a visualisation hook asked
             for (:class:`~mmseg_dida.engine.hooks.UDAVisualizationHook`), or None
             when none did. A plug-in may add its own (e.g. MIC's masks), detached:
@@ -80,8 +87,7 @@ class UDAStepContext:
     iteration: int
     src_labels: Optional[Tensor] = None
     pseudo_weight_masked: Optional[Tensor] = None
-    imnet_feature_distance: Optional[Callable[[Tensor, Tensor, List[Tensor]],
-                                              Tensor]] = None
+    imnet_feature_distance: Optional[Callable[[Tensor, Tensor, Any], Tensor]] = None
     vis_images: Optional[Dict[str, Tensor]] = None
 
 

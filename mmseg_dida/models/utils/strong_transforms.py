@@ -12,14 +12,14 @@ Follows the DACS code (``dacs_transforms.py``), which used kornia 0.5's ``ColorJ
 * blur: sigma ~ U(0.15, 1.15) per image, kernel ~10% of the image side, made odd.
 """
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ['StrongAugmentation', 'color_jitter', 'gaussian_blur', 'blur_kernel_size',
-           'rgb_to_hsv', 'hsv_to_rgb']
+           'rgb_to_hsv', 'hsv_to_rgb', 'normalisation_of']
 
 
 def rgb_to_hsv(img: Tensor, eps: float = 1e-8) -> Tensor:
@@ -93,6 +93,16 @@ def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
         x = F.conv2d(F.pad(x, pad, mode='reflect'), w.expand(c, 1, *w.shape[2:]),
                      groups=c)
     return x[0] if squeeze else x
+
+
+def normalisation_of(preprocessor) -> Tuple[Tensor, Tensor]:
+    """(mean, std) with which a data preprocessor normalised the images (3 values
+    each, flattened); (0, 1) when it does not normalise."""
+    mean = getattr(preprocessor, 'mean', None)
+    std = getattr(preprocessor, 'std', None)
+    if mean is None or std is None:
+        return torch.zeros(3), torch.ones(3)
+    return mean.flatten(), std.flatten()
 
 
 class StrongAugmentation:

@@ -378,9 +378,9 @@ def test_degraded_feature_distance_references():
         model.plugins[0].losses(context(model))
     calls = []
 
-    def host_fd(img, gt, f):
-        calls.append((img, gt.shape, f[-1].shape))
-        return f[-1].abs().mean()
+    def host_fd(img, gt, out):  # out: the student's degraded forward (contract)
+        calls.append((img, gt.shape, out.feats[-1].shape))
+        return out.feats[-1].abs().mean()
 
     ctx = context(model)
     ctx.imnet_feature_distance = host_fd

@@ -38,6 +38,22 @@ def tiny_segmentor(num_classes=4, head='WeightedSegformerHead', size=64):
         train_cfg=dict(), test_cfg=ConfigDict(mode='whole'))
 
 
+def tiny_hrda(num_classes=4, size=64, hr_crop=32, head='WeightedSegformerHead',
+              **kwargs):
+    """HRDA around the tiny MiT (LR scale 0.5, one HR crop of ``hr_crop``, crop
+    coordinates divisible by 8 = output stride 4 / 0.5)."""
+    seg = tiny_segmentor(num_classes, head, size)
+    cfg = dict(type='HRDAEncoderDecoder', data_preprocessor=seg['data_preprocessor'],
+               backbone=seg['backbone'],
+               decode_head=dict(type='HRDAHead', single_scale_head=seg['decode_head'],
+                                hr_loss_weight=0.1),
+               scales=(0.5, 1.0), hr_crop_size=(hr_crop, hr_crop),
+               crop_coord_divisible=8, feature_scale=0.5,
+               test_cfg=ConfigDict(mode='whole'))
+    cfg.update(kwargs)
+    return cfg
+
+
 def _half(n, size, num_classes, g, labelled, offset=0):
     inputs, samples = [], []
     for i in range(n):

@@ -1,0 +1,6 @@
+# HRDA + DiDA on the procedural benchmark at twice its resolution (small MiT, CPU).
+_base_ = ['../benchmark/hrda_mit_tiny_procedural.py', '../_base_/uda/dida.py']
+model = dict(plugins=[_base_.dida])
+# DiDAHook's degraded-path diagnostics measure a single-scale head: off for HRDA.
+custom_hooks = [_base_.uda_vis_hook,
+                dict(_base_.dida_hook, vis_interval=1000, diag_interval=0)]

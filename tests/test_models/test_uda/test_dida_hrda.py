@@ -1,0 +1,202 @@
+"""DiDA with HRDA (and MIC): the degraded passes go through HRDA's multi-resolution
+path and its own weighted losses, h' reads the detail crop's fused features, and the
+student's normalisation buffers stay untouched by DiDA (but not by MIC)."""
+import copy
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.optim import OptimWrapper
+from mmseg.registry import MODELS
+
+import mmseg_dida  # noqa: F401
+from mmseg_dida.models.backbones import DiffusionEncoder
+from mmseg_dida.models.segmentors import HRDAEncoderDecoder
+from mmseg_dida.models.uda.dida import deploy_segmentor
+from mmseg_dida.models.uda.plugin import UDAStepContext
+from mmseg_dida.models.utils import norm_buffers
+
+sys.path.insert(0, os.path.dirname(__file__))
+from uda_toy import make_batch, tiny_hrda  # noqa: E402
+
+BN = dict(type='BN', requires_grad=True)
+DIDA = dict(type='DiDA', recon_channels=8, degradation=dict(type='Degradation', seed=4))
+
+
+def bn_hrda(**kwargs):
+    """HRDA around a toy ResNet (BatchNorm in g and g') with BatchNorm heads."""
+    cfg = tiny_hrda(**kwargs)
+    cfg['backbone'] = dict(type='ResNetV1c', depth=18, stem_channels=8, base_channels=8,
+                           num_stages=4, out_indices=(0, 1, 2, 3), norm_cfg=BN)
+    cfg['decode_head']['single_scale_head'].update(in_channels=[8, 16, 32, 64],
+                                                   norm_cfg=BN)
+    return cfg
+
+
+def build(segmentor=None, plugins=(DIDA, ), **kwargs):
+    torch.manual_seed(0)
+    cfg = dict(type='DACS', segmentor=segmentor or tiny_hrda(),
+               imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=0,
+               pseudo_weight_ignore_bottom=0, plugins=list(plugins))
+    cfg.update(kwargs)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.train()
+    return model
+
+
+def context(model, seed=0):
+    data = make_batch(seed=seed)
+    src = model.student.data_preprocessor(data['source'], True)
+    tgt = model.student.data_preprocessor(data['target'], True)
+    g = torch.Generator().manual_seed(seed)
+    return UDAStepContext(
+        student=model.student, teacher=model.teacher_model,
+        src_inputs=src['inputs'], src_data_samples=src['data_samples'],
+        tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
+        pseudo_label=torch.randint(0, 4, (2, 64, 64), generator=g),
+        pseudo_weight=torch.full((2, 64, 64), 0.6), iteration=0,
+        src_labels=torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']]))
+
+
+def _ce(logits, label, weight=None):
+    logits = F.interpolate(logits, size=label.shape[-2:], mode='bilinear',
+                           align_corners=False)
+    ce = F.cross_entropy(logits, label, reduction='none', ignore_index=255)
+    return (ce if weight is None else ce * weight).mean()
+
+
+def test_degraded_losses_are_hrdas_own_weighted_losses_and_recon_reads_the_crop():
+    model = build()
+    plugin = model.plugins[0]
+    enc = model.student.backbone
+    assert isinstance(model.student, HRDAEncoderDecoder)
+    assert isinstance(enc, DiffusionEncoder)
+    ctx = context(model)
+    torch.manual_seed(11)
+    losses = plugin.losses(ctx)
+    assert set(losses) == {'loss_dic_src', 'loss_dic_tgt', 'loss_recon', 'dida_t',
+                           'dida_abar'}
+    # by hand, with the same draws: t and eps from the degradation's seed, the crop
+    # from the global generator
+    plugin.degradation.set_rng_state(None)
+    deg = plugin.degradation.degrade_pair(ctx.src_inputs, ctx.tgt_inputs)
+    torch.manual_seed(11)
+    with enc.timestep(deg['t']):
+        out = model.student.uda_forward(deg['x_t'])
+    y1, y2, x1, x2 = out.pixel_box
+    fused, _, hr = out.logits
+    labels = torch.cat([ctx.src_labels, ctx.pseudo_label])
+    q = ctx.pseudo_weight
+    ref_src = 0.9 * _ce(fused[:2], labels[:2]) + 0.1 * _ce(
+        hr[:2], labels[:2, y1:y2, x1:x2])
+    ref_tgt = 0.9 * _ce(fused[2:], labels[2:], q) + 0.1 * _ce(
+        hr[2:], labels[2:, y1:y2, x1:x2], q[:, y1:y2, x1:x2])
+    assert losses['loss_dic_src'].item() == pytest.approx(0.5 * ref_src.item(), rel=1e-5)
+    assert losses['loss_dic_tgt'].item() == pytest.approx(0.5 * ref_tgt.item(), rel=1e-5)
+    # h' on the detail crop's fused features, against the crop of eps
+    pred = plugin.recon_head(out.pixel_feats, deg['t'])
+    eps = F.interpolate(deg['target'][..., y1:y2, x1:x2], size=pred.shape[-2:],
+                        mode='area')
+    assert losses['loss_recon'].item() == pytest.approx(
+        5.0 * F.mse_loss(pred, eps).item(), rel=1e-5)
+
+
+def test_gradients_reach_g_prime_and_both_heads():
+    model = build()
+    losses = model.plugins[0].losses(context(model))
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    enc = model.student.backbone
+    head = model.student.decode_head
+    for part in (enc.g_prime, enc.film, enc.backbone, head.head, head.scale_attention,
+                 model.plugins[0].recon_head):
+        assert sum(p.grad.abs().sum() for p in part.parameters()
+                   if p.grad is not None) > 0, type(part).__name__
+
+
+@pytest.mark.parametrize('saving', ['per_domain', 'encoders'])
+def test_memory_saving_gives_the_same_losses(saving):
+    """With the detail crop as large as the image the crop draw is fixed, so the
+    joint and the per-domain passes see the same views."""
+    results = []
+    for mode in ('none', saving):
+        model = build(segmentor=tiny_hrda(hr_crop=64),
+                      plugins=[{**DIDA, 'memory_saving': mode}])
+        totals = {}
+        for group in model.plugins[0].loss_groups(context(model)):
+            sum(v for k, v in group.items() if 'loss' in k).backward()
+            for k, v in group.items():
+                totals[k] = totals.get(k, 0) + v.detach()
+        results.append(totals)
+    for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
+        assert results[1][k].item() == pytest.approx(results[0][k].item(), rel=1e-5), k
+
+
+def test_dida_leaves_hrda_norm_buffers_bitwise_and_mic_moves_them():
+    model = build(segmentor=bn_hrda(), plugins=[DIDA, dict(type='MIC', seed=1,
+                                                            mask_block_size=16)])
+    dida, mic = model.plugins
+    names = set(norm_buffers(model.student))
+    for part in ('decode_head.head.', 'decode_head.scale_attention.',
+                 'backbone.backbone.', 'backbone.g_prime.'):
+        assert any(n.startswith(part) for n in names), part
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    before = {k: v.clone() for k, v in norm_buffers(model.student).items()}
+    log = model.plugin_losses(dida, context(model), optim)
+    assert log['loss_dic_src'] > 0
+    after = norm_buffers(model.student)
+    for name, buf in before.items():
+        assert torch.equal(after[name], buf), name
+    model.plugin_losses(mic, context(model), optim)
+    moved = [n for n in before if 'running_' in n
+             and not torch.equal(after[n], before[n])]
+    assert any(n.startswith('decode_head.head.') for n in moved)
+    assert any(n.startswith('backbone.backbone.') for n in moved)
+    assert not any(n.startswith('backbone.g_prime.') for n in moved)  # clean pass: g
+
+
+def test_hrda_dida_mic_step_trains_and_deploys_to_plain_hrda():
+    model = build(plugins=[DIDA, dict(type='MIC', seed=1, mask_block_size=16)])
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
+    before = [p.detach().clone() for p in model.student.parameters()]
+    for it in range(2):
+        log = model.train_step(make_batch(seed=it), optim)
+    for key in ('src.decode.hr.loss_ce', 'mix.decode.loss_ce', 'masked.decode.loss_ce',
+                'loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
+        assert torch.isfinite(log[key]), key
+    assert log['loss'].item() == pytest.approx(sum(
+        v.item() for k, v in log.items() if k != 'loss' and ('.loss' in k
+                                                            or k.startswith('loss'))),
+        rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(before,
+                                                      model.student.parameters()))
+    # the teacher is a plain HRDA (no g'); so is the deployed network
+    assert not any(isinstance(m, DiffusionEncoder) for m in model.teacher_model.modules())
+    deployed = deploy_segmentor(model)
+    plain = MODELS.build(copy.deepcopy(tiny_hrda()))
+    assert set(deployed.state_dict()) == set(plain.state_dict())
+    deployed.eval()
+    data = model.student.data_preprocessor(make_batch(seed=5)['target'], False)
+    with torch.no_grad():
+        out = deployed.predict(data['inputs'], data['data_samples'])
+    assert out[0].pred_sem_seg.data.shape == (1, 64, 64)
+
+
+def test_segment_degraded_and_degraded_fd_with_hrda():
+    model = build(plugins=[{**DIDA, 'degraded_fd_weight': 0.1,
+                            'degraded_fd_reference': 'clean'}])
+    plugin = model.plugins[0]
+    ctx = context(model)
+    t = torch.tensor([10, 60])
+    feats, logits = plugin.segment_degraded(model.student, ctx.src_inputs, t)
+    assert feats[0].shape[-2:] == (8, 8)  # the 32x32 detail crop at stride 4
+    assert logits.shape[-2:] == (16, 16)  # fused, HR output grid of the whole image
+    losses = plugin.losses(ctx)
+    assert losses['loss_dic_fd'] > 0
+
+
+def test_time_conditioned_path_is_refused_for_hrda():
+    with pytest.raises(NotImplementedError, match='time_conditioned'):
+        build(plugins=[{**DIDA, 'seg_path': 'time_conditioned'}])
