@@ -107,6 +107,20 @@ def test_label_size_differs_from_image(bench):
         _scan(_cfg(bench))
 
 
+def test_label_checked_against_the_image_file_not_a_resized_image():
+    """HRDA's high-resolution test pipeline resizes the image before loading its
+    label, which stays at the file's size: the size check uses the file's size
+    (``ori_shape``), so that pipeline passes and a wrong label is still caught."""
+    check = CheckSegLabel(num_classes=3)
+    resized = np.zeros((4, 8, 3), np.uint8)  # the 2x resize of a 2x4 image
+    ok = dict(seg_map_path='a.png', img_path='a.jpg', img=resized, ori_shape=(2, 4),
+              gt_seg_map=np.zeros((2, 4), np.uint8))
+    check(ok)
+    bad = dict(ok, seg_map_path='b.png', gt_seg_map=np.zeros((4, 8), np.uint8))
+    with pytest.raises(DataError, match='label b.png is 8x4 but its image a.jpg is 4x2'):
+        check(bad)
+
+
 def test_check_seg_label_checks_each_file_once():
     check = CheckSegLabel(num_classes=3)
     img = np.zeros((2, 2, 3), np.uint8)

@@ -114,11 +114,16 @@ class CheckSegLabel(_FirstPass):
         path = results.get('seg_map_path') or '?'
         if label is None or not self._first_time(path):
             return results
-        img = results.get('img')
-        if img is not None and tuple(label.shape[:2]) != tuple(img.shape[:2]):
+        # The image file's own size: ``ori_shape`` as LoadImageFromFile read it (a
+        # pipeline may resize the image before loading the label, e.g. HRDA's
+        # high-resolution test pipeline, whose labels stay at the file's size).
+        shape = results.get('ori_shape')
+        if shape is None and results.get('img') is not None:
+            shape = results['img'].shape
+        if shape is not None and tuple(label.shape[:2]) != tuple(shape[:2]):
             raise DataError(
                 f'label {path} is {label.shape[1]}x{label.shape[0]} but its image '
-                f"{results.get('img_path')} is {img.shape[1]}x{img.shape[0]} (w x h)")
+                f"{results.get('img_path')} is {shape[1]}x{shape[0]} (w x h)")
         ids = np.unique(label)
         bad = ids[((ids < 0) | (ids >= self.num_classes)) & (ids != self.ignore_index)]
         if bad.size:
