@@ -31,7 +31,6 @@ import csv
 import os
 import os.path as osp
 import sys
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -47,6 +46,7 @@ from tqdm import tqdm
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.models.uda.dida import DiDA
 from mmseg_dida.models.utils.degradation import Degradation
+from mmseg_dida.utils.checkpoint import atomic_write
 
 DEFAULT_TIMESTEPS = tuple(range(0, 100, 10))
 
@@ -292,18 +292,9 @@ def _noise(degradation: Degradation, x0: torch.Tensor, seed: int,
 
 # --------------------------------------------------------------- output
 def _atomic(path: str, write) -> None:
-    folder = osp.dirname(path) or '.'
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(path))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``write(f)`` into a binary file that replaces ``path`` only when complete."""
+    with atomic_write(path, 'wb') as f:
+        write(f)
 
 
 def write_csv(rows: List[dict], path: str) -> None:

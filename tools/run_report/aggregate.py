@@ -10,7 +10,6 @@ statistics, and shown as '-' where no run has it.
 import csv
 import io
 import math
-import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .logs import IOU_PREFIX
@@ -138,13 +137,5 @@ def _class_keys(runs: Runs) -> List[str]:
 
 def write_atomic(path: str, text: str) -> None:
     """Write ``text`` complete or not at all (temporary file, fsync, rename)."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from mmseg_dida.utils.checkpoint import atomic_write_text
+    atomic_write_text(path, text)

@@ -1,7 +1,6 @@
 """Training curves of several runs (seeds) of one config, as one PNG: a panel per
 loss term, the pseudo-label confidence ``pseudo_weight`` (q^T, DAFormer Eq. 3) and
 the validation mIoU (and each further dataset's ``<name>/mIoU``), a line per seed."""
-import os
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 __all__ = ['curve_keys', 'plot_curves']
@@ -71,14 +70,10 @@ def plot_curves(runs: Series, path: str, title: str = '') -> List[str]:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = f'{path}.tmp{os.getpid()}.png'
+    from mmseg_dida.utils.checkpoint import atomic_write
     try:
-        fig.savefig(tmp, dpi=100)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_write(path, 'wb') as f:  # complete or absent
+            fig.savefig(f, format='png', dpi=100)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return keys
