@@ -1,6 +1,8 @@
 """DiDAHook: g' initialisation only at iteration 0, x_t strips, deployable export."""
 import copy
 import logging
+import os.path as osp
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,18 +17,11 @@ from mmseg_dida.engine.hooks.dida_hook import degradation_strip, degraded_path_s
 from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.utils import norm_buffers
 
-SEG = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(type='SegDataPreProcessor', mean=[100.0, 110.0, 120.0],
-                           std=[50.0, 55.0, 60.0], bgr_to_rgb=True, size=(32, 64)),
-    backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
-                  num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                  patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
-                  out_indices=(0, 1, 2, 3), mlp_ratio=2),
-    decode_head=dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
-                     in_index=[0, 1, 2, 3], channels=8, num_classes=4,
-                     loss_decode=dict(type='CrossEntropyLoss')),
-    train_cfg=dict(), test_cfg=dict(mode='whole'))
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
+                             'test_uda'))
+from uda_toy import flat_segmentor  # noqa: E402
+
+SEG = flat_segmentor()
 
 
 class FakeVis:

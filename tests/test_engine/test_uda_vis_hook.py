@@ -3,6 +3,7 @@ asked, what the pictures show, and that Local PNGs and TensorBoard events are wr
 import copy
 import glob
 import os.path as osp
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,19 +21,11 @@ from mmseg_dida.models.uda.plugin import BaseUDAPlugin
 from mmseg_dida.models.utils.norm_buffers import preserved_norm_buffers
 from mmseg_dida.utils.visualization import colourise, label_palette, panel, to_tiles
 
-SEG = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(type='SegDataPreProcessor', mean=[100.0, 110.0, 120.0],
-                           std=[50.0, 55.0, 60.0], bgr_to_rgb=True, size=(32, 64)),
-    backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
-                  num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                  patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
-                  out_indices=(0, 1, 2, 3), mlp_ratio=2),
-    decode_head=dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
-                     in_index=[0, 1, 2, 3], channels=8, num_classes=4,
-                     norm_cfg=dict(type='BN', requires_grad=True),
-                     loss_decode=dict(type='CrossEntropyLoss')),
-    train_cfg=dict(), test_cfg=dict(mode='whole'))
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
+                             'test_uda'))
+from uda_toy import flat_segmentor, make_batch  # noqa: E402
+
+SEG = flat_segmentor(head_norm_cfg=dict(type='BN', requires_grad=True))
 
 
 class MaskPlugin(BaseUDAPlugin):
@@ -47,27 +40,6 @@ class MaskPlugin(BaseUDAPlugin):
             ctx.vis_images['mic_mask'] = torch.nn.functional.interpolate(
                 mask, size=ctx.tgt_inputs.shape[-2:])
         return {}
-
-
-def _batch(seed):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    g = torch.Generator().manual_seed(seed)
-
-    def packed(labelled):
-        inputs, samples = [], []
-        for _ in range(2):
-            inputs.append(torch.randint(0, 256, (3, 32, 64), generator=g,
-                                        dtype=torch.uint8))
-            s = SegDataSample(metainfo=dict(img_shape=(32, 64), ori_shape=(32, 64),
-                                            pad_shape=(32, 64)))
-            if labelled:
-                s.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, 32, 64),
-                                                            generator=g))
-            samples.append(s)
-        return dict(inputs=inputs, data_samples=samples)
-
-    return dict(source=packed(True), target=packed(False))
 
 
 def _model(plugins):
@@ -103,10 +75,11 @@ def test_step_keeps_named_images_only_when_asked_and_they_are_right(tmp_path):
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3))
     hook = HOOKS.build(dict(type='UDAVisualizationHook', interval=2))
     runner = _runner(tmp_path, model, 0, 'vis_a')
-    asked, kept = _step(hook, runner, _batch(0), optim)  # iteration 1: not due
+    # iteration 1: not due
+    asked, kept = _step(hook, runner, make_batch(size=(32, 64), seed=0), optim)
     assert not asked and not kept and model.vis_images is None
     runner.iter = 1
-    data = _batch(1)
+    data = make_batch(size=(32, 64), seed=1)
     asked, kept = _step(hook, runner, data, optim)  # iteration 2: due
     assert asked and model.vis_images is None  # nothing kept after the step
     assert set(kept) == {'src_img', 'src_label', 'tgt_img', 'pseudo_label',
@@ -139,7 +112,7 @@ def test_panel_png_and_tensorboard_event_written(tmp_path):
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3))
     hook = HOOKS.build(dict(type='UDAVisualizationHook', interval=1, max_images=2))
     runner = _runner(tmp_path, model, 0, 'vis_b')
-    _step(hook, runner, _batch(0), optim)
+    _step(hook, runner, make_batch(size=(32, 64), seed=0), optim)
     runner.visualizer.close()
     png = tmp_path / 'vis_data' / 'vis_image' / 'uda_step_1.png'
     assert png.is_file() and png.stat().st_size > 0
@@ -181,7 +154,7 @@ def test_dida_hook_draws_degraded_path_prediction(tmp_path):
     runner = _runner(tmp_path, model, 1, 'vis_c')
     hook = HOOKS.build(dict(type='DiDAHook', vis_interval=2,
                             vis_timesteps=(0, 50, 99)))
-    data = _batch(0)
+    data = make_batch(size=(32, 64), seed=0)
     buffers = {k: v.clone() for k, v in student.state_dict().items()
                if 'running' in k or 'num_batches' in k}
     rng = torch.get_rng_state()
@@ -217,6 +190,6 @@ def test_keeping_pictures_does_not_change_training(tmp_path):
         torch.manual_seed(1)
         for it in range(2):
             runner.iter = it
-            _step(hook, runner, _batch(it), optim)
+            _step(hook, runner, make_batch(size=(32, 64), seed=it), optim)
         params.append([p.detach().clone() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*params))

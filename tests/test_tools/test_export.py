@@ -1,6 +1,7 @@
 """tools/export.py: DAFormer and DAFormer+DiDA checkpoints -> the same plain segmentor."""
 import importlib.util
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -11,19 +12,12 @@ from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
 
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
+                             'test_uda'))
+from uda_toy import flat_segmentor, make_batch  # noqa: E402
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SEG = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(type='SegDataPreProcessor', mean=[120.0] * 3,
-                           std=[60.0] * 3, bgr_to_rgb=True, size=(32, 64)),
-    backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
-                  num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                  patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
-                  out_indices=(0, 1, 2, 3), mlp_ratio=2),
-    decode_head=dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
-                     in_index=[0, 1, 2, 3], channels=8, num_classes=4,
-                     loss_decode=dict(type='CrossEntropyLoss')),
-    train_cfg=dict(), test_cfg=dict(mode='whole'))
+SEG = flat_segmentor()
 
 
 def _tool():
@@ -32,27 +26,6 @@ def _tool():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def batch(seed):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    g = torch.Generator().manual_seed(seed)
-
-    def packed(labelled):
-        inputs, samples = [], []
-        for _ in range(2):
-            inputs.append(torch.randint(0, 256, (3, 32, 64), generator=g,
-                                        dtype=torch.uint8))
-            s = SegDataSample(metainfo=dict(img_shape=(32, 64), ori_shape=(32, 64),
-                                            pad_shape=(32, 64)))
-            if labelled:
-                s.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, 32, 64),
-                                                            generator=g))
-            samples.append(s)
-        return dict(inputs=inputs, data_samples=samples)
-
-    return dict(source=packed(True), target=packed(False))
 
 
 def _train_and_save(tmp_path, plugins, name):
@@ -70,7 +43,7 @@ def _train_and_save(tmp_path, plugins, name):
     model.train()
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
     for it in range(2):
-        model.train_step(batch(it), optim)
+        model.train_step(make_batch(size=(32, 64), seed=it), optim)
     ckpt = str(tmp_path / f'{name}.pth')
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
     return cfg_path, ckpt, model

@@ -3,6 +3,7 @@ exported plain model and with the training checkpoint (UDA config, student)."""
 import importlib.util
 import os.path as osp
 import re
+import sys
 
 import cv2
 import numpy as np
@@ -17,20 +18,13 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.engine.hooks.dida_hook import save_deployable
 from mmseg_dida.utils.visualization import label_palette
 
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
+                             'test_uda'))
+from uda_toy import flat_segmentor, make_batch  # noqa: E402
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 INFER = osp.join(REPO, 'tools/infer.py')
-SEG = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(type='SegDataPreProcessor', mean=[100.0, 110.0, 120.0],
-                           std=[50.0, 55.0, 60.0], bgr_to_rgb=True, size=(32, 64)),
-    backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
-                  num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                  patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
-                  out_indices=(0, 1, 2, 3), mlp_ratio=2),
-    decode_head=dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
-                     in_index=[0, 1, 2, 3], channels=8, num_classes=4,
-                     loss_decode=dict(type='CrossEntropyLoss')),
-    train_cfg=dict(), test_cfg=dict(mode='whole'))
+SEG = flat_segmentor()
 TEST_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
                  dict(type='PackSegInputs')]
 
@@ -66,34 +60,12 @@ def models(tmp_path_factory):
     model.train()
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-2))
     for it in range(3):
-        model.train_step(_batch(it), optim)
+        model.train_step(make_batch(size=(32, 64), seed=it), optim)
     model.eval()
     ckpt = str(tmp / 'iter_3.pth')
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
     deploy_ckpt, deploy_cfg = save_deployable(model, cfg, str(tmp), 'deploy')
     return cfg_path, ckpt, deploy_cfg, deploy_ckpt, model
-
-
-def _batch(seed):
-    """A UDA batch of random 32x64 images (2 source with labels, 2 target)."""
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    g = torch.Generator().manual_seed(seed)
-
-    def packed(labelled):
-        inputs, samples = [], []
-        for _ in range(2):
-            inputs.append(torch.randint(0, 256, (3, 32, 64), generator=g,
-                                        dtype=torch.uint8))
-            s = SegDataSample(metainfo=dict(img_shape=(32, 64), ori_shape=(32, 64),
-                                            pad_shape=(32, 64)))
-            if labelled:
-                s.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, 32, 64),
-                                                            generator=g))
-            samples.append(s)
-        return dict(inputs=inputs, data_samples=samples)
-
-    return dict(source=packed(True), target=packed(False))
 
 
 def _images(folder):

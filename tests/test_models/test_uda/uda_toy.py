@@ -38,6 +38,26 @@ def tiny_segmentor(num_classes=4, head='WeightedSegformerHead', size=64):
         train_cfg=dict(), test_cfg=ConfigDict(mode='whole'))
 
 
+def flat_segmentor(num_classes=4, head_norm_cfg=None):
+    """The tools' toy: a 4-stage MiT with 8 channels per stage on 32x64 inputs and a
+    SegFormer head (BN in the head with ``head_norm_cfg``); used by the export, infer
+    and hook tests with ``make_batch(size=(32, 64))``."""
+    head = dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
+                in_index=[0, 1, 2, 3], channels=8, num_classes=num_classes,
+                loss_decode=dict(type='CrossEntropyLoss'))
+    if head_norm_cfg is not None:
+        head['norm_cfg'] = head_norm_cfg
+    return dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[100.0, 110.0, 120.0],
+                               std=[50.0, 55.0, 60.0], bgr_to_rgb=True, size=(32, 64)),
+        backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
+                      num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                      patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
+                      out_indices=(0, 1, 2, 3), mlp_ratio=2),
+        decode_head=head, train_cfg=dict(), test_cfg=dict(mode='whole'))
+
+
 def tiny_hrda(num_classes=4, size=64, hr_crop=32, head='WeightedSegformerHead',
               **kwargs):
     """HRDA around the tiny MiT (LR scale 0.5, one HR crop of ``hr_crop``, crop
@@ -55,15 +75,16 @@ def tiny_hrda(num_classes=4, size=64, hr_crop=32, head='WeightedSegformerHead',
 
 
 def _half(n, size, num_classes, g, labelled, offset=0):
+    h, w = size
     inputs, samples = [], []
     for i in range(n):
-        img = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
-        meta = dict(img_shape=(size, size), ori_shape=(size, size),
-                    pad_shape=(size, size), img_path=f'toy_{offset + i}.png')
+        img = torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                    img_path=f'toy_{offset + i}.png')
         sample = SegDataSample(metainfo=meta)
         if labelled:
             blocks = torch.randint(0, num_classes, (1, 1, 2, 2), generator=g).float()
-            lbl = F.interpolate(blocks, size=(size, size), mode='nearest')[0].long()
+            lbl = F.interpolate(blocks, size=(h, w), mode='nearest')[0].long()
             sample.gt_sem_seg = PixelData(data=lbl)
         inputs.append(img)
         samples.append(sample)
@@ -71,7 +92,9 @@ def _half(n, size, num_classes, g, labelled, offset=0):
 
 
 def make_batch(n=2, size=64, num_classes=4, seed=0):
-    """A collated UDA batch: labelled source, unlabelled target."""
+    """A collated UDA batch: labelled source, unlabelled target. ``size`` is an int
+    (square) or (h, w)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
     g = torch.Generator().manual_seed(seed)
     return dict(source=_half(n, size, num_classes, g, True),
                 target=_half(n, size, num_classes, g, False, offset=100))
