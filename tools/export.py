@@ -40,27 +40,15 @@ from mmseg_dida.utils.checkpoint import (  # noqa: E402
     CheckpointMismatchError,
     CheckpointReadError,
     load_model_weights,
+    strip_pretrained_init,
 )
-
-
-def _strip_init(cfg):
-    """No pretrained files are needed: the weights come from the checkpoint."""
-    if isinstance(cfg, dict):
-        cfg.pop('init_cfg', None)
-        if 'pretrained' in cfg:
-            cfg['pretrained'] = None
-        for v in cfg.values():
-            _strip_init(v)
-    elif isinstance(cfg, list):
-        for v in cfg:
-            _strip_init(v)
 
 
 def build_training_model(cfg: Config, checkpoint: str, strict: bool = True):
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model_cfg = ConfigDict(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
                            else cfg.model)
-    _strip_init(model_cfg)
+    strip_pretrained_init(model_cfg)
     model = MODELS.build(model_cfg)
     report = load_model_weights(model, checkpoint, strict=strict)
     if report.meta:
@@ -74,7 +62,7 @@ def verify(model, cfg: Config, ckpt_path: str, size=(64, 128)) -> dict:
     compare parameter names/count and clean-path logits with the training model."""
     plain_cfg = deploy_config(cfg)
     model_cfg = ConfigDict(plain_cfg.model)
-    _strip_init(model_cfg)
+    strip_pretrained_init(model_cfg)
     plain = MODELS.build(model_cfg)
     state = torch.load(ckpt_path, map_location='cpu')['state_dict']
     plain.load_state_dict(state, strict=True)

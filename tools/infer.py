@@ -41,6 +41,7 @@ from mmseg_dida.utils.checkpoint import (
     CheckpointMismatchError,
     CheckpointReadError,
     load_model_weights,
+    strip_pretrained_init,
 )
 from mmseg_dida.utils.visualization import label_palette
 
@@ -53,17 +54,6 @@ class InferError(Exception):
 
 
 # ------------------------------------------------------------------ the model
-def _strip_init(cfg) -> None:
-    """No pretrained files are needed: the weights come from the checkpoint."""
-    if isinstance(cfg, dict):
-        cfg.pop('init_cfg', None)
-        if 'pretrained' in cfg:
-            cfg['pretrained'] = None
-        for v in cfg.values():
-            _strip_init(v)
-    elif isinstance(cfg, list):
-        for v in cfg:
-            _strip_init(v)
 
 
 def load_segmentor(config: str, checkpoint: str, device: str,
@@ -85,7 +75,7 @@ def load_segmentor(config: str, checkpoint: str, device: str,
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model_cfg = ConfigDict(copy.deepcopy(cfg.model.to_dict()))
-    _strip_init(model_cfg)
+    strip_pretrained_init(model_cfg)
     model = MODELS.build(model_cfg)
     try:
         report = load_model_weights(model, checkpoint, strict=strict)

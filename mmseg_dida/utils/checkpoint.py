@@ -57,7 +57,8 @@ from torch import nn
 __all__ = [
     'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'remove_stale_temporaries',
     'checkpoint_problem', 'find_resume_checkpoint', 'CheckpointReadError',
-    'CheckpointMismatchError', 'LoadReport', 'read_state_dict', 'load_model_weights'
+    'CheckpointMismatchError', 'LoadReport', 'read_state_dict', 'load_model_weights',
+    'strip_pretrained_init'
 ]
 
 _TMP_MARK = '.tmp-'
@@ -347,6 +348,21 @@ def _likely_cause(model_keys, ckpt_keys, mismatched) -> str:
     if mismatched and not set(model_keys) ^ set(ckpt_keys):
         return 'the same layout with other sizes (num_classes or widths differ)'
     return 'a checkpoint of another architecture or config'
+
+
+def strip_pretrained_init(cfg) -> None:
+    """Remove every ``init_cfg`` and null every ``pretrained`` in a model config, in
+    place (nested dicts and lists): a model whose weights come from a checkpoint
+    must not need the ImageNet files it was initialised from."""
+    if isinstance(cfg, dict):
+        cfg.pop('init_cfg', None)
+        if 'pretrained' in cfg:
+            cfg['pretrained'] = None
+        for v in cfg.values():
+            strip_pretrained_init(v)
+    elif isinstance(cfg, list):
+        for v in cfg:
+            strip_pretrained_init(v)
 
 
 def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,

@@ -22,20 +22,14 @@ from mmseg_dida.utils.checkpoint import (
     find_resume_checkpoint,
     load_model_weights,
     remove_stale_temporaries,
+    strip_pretrained_init,
 )
 
-SEG = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(type='SegDataPreProcessor', mean=[120.0] * 3,
-                           std=[60.0] * 3, bgr_to_rgb=True, size=(32, 64)),
-    backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
-                  num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                  patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
-                  out_indices=(0, 1, 2, 3), mlp_ratio=2),
-    decode_head=dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
-                     in_index=[0, 1, 2, 3], channels=8, num_classes=4,
-                     loss_decode=dict(type='CrossEntropyLoss')),
-    train_cfg=dict(), test_cfg=dict(mode='whole'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
+                                'test_models', 'test_uda'))
+from uda_toy import flat_segmentor  # noqa: E402
+
+SEG = flat_segmentor()
 
 
 def build(cfg):
@@ -202,3 +196,17 @@ def test_non_strict_loads_what_matches(tmp_path):
     assert torch.equal(got['backbone.layers.0.0.projection.weight'],
                        ref['backbone.layers.0.0.projection.weight'])
     assert got['decode_head.conv_seg.weight'].shape == (7, 8, 1, 1)
+
+
+def test_strip_pretrained_init_nested():
+    cfg = dict(type='DACS', init_cfg=dict(type='Pretrained', checkpoint='a.pth'),
+               segmentor=dict(pretrained='mit_b5.pth',
+                              backbone=dict(type='MiT', init_cfg=dict(type='Kaiming')),
+                              heads=[dict(init_cfg=dict(type='Normal')),
+                                     dict(pretrained='x.pth', channels=8)]),
+               other=dict(channels=4))
+    strip_pretrained_init(cfg)
+    assert 'init_cfg' not in cfg and 'init_cfg' not in cfg['segmentor']['backbone']
+    assert cfg['segmentor']['pretrained'] is None
+    assert cfg['segmentor']['heads'] == [dict(), dict(pretrained=None, channels=8)]
+    assert cfg['other'] == dict(channels=4)  # keys without weights are kept

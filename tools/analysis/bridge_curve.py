@@ -46,7 +46,11 @@ from tqdm import tqdm
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.models.uda.dida import DiDA
 from mmseg_dida.models.utils.degradation import Degradation
-from mmseg_dida.utils.checkpoint import atomic_write
+from mmseg_dida.utils.checkpoint import (
+    atomic_write,
+    load_model_weights,
+    strip_pretrained_init,
+)
 
 DEFAULT_TIMESTEPS = tuple(range(0, 100, 10))
 
@@ -126,26 +130,13 @@ def load_model(cfg: Config, checkpoint: str, device: str):
     checkpoint's weights, in eval mode; its segmentor; its DiDA plug-in or None."""
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model_cfg = ConfigDict(cfg.model.to_dict())
-    _strip_init(model_cfg)
+    strip_pretrained_init(model_cfg)
     model = MODELS.build(model_cfg)
-    ckpt = torch.load(checkpoint, map_location='cpu')  # safe loading (compat)
-    model.load_state_dict(ckpt.get('state_dict', ckpt), strict=True)
+    load_model_weights(model, checkpoint, strict=True)
     model.to(device).eval()
     plugin = next((p for p in getattr(model, 'plugins', []) if isinstance(p, DiDA)),
                   None)
     return model, getattr(model, 'student', model), plugin
-
-
-def _strip_init(cfg):
-    if isinstance(cfg, dict):
-        cfg.pop('init_cfg', None)
-        if 'pretrained' in cfg:
-            cfg['pretrained'] = None
-        for v in cfg.values():
-            _strip_init(v)
-    elif isinstance(cfg, list):
-        for v in cfg:
-            _strip_init(v)
 
 
 def domain_loaders(cfg: Config) -> Dict[str, object]:
