@@ -224,12 +224,9 @@ def run_variant(args) -> dict:
     return out
 
 
-def _child(args, variant: str, measure: str) -> dict:
-    cmd = [sys.executable, osp.abspath(__file__), '--variant', variant,
-           '--measure', measure, '--model', args.model,
-           '--size', *map(str, args.size), '--batch', str(args.batch),
-           '--steps', str(args.steps), '--warmup', str(args.warmup),
-           '--device', args.device]
+def run_child(cmd, variant: str, measure: str) -> dict:
+    """Run one measurement in a fresh process (``cmd`` ends in this variant's options)
+    and return the JSON it prints after ``RESULT``; stop with its stderr if it fails."""
     env = dict(os.environ)
     if measure == 'memory':
         # Freed blocks go back to the system at once, so that the resident size
@@ -240,6 +237,14 @@ def _child(args, variant: str, measure: str) -> dict:
     if out.returncode or not line:
         sys.exit(f'{variant} ({measure}) failed:\n{out.stderr[-3000:]}')
     return json.loads(line[0][7:])
+
+
+def _child(args, variant: str, measure: str) -> dict:
+    return run_child([sys.executable, osp.abspath(__file__), '--variant', variant,
+                      '--measure', measure, '--model', args.model,
+                      '--size', *map(str, args.size), '--batch', str(args.batch),
+                      '--steps', str(args.steps), '--warmup', str(args.warmup),
+                      '--device', args.device], variant, measure)
 
 
 def summarise(results: dict, memory: dict, base: str) -> dict:

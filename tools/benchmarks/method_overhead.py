@@ -27,7 +27,6 @@ import os
 import os.path as osp
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -40,6 +39,7 @@ from dida_overhead import (  # noqa: E402
     _rss_mb,
     _segments,
     persistent_bytes,
+    run_child,
     synthetic_batch,
 )
 
@@ -138,17 +138,10 @@ def run_variant(args) -> dict:
 
 
 def _child(args, variant: str, measure: str) -> dict:
-    cmd = [sys.executable, osp.abspath(__file__), '--variant', variant,
-           '--measure', measure, '--batch', str(args.batch), '--steps', str(args.steps),
-           '--warmup', str(args.warmup), '--device', args.device]
-    env = dict(os.environ)
-    if measure == 'memory':
-        env['MALLOC_MMAP_THRESHOLD_'] = '65536'
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
-    line = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
-    if out.returncode or not line:
-        sys.exit(f'{variant} ({measure}) failed:\n{out.stderr[-3000:]}')
-    return json.loads(line[0][7:])
+    return run_child([sys.executable, osp.abspath(__file__), '--variant', variant,
+                      '--measure', measure, '--batch', str(args.batch),
+                      '--steps', str(args.steps), '--warmup', str(args.warmup),
+                      '--device', args.device], variant, measure)
 
 
 def main():
