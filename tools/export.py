@@ -29,7 +29,6 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from torch import Tensor, nn
 
@@ -39,18 +38,13 @@ from mmseg_dida.models.uda.dida import deploy_config, deploy_segmentor  # noqa: 
 from mmseg_dida.utils.checkpoint import (  # noqa: E402
     CheckpointMismatchError,
     CheckpointReadError,
-    load_model_weights,
+    build_model_from_checkpoint,
     strip_pretrained_init,
 )
 
 
 def build_training_model(cfg: Config, checkpoint: str, strict: bool = True):
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model_cfg = ConfigDict(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
-                           else cfg.model)
-    strip_pretrained_init(model_cfg)
-    model = MODELS.build(model_cfg)
-    report = load_model_weights(model, checkpoint, strict=strict)
+    model, report = build_model_from_checkpoint(cfg, checkpoint, strict=strict)
     if report.meta:
         model.dataset_meta = report.meta.get('dataset_meta')
     return model.eval()

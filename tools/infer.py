@@ -28,10 +28,8 @@ from typing import Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 import torch
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, DictAction
 from mmengine.dataset import Compose
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 from torch import nn
 from tqdm import tqdm
 
@@ -40,8 +38,7 @@ from mmseg_dida.models.uda.dida import deploy_config, deploy_segmentor
 from mmseg_dida.utils.checkpoint import (
     CheckpointMismatchError,
     CheckpointReadError,
-    load_model_weights,
-    strip_pretrained_init,
+    build_model_from_checkpoint,
 )
 from mmseg_dida.utils.visualization import label_palette
 
@@ -54,8 +51,6 @@ class InferError(Exception):
 
 
 # ------------------------------------------------------------------ the model
-
-
 def load_segmentor(config: str, checkpoint: str, device: str,
                    cfg_options: Optional[dict] = None,
                    strict: bool = True) -> Tuple[nn.Module, Config]:
@@ -73,12 +68,8 @@ def load_segmentor(config: str, checkpoint: str, device: str,
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model_cfg = ConfigDict(copy.deepcopy(cfg.model.to_dict()))
-    strip_pretrained_init(model_cfg)
-    model = MODELS.build(model_cfg)
     try:
-        report = load_model_weights(model, checkpoint, strict=strict)
+        model, report = build_model_from_checkpoint(cfg, checkpoint, strict=strict)
     except (CheckpointReadError, CheckpointMismatchError) as e:
         raise InferError(f'{config}: {e}') from None
     segmentor = deploy_segmentor(model)

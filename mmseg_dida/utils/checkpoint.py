@@ -43,6 +43,7 @@ Loading (``tools/test.py``, ``tools/export.py``, ``tools/infer.py``):
   (and logged as one warning line) instead of raised.
 """
 import contextlib
+import copy
 import os
 import os.path as osp
 import re
@@ -52,13 +53,16 @@ from dataclasses import dataclass, field
 from typing import IO, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
+from mmengine.config import ConfigDict
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
 from torch import nn
 
 __all__ = [
     'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'remove_stale_temporaries',
     'checkpoint_problem', 'find_resume_checkpoint', 'CheckpointReadError',
     'CheckpointMismatchError', 'LoadReport', 'read_state_dict', 'load_model_weights',
-    'strip_pretrained_init'
+    'strip_pretrained_init', 'build_model_from_checkpoint'
 ]
 
 _TMP_MARK = '.tmp-'
@@ -459,3 +463,17 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
                   f'({report.loaded} tensors; {len(report.dropped)} training-only '
                   'tensors dropped)', logger=logger or 'current')
     return report
+
+
+def build_model_from_checkpoint(cfg, checkpoint: Union[str, dict], *,
+                                strict: bool = True) -> Tuple[nn.Module, LoadReport]:
+    """The model of ``cfg`` (a UDA model or a plain segmentor) built without its
+    pretrained initialisation (:func:`strip_pretrained_init`) and filled from
+    ``checkpoint`` by :func:`load_model_weights`; returns the model (train mode, on
+    the CPU) and the load report. ``cfg`` is not modified."""
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model
+    model_cfg = ConfigDict(copy.deepcopy(model_cfg))
+    strip_pretrained_init(model_cfg)
+    model = MODELS.build(model_cfg)
+    return model, load_model_weights(model, checkpoint, strict=strict)

@@ -36,11 +36,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import init_default_scope
+from mmengine.config import Config
 from mmengine.runner import Runner
 from mmseg.evaluation import IoUMetric
-from mmseg.registry import MODELS
 from tqdm import tqdm
 
 import mmseg_dida  # noqa: F401  (compat + registration)
@@ -48,8 +46,7 @@ from mmseg_dida.models.uda.dida import DiDA
 from mmseg_dida.models.utils.degradation import Degradation
 from mmseg_dida.utils.checkpoint import (
     atomic_write,
-    load_model_weights,
-    strip_pretrained_init,
+    build_model_from_checkpoint,
 )
 
 DEFAULT_TIMESTEPS = tuple(range(0, 100, 10))
@@ -128,11 +125,7 @@ def mmd2_rbf(a: np.ndarray, b: np.ndarray) -> float:
 def load_model(cfg: Config, checkpoint: str, device: str):
     """The trained model of ``cfg`` (a UDA model or a plain segmentor) with the
     checkpoint's weights, in eval mode; its segmentor; its DiDA plug-in or None."""
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model_cfg = ConfigDict(cfg.model.to_dict())
-    strip_pretrained_init(model_cfg)
-    model = MODELS.build(model_cfg)
-    load_model_weights(model, checkpoint, strict=True)
+    model, _ = build_model_from_checkpoint(cfg, checkpoint, strict=True)
     model.to(device).eval()
     plugin = next((p for p in getattr(model, 'plugins', []) if isinstance(p, DiDA)),
                   None)
