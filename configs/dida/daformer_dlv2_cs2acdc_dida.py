@@ -1,4 +1,4 @@
 # DAFormer self-training with DeepLabV2 (ResNet-101) + DiDA, cs2acdc: lambda_R = 1 (CNN).
 _base_ = ['../daformer/daformer_dlv2_cs2acdc.py', '../_base_/uda/dida.py']
 model = dict(plugins=[{**_base_.dida, 'lambda_r': 1.0}])
-custom_hooks = [_base_.uda_vis_hook, _base_.dida_hook]
+custom_hooks = [*_base_.uda_hooks, _base_.dida_hook]

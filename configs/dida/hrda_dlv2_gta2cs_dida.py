@@ -2,4 +2,4 @@
 _base_ = ['../hrda/hrda_dlv2_gta2cs.py', '../_base_/uda/dida.py']
 model = dict(plugins=[dict(_base_.dida, lambda_r=1.0)])
 # DiDAHook's degraded-path diagnostics measure a single-scale head: off for HRDA.
-custom_hooks = [_base_.uda_vis_hook, dict(_base_.dida_hook, diag_interval=0)]
+custom_hooks = [*_base_.uda_hooks, dict(_base_.dida_hook, diag_interval=0)]

@@ -2,5 +2,5 @@
 _base_ = ['../benchmark/hrda_mit_tiny_procedural.py', '../_base_/uda/dida.py']
 model = dict(plugins=[_base_.dida])
 # DiDAHook's degraded-path diagnostics measure a single-scale head: off for HRDA.
-custom_hooks = [_base_.uda_vis_hook,
+custom_hooks = [*_base_.uda_hooks,
                 dict(_base_.dida_hook, vis_interval=1000, diag_interval=0)]

@@ -3,4 +3,4 @@
 _base_ = ['../hrda/hrda_mitb5_cs2acdc.py', '../_base_/uda/dida.py']
 model = dict(plugins=[_base_.dida])
 # DiDAHook's degraded-path diagnostics measure a single-scale head: off for HRDA.
-custom_hooks = [_base_.uda_vis_hook, dict(_base_.dida_hook, diag_interval=0)]
+custom_hooks = [*_base_.uda_hooks, dict(_base_.dida_hook, diag_interval=0)]

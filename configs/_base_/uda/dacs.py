@@ -30,7 +30,12 @@ model_wrapper_cfg = dict(type='UDADistributedWrapper')
 sync_bn = 'torch'
 # Pictures of what a step sees (source/target images, pseudo labels with their
 # confidence and weights, the ClassMix image and label, plug-ins' images such as MIC
-# masks) to the visualiser's backends every `interval` iterations. A config that sets
-# its own custom_hooks keeps it with custom_hooks = [_base_.uda_vis_hook, ...].
+# masks) to the visualiser's backends every `interval` iterations; and per-class
+# pseudo-label fractions (with their IoU against the target's training labels where
+# those exist) every 500 iterations, to <work_dir>/pseudo_label_stats.jsonl and the
+# log. A config that sets its own custom_hooks keeps them with
+# custom_hooks = [*_base_.uda_hooks, ...].
 uda_vis_hook = dict(type='UDAVisualizationHook', interval=1000, max_images=2)
-custom_hooks = [uda_vis_hook]
+pseudo_label_hook = dict(type='PseudoLabelStatsHook', interval=500)
+uda_hooks = [uda_vis_hook, pseudo_label_hook]
+custom_hooks = uda_hooks

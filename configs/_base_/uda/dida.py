@@ -8,7 +8,7 @@
 # Use (a UDA config's model and custom_hooks come from its other base):
 #   _base_ = ['../daformer/<baseline>.py', '../_base_/uda/dida.py']
 #   model = dict(plugins=[_base_.dida])
-#   custom_hooks = [_base_.uda_vis_hook, _base_.dida_hook]
+#   custom_hooks = [*_base_.uda_hooks, _base_.dida_hook]
 dida = dict(
     type='DiDA',
     degradation=dict(

@@ -187,6 +187,10 @@ class DACS(BaseModel):
         # by setting {} before the step (UDAVisualizationHook); plug-ins add theirs
         # through UDAStepContext.vis_images.
         self.vis_images: Optional[Dict[str, Tensor]] = None
+        # The teacher's pseudo labels of the last step (N, H, W), kept only while a
+        # hook asks for them (PseudoLabelStatsHook sets record_pseudo_labels).
+        self.record_pseudo_labels = False
+        self.last_pseudo_labels: Optional[Tensor] = None
 
     # ----------------------------------------------------------------- housekeeping
     def init_weights(self):
@@ -274,6 +278,8 @@ class DACS(BaseModel):
                 pseudo_label, pseudo_weight = self.pseudo_label(tgt_img, tgt_samples)
             weight_masked = self.mask_pseudo_weight(pseudo_weight, tgt_samples)
             self.keep_vis(pseudo_label=pseudo_label, pseudo_weight=weight_masked)
+            if self.record_pseudo_labels:
+                self.last_pseudo_labels = pseudo_label.detach()
             log_vars['pseudo_weight'] = pseudo_weight.flatten()[0].detach()
             # L_T: mixed batch with confidence-weighted pseudo labels.
             with optim_wrapper.optim_context(self):
