@@ -11,6 +11,24 @@ layout. They differ in *appearance* only:
   bark noise, overcast sky), then camera blur, haze growing towards the horizon,
   a gamma/white-balance shift and sensor noise.
 
+That target differs in every way at once. A *gap preset* (:data:`GAPS`, the ``gap``
+argument of :func:`make_sample` and :func:`generate_benchmark`) keeps one kind of
+difference and renders the rest of the target like the source:
+
+* ``full`` (default): all of the above; the same image and label files, pixel for
+  pixel, as before presets existed.
+* ``texture``: the target's high-frequency textures only (value-noise brick, bark,
+  asphalt, grass); source palette, clean camera.
+* ``palette``: the target's colours and tone only (muted palette and its instance
+  colours, gamma and white-balance shift); source textures, clean camera.
+* ``camera``: the target camera's optics only (blur, haze towards the horizon, sensor
+  noise); source palette and textures.
+* ``fog``: fog by the atmospheric scattering model over a depth read from the layout
+  (:func:`_fog`); source palette, textures and a clean camera otherwise.
+
+Labels and source images depend only on (seed, domain, split, index, size): they are
+identical across presets, only ``target/leftImg8bit`` changes.
+
 Labels are Cityscapes trainIds (the 10 classes of :data:`USED_TRAIN_IDS`; the other nine
 never occur) and the files are written in the Cityscapes folder layout, one root per
 domain, so mmseg's ``CityscapesDataset`` reads them like real data::
@@ -23,6 +41,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import cv2
@@ -54,6 +73,68 @@ _PALETTE['target'] = {
     c: tuple((1 - TARGET_MUTE) * v + TARGET_MUTE * g for v, g in zip(rgb, TARGET_GREY))
     for c, rgb in _PALETTE['source'].items()
 }
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """Which appearance factors of each kind an image is rendered with.
+
+    Args:
+        palette: 'source' or 'target' base colours per class, their per-image jitter
+            and the colours of cars and people.
+        texture: 'source' (sharp, regular) or 'target' (value noise) per-class shading.
+        tone: the target camera's gamma and white-balance shift.
+        optics: the target camera's blur, haze towards the horizon and sensor noise.
+        fog: depth-dependent fog (:func:`_fog`).
+    """
+    palette: str = 'source'
+    texture: str = 'source'
+    tone: bool = False
+    optics: bool = False
+    fog: bool = False
+
+    def __post_init__(self):
+        for name in ('palette', 'texture'):
+            if getattr(self, name) not in DOMAINS:
+                raise ValueError(f'Appearance: {name} must be one of {DOMAINS}, got '
+                                 f'{getattr(self, name)!r}')
+
+
+SOURCE_LOOK = Appearance()
+#: gap preset -> how the target is rendered (the source always as SOURCE_LOOK)
+GAPS: Dict[str, Appearance] = {
+    'full': Appearance(palette='target', texture='target', tone=True, optics=True),
+    'texture': Appearance(texture='target'),
+    'palette': Appearance(palette='target', tone=True),
+    'camera': Appearance(optics=True),
+    'fog': Appearance(fog=True),
+}
+GAP_DESCRIPTIONS = {
+    'full': 'muted palette, noisy textures, camera blur, haze, colour cast and sensor '
+            'noise (everything at once)',
+    'texture': 'other high-frequency textures only; source palette, clean camera',
+    'palette': 'muted colours, gamma and white-balance shift only; source textures, '
+               'clean camera',
+    'camera': 'camera blur, haze towards the horizon and sensor noise only; source '
+              'palette and textures',
+    'fog': 'fog whose density grows with depth (scattering model, patchy); source '
+           'palette, textures and a clean camera otherwise',
+}
+DEFAULT_GAP = 'full'
+# Fog: transmission exp(-beta * depth), depth 1 at the bottom row, FOG_MAX_DEPTH for
+# anything at the horizon, infinite for the sky; beta drawn per image from FOG_DENSITY.
+FOG_MAX_DEPTH = 10.0
+FOG_DENSITY = (0.1, 0.2)
+
+
+def appearance(domain: str, gap: str = DEFAULT_GAP) -> Appearance:
+    """How ``domain`` is rendered under the gap preset ``gap`` (validated)."""
+    if gap not in GAPS:
+        raise ValueError(f'unknown gap preset {gap!r}; valid presets: '
+                         f"{', '.join(GAPS)}")
+    if domain not in DOMAINS:
+        raise ValueError(f'domain must be one of {DOMAINS}, got {domain!r}')
+    return SOURCE_LOOK if domain == 'source' else GAPS[gap]
 
 
 def sample_layout(rng: np.random.Generator, height: int,
@@ -167,10 +248,10 @@ def _value_noise(rng, height, width, cell):
                       interpolation=cv2.INTER_LINEAR)[:height, :width]
 
 
-def _class_texture(cls, domain, rng, yy, xx, base):
-    """(H, W) multiplicative shading pattern of one class in one domain."""
+def _class_texture(cls, texture, rng, yy, xx, base):
+    """(H, W) multiplicative shading pattern of one class in one texture style."""
     H, W = yy.shape
-    if domain == 'source':  # sharp, regular, game-like
+    if texture == 'source':  # sharp, regular, game-like
         if cls == ROAD:
             return 1.0 + 1.8 * ((np.abs(xx - W / 2) < 1.5) & ((yy // 6) % 2 == 0))
         if cls == SIDEWALK:
@@ -199,49 +280,98 @@ def _class_texture(cls, domain, rng, yy, xx, base):
 
 
 def render(label: np.ndarray, instances: np.ndarray, rng: np.random.Generator,
-           domain: str) -> np.ndarray:
-    """Render an RGB uint8 image of a layout in the appearance of ``domain``."""
-    if domain not in DOMAINS:
-        raise ValueError(f'domain must be one of {DOMAINS}, got {domain!r}')
+           look: Appearance) -> np.ndarray:
+    """Render an RGB uint8 image of a layout in the appearance ``look``."""
     H, W = label.shape
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     img = np.zeros((H, W, 3), np.float32)
-    jitter = 18 if domain == 'source' else 12
+    palette = _PALETTE[look.palette]
+    jitter = 18 if look.palette == 'source' else 12
     for cls in np.unique(label):
-        base = np.array(_PALETTE[domain][int(cls)], np.float32)
+        base = np.array(palette[int(cls)], np.float32)
         base = base + rng.normal(0, jitter, 3)
-        shade = _class_texture(int(cls), domain, rng, yy, xx, base)
+        shade = _class_texture(int(cls), look.texture, rng, yy, xx, base)
         mask = label == cls
         img[mask] = base[None] * shade[mask][:, None]
     for i in np.unique(instances[instances > 0]):  # per-instance colours
         mask = instances == i
         cls = int(label[mask][0])
-        if domain == 'source':
-            colour = rng.uniform(0, 255, 3) * 0.5 + np.array(_PALETTE[domain][cls]) * 0.5
+        if look.palette == 'source':
+            colour = rng.uniform(0, 255, 3) * 0.5 + np.array(palette[cls]) * 0.5
         else:
-            colour = np.array(_PALETTE[domain][cls]) * rng.uniform(0.6, 1.4)
+            colour = np.array(palette[cls]) * rng.uniform(0.6, 1.4)
         img[mask] = colour
         ys = np.nonzero(mask)[0]  # darker lower part: wheels / legs
         cut = ys.min() + 0.75 * (ys.max() - ys.min())
         img[mask & (yy > cut)] *= 0.35
-    if domain == 'target':
-        img = _camera(img, rng, label)
+    if look.fog:
+        img = _fog(img, rng, label, instances)
+    if look.tone or look.optics:
+        img = _camera(img, rng, label, tone=look.tone, optics=look.optics)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _camera(img, rng, label):
-    """Target camera model: blur, haze towards the horizon, colour cast, noise."""
+def _camera(img, rng, label, tone=True, optics=True):
+    """Target camera model: blur, haze towards the horizon (optics), colour cast
+    (tone), sensor noise (optics)."""
     H, W = label.shape
-    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.6, 1.2))
-    rows = np.nonzero((label != SKY).any(1))[0]
+    if optics:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.6, 1.2))
+        rows = np.nonzero((label != SKY).any(1))[0]
+        horizon = rows.min() if rows.size else H // 2
+        dist = 1.0 - np.abs(np.arange(H, dtype=np.float32) - horizon) / H
+        haze = rng.uniform(0.25, 0.45) * dist[:, None, None] ** 2
+        img = img * (1 - haze) + haze * np.array([200, 205, 210], np.float32)
+    if tone:
+        gamma = rng.uniform(0.8, 1.1)
+        img = 255.0 * (img / 255.0).clip(0, 1) ** gamma
+        img = img * rng.uniform(0.9, 1.1, 3)[None, None]
+    if optics:
+        img = img + rng.normal(0, rng.uniform(3, 8), img.shape)
+    return img
+
+
+def layout_depth(label: np.ndarray, instances: np.ndarray,
+                 max_depth: float = FOG_MAX_DEPTH) -> np.ndarray:
+    """A depth map of a layout, 1 at the bottom row of the image.
+
+    The ground (road, sidewalk, terrain) is a plane seen in perspective: a row y below
+    the horizon is at depth (H - horizon) / (y - horizon). Anything standing on it takes
+    the depth of the row just below its lowest visible pixel in that column: the ground
+    it stands on, or the nearer object that hides its foot (it is at least that far);
+    1 when it reaches the bottom edge. A pole and its sign, and each car and person, are
+    one object. Depths are capped at ``max_depth`` (buildings and trees at the horizon
+    are that far); the sky is at infinity.
+    """
+    H = label.shape[0]
+    ground = np.isin(label, (ROAD, SIDEWALK, TERRAIN))
+    rows = np.nonzero(ground.any(1))[0]
     horizon = rows.min() if rows.size else H // 2
-    dist = 1.0 - np.abs(np.arange(H, dtype=np.float32) - horizon) / H
-    haze = rng.uniform(0.25, 0.45) * dist[:, None, None] ** 2
-    img = img * (1 - haze) + haze * np.array([200, 205, 210], np.float32)
-    gamma = rng.uniform(0.8, 1.1)
-    img = 255.0 * (img / 255.0).clip(0, 1) ** gamma
-    img = img * rng.uniform(0.9, 1.1, 3)[None, None]
-    return img + rng.normal(0, rng.uniform(3, 8), img.shape)
+    y = np.arange(H, dtype=np.float32)
+    row_depth = np.minimum((H - horizon) / np.maximum(y - horizon, 1.0), max_depth)
+    obj = np.where(instances > 0, 1000 + instances,
+                   np.where(label == SIGN, POLE, label).astype(np.int32))
+    contact = np.empty(label.shape, np.int64)  # row whose depth each pixel takes
+    contact[H - 1] = np.where(ground[H - 1], H - 1, H)
+    for r in range(H - 2, -1, -1):
+        same = obj[r] == obj[r + 1]
+        contact[r] = np.where(ground[r], r, np.where(same, contact[r + 1], r + 1))
+    depth = row_depth[np.minimum(contact, H - 1)]
+    depth[label == SKY] = np.inf
+    return depth
+
+
+def _fog(img, rng, label, instances):
+    """Fog by the atmospheric scattering model (Koschmieder's law, as in Foggy
+    Cityscapes): ``I = J t + A (1 - t)``, ``t = exp(-beta d)`` with the depth d of
+    :func:`layout_depth`, a density beta drawn per image from FOG_DENSITY and varied
+    by up to +-40% across it at a low frequency (patchy fog), and a light grey
+    airlight A. The sky becomes the airlight; far buildings keep a trace of contrast."""
+    H, W = label.shape
+    beta = rng.uniform(*FOG_DENSITY) * (0.6 + 0.8 * _value_noise(rng, H, W, max(H // 4, 1)))
+    t = np.exp(-beta * layout_depth(label, instances))[..., None]
+    airlight = rng.uniform(190, 230) + rng.normal(0, 4, 3).astype(np.float32)
+    return img * t + airlight * (1 - t)
 
 
 def sample_paths(root: str, domain: str, split: str, index: int) -> Tuple[str, str]:
@@ -260,30 +390,79 @@ def _sample_seed(seed: int, domain: str, split: str, index: int) -> np.random.Se
         [seed, DOMAINS.index(domain), ('train', 'val').index(split), index])
 
 
-def make_sample(seed: int, domain: str, split: str, index: int,
-                size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
-    """Return (RGB image, trainId label) of one sample; ``size`` is (width, height)."""
+def make_sample(seed: int, domain: str, split: str, index: int, size: Tuple[int, int],
+                gap: str = DEFAULT_GAP) -> Tuple[np.ndarray, np.ndarray]:
+    """Return (RGB image, trainId label) of one sample; ``size`` is (width, height).
+
+    The gap preset changes the target's appearance only: the label, and the source
+    image, are the same for every ``gap`` (it is not part of the random streams)."""
+    look = appearance(domain, gap)
     geom_ss, app_ss = _sample_seed(seed, domain, split, index).spawn(2)
     width, height = size
     label, inst = sample_layout(np.random.default_rng(geom_ss), height, width)
-    image = render(label, inst, np.random.default_rng(app_ss), domain)
+    image = render(label, inst, np.random.default_rng(app_ss), look)
     return image, label
 
 
-def benchmark_meta(seed: int, size: Tuple[int, int], counts: Dict[str, int]) -> dict:
+def benchmark_meta(seed: int, size: Tuple[int, int], counts: Dict[str, int],
+                   gap: str = DEFAULT_GAP) -> dict:
     return dict(format=FORMAT_VERSION, seed=int(seed), size=[int(s) for s in size],
-                counts={k: int(v) for k, v in counts.items()})
+                counts={k: int(v) for k, v in counts.items()}, gap=gap,
+                target=GAP_DESCRIPTIONS[gap])
+
+
+def benchmark_readme(meta: dict) -> str:
+    """The README.md written into a benchmark's root: what it is and how to use it."""
+    gap, (w, h) = meta['gap'], meta['size']
+    rows = '\n'.join(f'| `{name}` | {text} |' for name, text in GAP_DESCRIPTIONS.items())
+    return f"""# Procedural source->target benchmark: gap preset `{gap}`
+
+Target vs source: {meta['target']}.
+
+Written by `mmseg_dida/datasets/procedural.py` (format {meta['format']}, settings also in
+`benchmark.json`):
+
+    python tools/generate_benchmark.py <root> --gap {gap} --seed {meta['seed']} \\
+        --size {w} {h} --num-train {meta['counts']['train']} --num-val {meta['counts']['val']}
+
+Source images and all labels depend only on seed, size and counts, not on the preset:
+only `target/leftImg8bit` differs between presets.
+
+    source/leftImg8bit/{{train,val}}/gamecity/gamecity_<split>_<i>_leftImg8bit.png
+    source/gtFine/{{train,val}}/gamecity/gamecity_<split>_<i>_gtFine_labelTrainIds.png
+    target/leftImg8bit/{{train,val}}/cameracity/cameracity_<split>_<i>_leftImg8bit.png
+    target/gtFine/{{train,val}}/cameracity/...   (train labels are never read)
+
+| preset | target vs source |
+|---|---|
+{rows}
+
+The configs read `data/procedural`. To train on this benchmark, point their target at
+it (their source, `data/procedural/source`, is the same images if it was generated with
+the same seed, size and counts; otherwise point the source roots here too):
+
+    python tools/train.py <config> --cfg-options \\
+        train_dataloader.dataset.target.data_root=<root>/target \\
+        val_dataloader.dataset.data_root=<root>/target \\
+        test_dataloader.dataset.data_root=<root>/target
+
+(source-only configs: the last two), or let `python tools/run_benchmark.py --gap {gap}`
+do it (it re-roots every dataset of the configs).
+"""
 
 
 def generate_benchmark(root: str, seed: int = 0, size: Tuple[int, int] = (256, 128),
                        counts: Optional[Dict[str, int]] = None, overwrite: bool = False,
-                       progress: bool = False) -> dict:
-    """Write the benchmark (both domains, train and val splits) under ``root``.
+                       progress: bool = False, gap: str = DEFAULT_GAP) -> dict:
+    """Write the benchmark (both domains, train and val splits) of the gap preset
+    ``gap`` (:data:`GAPS`) under ``root``.
 
     Refuses a non-empty ``root`` unless ``overwrite``. Files are written into a temporary
     sibling folder that is renamed into place at the end, so an interrupted run leaves
-    nothing half-written. Returns the metadata also saved as ``<root>/benchmark.json``.
+    nothing half-written. Returns the metadata also saved as ``<root>/benchmark.json``;
+    ``<root>/README.md`` describes the preset and how to train on it.
     """
+    appearance('target', gap)  # validates gap before anything is written
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     for split, n in counts.items():
         if split not in ('train', 'val') or int(n) < 1:
@@ -306,16 +485,18 @@ def generate_benchmark(root: str, seed: int = 0, size: Tuple[int, int] = (256, 1
             from tqdm import tqdm
             it = tqdm(jobs, desc='procedural benchmark', unit='img')
         for domain, split, index in it:
-            image, label = make_sample(seed, domain, split, index, size)
+            image, label = make_sample(seed, domain, split, index, size, gap)
             img_path, seg_path = sample_paths(tmp, domain, split, index)
             os.makedirs(osp.dirname(img_path), exist_ok=True)
             os.makedirs(osp.dirname(seg_path), exist_ok=True)
             if not (cv2.imwrite(img_path, image[..., ::-1])
                     and cv2.imwrite(seg_path, label)):
                 raise OSError(f'could not write {img_path} / {seg_path}')
-        meta = benchmark_meta(seed, size, counts)
+        meta = benchmark_meta(seed, size, counts, gap)
         with open(osp.join(tmp, 'benchmark.json'), 'w') as f:
             json.dump(meta, f, indent=2)
+        with open(osp.join(tmp, 'README.md'), 'w') as f:
+            f.write(benchmark_readme(meta))
         if osp.isdir(root):
             shutil.rmtree(root)
         os.rename(tmp, root)
@@ -326,9 +507,12 @@ def generate_benchmark(root: str, seed: int = 0, size: Tuple[int, int] = (256, 1
 
 
 def read_meta(root: str) -> Optional[dict]:
-    """The metadata of a benchmark written by :func:`generate_benchmark`, or None."""
+    """The metadata of a benchmark written by :func:`generate_benchmark`, or None.
+    Benchmarks written before the gap presets are ``full`` ones."""
     path = osp.join(root, 'benchmark.json')
     if not osp.isfile(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        meta = json.load(f)
+    meta.setdefault('gap', DEFAULT_GAP)
+    return meta
