@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 __all__ = [
     'sigmoid_abar', 'linear_abar', 'cosine_abar', 'abar_from_betas', 'make_abar',
-    'forward_diffuse', 'sample_noise', 'blur_sigmas', 'gaussian_blur', 'mask_degrade',
-    'Degradation'
+    'forward_diffuse', 'sample_noise', 'upsample_noise', 'blur_sigmas',
+    'gaussian_blur', 'mask_degrade', 'Degradation'
 ]
 
 SCHEDULES = ('sigmoid', 'linear', 'cosine')
@@ -109,13 +109,48 @@ def forward_diffuse(x0: Tensor, t: Tensor, abar: Tensor, noise: Tensor) -> Tenso
     return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
 
 
-def sample_noise(shape, downsample: int = 1, device=None, dtype=torch.float32,
-                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
-    """Draw eps ~ N(0, I) at 1/``downsample`` of the image size and upsample it
-    bilinearly (``downsample=1``: full resolution).
+def _linear_weight_energy(size_in: int, size_out: int, device=None) -> Tensor:
+    """sum_k w_ik^2 for each output i of 1-D linear interpolation (align_corners
+    False, as :func:`upsample_noise`) from ``size_in`` to ``size_out`` samples: the
+    variance that interpolation gives output i from i.i.d. unit-variance inputs.
+    The weights are read off torch's own interpolation of unit impulses, so borders
+    (where torch clamps to the edge sample) are exact. Returns float32 (size_out,)."""
+    impulses = torch.eye(size_in, device=device, dtype=torch.float32)[None]
+    weights = F.interpolate(impulses, size=size_out, mode='linear',
+                            align_corners=False)  # (1, size_in, size_out)
+    return weights[0].pow(2).sum(0)
 
-    Returns ``(eps_lowres, eps_fullres)``; the first is the reconstruction target, the
-    second is added to the image.
+
+def upsample_noise(low: Tensor, size) -> Tensor:
+    """Upsample a draw of i.i.d. N(0, 1) noise ``low`` (N, C, h, w) bilinearly to
+    ``size`` (H, W) with unit variance at every pixel.
+
+    Bilinear interpolation mixes 2 x 2 draws with weights whose squares sum to less
+    than 1 (about 0.39 / 0.43 / 0.44 on average at 2x / 4x / 8x), which would lower
+    the noise level of Eq. 1 below sqrt(1 - abar_t). Interpolation is separable, so
+    the variance of output pixel (i, j) is exactly v_y(i) v_x(j), the sums of the
+    squared 1-D weights (:func:`_linear_weight_energy`); dividing by its square root
+    makes every pixel an exact N(0, 1) draw (a linear combination of Gaussians)
+    while keeping the smooth blobs of the bilinear field. Nearest upsampling would
+    also give unit variance, but as blocks with hard edges on a fixed grid: high
+    frequencies at full amplitude, a different degradation from the smooth one.
+    """
+    h, w = size
+    up = F.interpolate(low, size=(h, w), mode='bilinear', align_corners=False)
+    var_y = _linear_weight_energy(low.shape[-2], h, low.device)
+    var_x = _linear_weight_energy(low.shape[-1], w, low.device)
+    return up * (var_y[:, None] * var_x[None, :]).rsqrt().to(up.dtype)
+
+
+def sample_noise(shape, downsample: int = 1, device=None, dtype=torch.float32,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
+    """eps of Eq. 1 for images of ``shape`` (N, C, H, W): N(0, 1) at every pixel.
+
+    ``downsample=1`` (the paper): i.i.d. per pixel. ``downsample=d``: drawn at 1/d of
+    the image size and upsampled bilinearly with unit per-pixel variance
+    (:func:`upsample_noise`): spatially correlated over ~d pixels, but each pixel
+    still N(0, 1), so x_t keeps Eq. 1's signal-to-noise ratio. The returned tensor is
+    both what is added to the image and the reconstruction target.
     """
     n, c, h, w = shape
     if downsample < 1 or h % downsample or w % downsample:
@@ -124,9 +159,8 @@ def sample_noise(shape, downsample: int = 1, device=None, dtype=torch.float32,
     low = torch.randn((n, c, h // downsample, w // downsample), device=device,
                       dtype=dtype, generator=generator)
     if downsample == 1:
-        return low, low
-    full = F.interpolate(low, size=(h, w), mode='bilinear', align_corners=False)
-    return low, full
+        return low
+    return upsample_noise(low, (h, w))
 
 
 def blur_sigmas(num_timesteps: int = 100, rate: float = 0.02) -> Tensor:
@@ -200,7 +234,11 @@ class Degradation(nn.Module):
         noise_downsample: eps is drawn per pixel at full resolution (1, default: the
             paper's Eq. 1, eps ~ N(0, I)) or at 1/``noise_downsample`` resolution and
             upsampled bilinearly (4, as in the authors' earlier code: blobs of ~4
-            pixels, as wide as thin objects at small image sizes).
+            pixels, as wide as thin objects at small image sizes), rescaled to unit
+            variance at every pixel (:func:`upsample_noise`; the earlier code's
+            plain bilinear noise had variance ~0.43). Either way the
+            reconstruction target is the eps added to the image, at its
+            resolution.
         share_t: Source image i and target image i share t (default, as the authors'
             earlier code); otherwise t is drawn independently for every image.
         share_noise: Source image i and target image i share eps (default).
@@ -281,22 +319,23 @@ class Degradation(nn.Module):
                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         """Degrade ``x0`` (N, C, H, W) at timesteps ``t`` (N,).
 
-        Returns ``(x_t, target)``: for 'noise' the target is eps at the drawn (possibly
-        1/``noise_downsample``) resolution; for 'blur'/'mask' it is x0.
-        ``noise`` may pass a pre-drawn low-resolution eps (for sharing across domains).
+        Returns ``(x_t, target)``: for 'noise' the target is the eps of Eq. 1 that
+        was added, at the image's resolution (so that a crop of x_t, e.g. HRDA's
+        detail crop, has its eps in the same box of the target); for 'blur'/'mask'
+        it is x0.
+        ``noise`` may pass a pre-drawn eps (for sharing across domains or a fixed
+        draw): at the image's size it is used as is; smaller, it is a draw of i.i.d.
+        N(0, 1) at a lower resolution, upsampled by :func:`upsample_noise`.
         Random draws use ``generator``, or the module's own one when None.
         """
         generator = generator or self.generator(x0.device)
         if self.kind == 'noise':
             if noise is None:
-                noise, full = sample_noise(x0.shape, self.noise_downsample, x0.device,
-                                           x0.dtype, generator)
+                noise = sample_noise(x0.shape, self.noise_downsample, x0.device,
+                                     x0.dtype, generator)
             elif noise.shape[-2:] != x0.shape[-2:]:
-                full = F.interpolate(noise, size=x0.shape[-2:], mode='bilinear',
-                                     align_corners=False)
-            else:
-                full = noise
-            return forward_diffuse(x0, t, self.abar, full), noise
+                noise = upsample_noise(noise, x0.shape[-2:])
+            return forward_diffuse(x0, t, self.abar, noise), noise
         if self.kind == 'blur':
             return gaussian_blur(x0, self.sigmas[t]), x0
         x_t, _ = mask_degrade(x0, self.abar[t], self.mask_sigma, generator)
@@ -307,7 +346,8 @@ class Degradation(nn.Module):
         """Degrade a source batch and a target batch of equal batch size together.
 
         Returns a dict with ``x_t`` (2N, C, H, W; source first), ``target`` (the
-        reconstruction target, same order) and ``t`` (2N,).
+        reconstruction target, same order and size: for 'noise' the eps added) and
+        ``t`` (2N,).
         """
         n = src.shape[0]
         generator = generator or self.generator(src.device)
@@ -325,8 +365,8 @@ class Degradation(nn.Module):
         noise = None
         if self.kind == 'noise':
             shape = (n if self.share_noise else 2 * n, ) + tuple(src.shape[1:])
-            noise, _ = sample_noise(shape, self.noise_downsample, src.device, src.dtype,
-                                    generator)
+            noise = sample_noise(shape, self.noise_downsample, src.device, src.dtype,
+                                 generator)
             if self.share_noise:
                 noise = torch.cat([noise, noise])
         x_t, target = self(x0, t, noise=noise, generator=generator)

@@ -16,6 +16,7 @@ from mmseg_dida.models.utils.degradation import (
     mask_degrade,
     sample_noise,
     sigmoid_abar,
+    upsample_noise,
 )
 
 
@@ -60,8 +61,7 @@ def test_forward_process_mean_and_variance():
     abar = sigmoid_abar(100).float()
     t = torch.tensor([0, 24, 49, 74])
     x0 = torch.full((4, 3, 128, 128), 1.5)
-    eps, full = sample_noise(x0.shape, downsample=1)
-    assert eps is full
+    eps = sample_noise(x0.shape, downsample=1)
     xt = forward_diffuse(x0, t, abar, eps)
     for i, ti in enumerate(t.tolist()):
         a = abar[ti].item()
@@ -72,13 +72,40 @@ def test_forward_process_mean_and_variance():
     assert torch.allclose(xt - a.sqrt() * x0, (1 - a).sqrt() * eps, atol=1e-6)
 
 
-def test_lowres_noise_is_upsampled_target():
-    torch.manual_seed(0)
-    low, full = sample_noise((2, 3, 32, 48), downsample=4)
-    assert low.shape == (2, 3, 8, 12) and full.shape == (2, 3, 32, 48)
-    # bilinear upsampling then 4x4 average pooling ~ returns the low-res draw
-    back = torch.nn.functional.avg_pool2d(full, 4)
-    assert torch.corrcoef(torch.stack([back.flatten(), low.flatten()]))[0, 1] > 0.8
+@pytest.mark.parametrize('size,factor', [((32, 48), 2), ((32, 48), 4), ((32, 64), 8),
+                                         ((20, 36), 4)])
+def test_upsampled_noise_has_exactly_unit_variance_at_every_pixel(size, factor):
+    """The variance of each output pixel of the (linear) upsampling of i.i.d. N(0, 1)
+    draws is the sum of its squared coefficients; reading them off the images of
+    unit impulses gives it exactly, borders included."""
+    h, w = size
+    lh, lw = h // factor, w // factor
+    impulses = torch.eye(lh * lw, dtype=torch.float64).view(lh * lw, 1, lh, lw)
+    coeffs = upsample_noise(impulses, (h, w))  # (inputs, 1, h, w)
+    torch.testing.assert_close(coeffs.pow(2).sum(0)[0],
+                               torch.ones(h, w, dtype=torch.float64))
+    # plain bilinear upsampling, what the noise was before, is far from it
+    plain = torch.nn.functional.interpolate(impulses, size=(h, w), mode='bilinear',
+                                            align_corners=False)
+    assert plain.pow(2).sum(0).mean().item() < 0.6
+
+
+@pytest.mark.parametrize('factor', [2, 4, 8])
+def test_lowres_noise_added_has_unit_variance_and_stays_smooth(factor):
+    g = torch.Generator().manual_seed(0)
+    eps = sample_noise((256, 3, 64, 64), downsample=factor, generator=g)
+    assert eps.shape == (256, 3, 64, 64)
+    assert eps.mean().item() == pytest.approx(0.0, abs=0.03)
+    assert eps.var().item() == pytest.approx(1.0, abs=0.03)  # bilinear: 0.39-0.44
+    # by position inside the upsampling block (pooled over the image): no grid of
+    # low/high variance (plain bilinear 4x: 0.28 to 0.61 by position)
+    per_pixel = eps.var(dim=(0, 1))
+    by_phase = per_pixel.view(64 // factor, factor, 64 // factor, factor).mean((0, 2))
+    torch.testing.assert_close(by_phase, torch.ones(factor, factor), atol=0.04, rtol=0)
+    # still the smooth blobs of a low-resolution draw: neighbours correlate
+    corr = torch.corrcoef(torch.stack([eps[..., :-1].flatten(),
+                                       eps[..., 1:].flatten()]))[0, 1]
+    assert corr > 0.5
     with pytest.raises(ValueError, match='divide'):
         sample_noise((1, 3, 30, 30), downsample=4)
 
@@ -128,9 +155,11 @@ def test_degradation_module_pair_sharing_and_targets():
     g = torch.Generator().manual_seed(1)
     out = deg.degrade_pair(src, tgt, generator=g)
     assert torch.equal(out['t'][:2], out['t'][2:])
-    assert out['target'].shape == (4, 3, 8, 8)
+    # the target is the eps that was added, at the images' resolution
+    assert out['target'].shape == (4, 3, 32, 32)
     assert torch.equal(out['target'][:2], out['target'][2:])
-    # zero images -> x_t is exactly sqrt(1-abar_t) * upsampled eps, same for src and tgt
+    a = deg.abar[out['t']].view(-1, 1, 1, 1)
+    torch.testing.assert_close(out['x_t'], (1 - a).sqrt() * out['target'])
     assert torch.equal(out['x_t'][:2], out['x_t'][2:])
     deg2 = MODELS.build(dict(type='Degradation', share_t=False, share_noise=False,
                              noise_downsample=1))
@@ -176,3 +205,37 @@ def test_degradation_draws_from_its_own_generator():
     a = fixed[0].sample_t(8)
     torch.manual_seed(2)
     assert torch.equal(fixed[1].sample_t(8), a)
+
+
+@pytest.mark.parametrize('factor', [1, 2, 4])
+def test_target_is_the_noise_added_with_unit_variance(factor):
+    """L_R's target is the eps of Eq. 1 that x_t holds: x_t - sqrt(abar_t) x_0 =
+    sqrt(1 - abar_t) target at every pixel, and that eps is unit-variance (so x_t
+    has Eq. 1's signal-to-noise ratio) for every noise_downsample."""
+    deg = MODELS.build(dict(type='Degradation', noise_downsample=factor, seed=3))
+    g = torch.Generator().manual_seed(0)
+    src, tgt = torch.randn(16, 3, 32, 48, generator=g), torch.randn(16, 3, 32, 48,
+                                                                    generator=g)
+    out = deg.degrade_pair(src, tgt)
+    x0 = torch.cat([src, tgt])
+    a = deg.abar[out['t']].view(-1, 1, 1, 1)
+    added = (out['x_t'] - a.sqrt() * x0) / (1 - a).sqrt()
+    assert out['target'].shape == x0.shape
+    torch.testing.assert_close(added, out['target'], atol=2e-4, rtol=1e-4)
+    assert added.var().item() == pytest.approx(1.0, abs=0.03)
+    # x_t's noise power is 1 - abar_t (plain bilinear 4x: 0.43 (1 - abar_t))
+    noise_var = (out['x_t'] - a.sqrt() * x0).flatten(1).var(1)
+    assert (noise_var / (1 - a.flatten())).mean().item() == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_passed_lowres_draw_is_upsampled_with_unit_variance():
+    """A fixed low-resolution draw (the DiDA hook's pictures, the bridge curve) is
+    upsampled like the module's own draws, and the target is what was added."""
+    deg = MODELS.build(dict(type='Degradation', noise_downsample=4))
+    low = torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    x0 = torch.zeros(32, 3, 32, 32)
+    t = torch.full((32, ), 99)
+    x_t, target = deg(x0, t, noise=low)
+    torch.testing.assert_close(target, upsample_noise(low, (32, 32)))
+    torch.testing.assert_close(x_t, (1 - deg.abar[99]).sqrt() * target)
+    assert target.var().item() == pytest.approx(1.0, abs=0.03)
