@@ -263,7 +263,7 @@ class DiDA(BaseUDAPlugin):
         x_t, t, target = deg['x_t'], deg['t'], deg['target']
         stats = dict(dida_t=t.float().mean().detach(),
                      dida_abar=self.degradation.abar[t].mean().detach())
-        tgt_weight = ctx.pseudo_weight if use_tgt else None
+        tgt_weight = self.target_weight(ctx) if use_tgt else None
         per_domain = use_tgt and (self.per_domain_backward or not self.batch_domains)
         if not per_domain:
             losses = self._chunk_losses(ctx, x_t, t, target, labels, n, tgt_weight)
@@ -278,6 +278,15 @@ class DiDA(BaseUDAPlugin):
         halves.append(self._chunk_losses(ctx, x_t[n:], t[n:], target[n:],
                                          labels[n:], 0, tgt_weight, recon_scale=0.5))
         yield {**sum_loss_groups(halves), **stats}
+
+    @staticmethod
+    def target_weight(ctx: UDAStepContext) -> Tensor:
+        """q^T of L_D's target term: the host's masked pseudo weight (its ignored
+        top/bottom rows and the samples' ``valid_pseudo_mask`` at 0, as in L_T), or
+        the plain one from a host that masks nothing."""
+        if ctx.pseudo_weight_masked is not None:
+            return ctx.pseudo_weight_masked
+        return ctx.pseudo_weight
 
     def ld_image_weight(self, t: Tensor) -> Optional[Tensor]:
         """Per-image weight of L_D by t (None: 1, the paper)."""
@@ -307,6 +316,14 @@ class DiDA(BaseUDAPlugin):
                                tgt_weight=tgt_weight,
                                image_weight=self.ld_image_weight(t))
         if self.recon_head is not None:
+            # The target is the eps added to x_t at x_t's resolution (for every
+            # noise_downsample), so the box of the view h' reads (HRDA's detail
+            # crop, in input pixels) cuts the eps of exactly that crop's pixels.
+            if target.shape[-2:] != x_t.shape[-2:]:
+                raise ValueError(
+                    f'DiDA: the reconstruction target is {tuple(target.shape[-2:])}, '
+                    f'the degraded images {tuple(x_t.shape[-2:])}; the target must '
+                    'be at the images\' resolution to be cropped like them')
             losses['loss_recon'] = recon_scale * self.recon_head.loss(
                 out.pixel_feats, t, crop_box(target, out.pixel_box))
         if num_src and self.degraded_fd_weight > 0:

@@ -57,13 +57,13 @@ class UDAStepContext:
             None in source-only mode.
         pseudo_weight: Their per-pixel confidence weight q^T, (N, H, W) float: the
             batch confidence broadcast to every pixel, WITHOUT the top/bottom row
-            ignore and the ``valid_pseudo_mask`` (DiDA's target term uses it so);
-            None in source-only mode.
+            ignore and the ``valid_pseudo_mask``; None in source-only mode.
         iteration: The current training iteration (0-based).
         src_labels: The source labels, (N, H, W) long (stacked once by the host).
         pseudo_weight_masked: ``pseudo_weight`` with the host's ignored rows and the
-            samples' ``valid_pseudo_mask`` zeroed (what L_T uses before mixing; MIC's
-            masked-image loss uses this one); None in source-only mode.
+            samples' ``valid_pseudo_mask`` zeroed (what L_T uses before mixing;
+            MIC's masked-image loss and DiDA's L_D use this one); None in
+            source-only mode.
         imnet_feature_distance: The host's weighted ImageNet feature distance
             ``fd(image, labels (N, 1, H, W), out) -> lambda_FD * L_FD`` of the
             student's forward ``out`` of ``image``

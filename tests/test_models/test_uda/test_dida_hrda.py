@@ -19,7 +19,7 @@ from mmseg_dida.models.uda.plugin import UDAStepContext
 from mmseg_dida.models.utils import norm_buffers
 
 sys.path.insert(0, os.path.dirname(__file__))
-from uda_toy import make_batch, tiny_hrda  # noqa: E402
+from uda_toy import make_batch, tiny_hrda, tiny_segmentor  # noqa: E402
 
 BN = dict(type='BN', requires_grad=True)
 DIDA = dict(type='DiDA', recon_channels=8, degradation=dict(type='Degradation', seed=4))
@@ -200,3 +200,61 @@ def test_segment_degraded_and_degraded_fd_with_hrda():
 def test_time_conditioned_path_is_refused_for_hrda():
     with pytest.raises(NotImplementedError, match='time_conditioned'):
         build(plugins=[{**DIDA, 'seg_path': 'time_conditioned'}])
+
+
+@pytest.mark.parametrize('factor', [2, 4])
+def test_recon_target_with_lowres_noise_is_the_crops_own_noise(factor):
+    """noise_downsample > 1 with HRDA: h' reads the detail crop, so L_R's target is
+    the eps that was added to the crop's pixels (read back from x_t by Eq. 1), not a
+    full-resolution box cut from a low-resolution eps map."""
+    model = build(plugins=[{**DIDA, 'degradation': dict(
+        type='Degradation', seed=4, noise_downsample=factor)}])
+    plugin = model.plugins[0]
+    enc = model.student.backbone
+    ctx = context(model)
+    for seed in (11, 12, 13):  # several crop draws
+        plugin.degradation.set_rng_state(None)
+        torch.manual_seed(seed)
+        loss = plugin.losses(ctx)['loss_recon']
+        plugin.degradation.set_rng_state(None)
+        deg = plugin.degradation.degrade_pair(ctx.src_inputs, ctx.tgt_inputs)
+        torch.manual_seed(seed)
+        with enc.timestep(deg['t']):
+            out = model.student.uda_forward(deg['x_t'])
+        y1, y2, x1, x2 = out.pixel_box
+        x0 = torch.cat([ctx.src_inputs, ctx.tgt_inputs])
+        a = plugin.degradation.abar[deg['t']].view(-1, 1, 1, 1)
+        added = (deg['x_t'] - a.sqrt() * x0) / (1 - a).sqrt()
+        assert added.var().item() == pytest.approx(1.0, abs=0.15)
+        pred = plugin.recon_head(out.pixel_feats, deg['t'])
+        eps = F.interpolate(added[..., y1:y2, x1:x2], size=pred.shape[-2:],
+                            mode='area')
+        assert loss.item() == pytest.approx(5.0 * F.mse_loss(pred, eps).item(),
+                                            rel=1e-4)
+
+
+@pytest.mark.parametrize('segmentor', ['hrda', 'daformer'])
+def test_target_term_of_ld_ignores_pixels_outside_the_valid_mask(segmentor):
+    """L_D's target term is weighted by the host's masked q^T (valid_pseudo_mask,
+    ignored rows): pseudo labels outside it change nothing, and the term equals
+    the one with their weight set to 0 by hand."""
+    model = build(segmentor=tiny_hrda() if segmentor == 'hrda' else tiny_segmentor())
+    plugin = model.plugins[0]
+    ctx = context(model)
+    valid = torch.zeros(2, 64, 64)
+    valid[:, 8:48, 16:] = 1  # e.g. crop_pseudo_margins and ignored bottom rows
+    ctx.pseudo_weight_masked = ctx.pseudo_weight * valid
+
+    def target_term(labels):
+        ctx.pseudo_label = labels
+        plugin.degradation.set_rng_state(None)
+        torch.manual_seed(11)
+        return plugin.losses(ctx)['loss_dic_tgt']
+
+    labels = ctx.pseudo_label.clone()
+    masked = target_term(labels)
+    other = torch.where(valid.bool(), labels, (labels + 1) % 4)
+    assert target_term(other).item() == pytest.approx(masked.item(), rel=1e-6)
+    # the same as a host that hands the masked weight as the only one
+    ctx.pseudo_weight, ctx.pseudo_weight_masked = ctx.pseudo_weight_masked, None
+    assert target_term(labels).item() == pytest.approx(masked.item(), rel=1e-6)
