@@ -17,7 +17,7 @@
 import difflib
 import inspect
 import typing
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 __all__ = ['ConfigError', 'check_config', 'check_overrides', 'explain_build_error']
 
@@ -204,18 +204,25 @@ def _lookup(registry, type_):
         return None
 
 
+def _unknown_type(path: str, registry, type_) -> str:
+    """``<path>.type: unknown <registry> type '<type_>' (did you mean ...?)``; the
+    suggestions ignore case (``DIDA`` -> ``DiDA``)."""
+    known = list(registry.module_dict) + list(
+        getattr(registry.parent, 'module_dict', {}) or {})
+    by_lower = {k.lower(): k for k in known}
+    close = [by_lower[k] for k in
+             difflib.get_close_matches(str(type_).lower(), list(by_lower), n=2)]
+    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ''
+    return f'{path}.type: unknown {registry.name} type {type_!r}{hint}'
+
+
 def check_config(cfg) -> None:
     """Raise :class:`ConfigError` for the first invalid key or value of the parts
     the runner builds after creating the work dir (see the module docstring)."""
     for path, node, registry in _typed_nodes(cfg):
         cls = _lookup(registry, node['type'])
         if cls is None:
-            known = list(registry.module_dict) + list(
-                getattr(registry.parent, 'module_dict', {}) or {})
-            close = difflib.get_close_matches(str(node['type']), known, n=2)
-            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ''
-            raise ConfigError(f"{path}.type: unknown {registry.name} type "
-                              f"{node['type']!r}{hint}")
+            raise ConfigError(_unknown_type(path, registry, node['type']))
         args = dict(node)
         if path == 'optim_wrapper':  # keys of mmengine's optimiser-wrapper constructor
             for key in ('constructor', 'paramwise_cfg', 'optimizer'):
@@ -263,29 +270,62 @@ def check_overrides(cfg, before: dict, options: dict) -> None:
 
 
 # ------------------------------------------------------------- after a failure
-def _deepest_build(tb) -> Optional[Tuple[Any, dict]]:
-    """(class, arguments) of the innermost mmengine ``build_from_cfg`` frame."""
+def _deepest_build(tb) -> Optional[Tuple[Any, dict, Any, Any]]:
+    """(class, arguments, type, registry) of the innermost mmengine
+    ``build_from_cfg`` frame; the class is None when the type is not registered."""
     found = None
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_code.co_name == 'build_from_cfg' and 'obj_cls' in frame.f_locals:
-            found = (frame.f_locals['obj_cls'], dict(frame.f_locals.get('args') or {}))
+        if frame.f_code.co_name == 'build_from_cfg' and 'obj_type' in frame.f_locals:
+            loc = frame.f_locals
+            found = (loc.get('obj_cls'), dict(loc.get('args') or {}), loc['obj_type'],
+                     loc.get('registry'))
         tb = tb.tb_next
     return found
 
 
-def _paths_of(node, cls, path='') -> Iterator[Tuple[str, dict]]:
-    """Config paths of the dict nodes whose ``type`` is ``cls`` (name or class)."""
+def _is_type(cls_or_name) -> Callable[[Any], bool]:
+    """Does a config ``type`` value name ``cls_or_name`` (a class, or a type string
+    that is not registered)?"""
+    if isinstance(cls_or_name, str):
+        return lambda t: t == cls_or_name
+    name = getattr(cls_or_name, '__name__', None)
+    return lambda t: t is cls_or_name or (isinstance(t, str) and t.split('.')[-1] == name)
+
+
+def _paths_of(node, is_type, path='') -> Iterator[Tuple[str, dict]]:
+    """Config paths of the dict nodes whose ``type`` passes ``is_type``."""
     if isinstance(node, dict):
-        t = node.get('type')
-        if t is cls or (isinstance(t, str) and t.split('.')[-1] == getattr(
-                cls, '__name__', None)):
+        if 'type' in node and is_type(node['type']):
             yield path, node
         for k, v in node.items():
-            yield from _paths_of(v, cls, f'{path}.{k}' if path else str(k))
+            yield from _paths_of(v, is_type, f'{path}.{k}' if path else str(k))
     elif isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
-            yield from _paths_of(v, cls, f'{path}[{i}]')
+            yield from _paths_of(v, is_type, f'{path}[{i}]')
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. arrays
+        return False
+
+
+def _failing_node(cfg, root: Optional[str], is_type, args: dict) -> Optional[str]:
+    """The config path of the node a failing ``build_from_cfg`` call was given: of the
+    nodes of its type (under ``root`` first), the one whose values are the call's
+    arguments, else whose keys are, else the first; the most nested first (a
+    top-level variable such as ``source_train`` is a copy the runner never builds)."""
+    nodes = list(_paths_of(cfg.get(root), is_type, root)) if root else []
+    if not nodes:
+        nodes = list(_paths_of(dict(cfg), is_type))
+    nodes.sort(key=lambda pn: -(pn[0].count('.') + pn[0].count('[')))
+    skip = ('type', '_scope_', 'init_cfg')
+    same_values = [p for p, n in nodes if all(k in args and _same(args[k], v)
+                                              for k, v in n.items() if k not in skip)]
+    same_keys = [p for p, n in nodes if set(n) - set(skip) <= set(args)]
+    return (same_values or same_keys or [p for p, _ in nodes] or [None])[0]
 
 
 def explain_build_error(cfg, exc: BaseException, root: str = 'model') -> Optional[str]:
@@ -295,15 +335,12 @@ def explain_build_error(cfg, exc: BaseException, root: str = 'model') -> Optiona
     found = _deepest_build(exc.__traceback__)
     if found is None:
         return None
-    cls, args = found
+    cls, args, type_, registry = found
+    if cls is None and isinstance(type_, str) and registry is not None:  # unregistered
+        path = _failing_node(cfg, root, _is_type(type_), args) or root or 'type'
+        return _unknown_type(path, registry, type_)
     name = getattr(cls, '__name__', str(cls))
-    nodes = list(_paths_of(cfg.get(root), cls, root)) if root else []
-    if not nodes:
-        nodes = list(_paths_of(dict(cfg), cls))
-    # the node whose keys are the arguments the failing call got
-    keys = set(args) - {'type', '_scope_'}
-    exact = [p for p, n in nodes if set(n) - {'type', '_scope_'} <= keys | {'init_cfg'}]
-    path = (exact or [p for p, _ in nodes] or [root])[0]
+    path = _failing_node(cfg, root, _is_type(cls), args) or root or name
     problems = _argument_problems(cls, args, use_defaults=True)
     if problems:
         key, problem = problems[0]

@@ -88,3 +88,46 @@ def test_unused_top_level_override_is_refused(cfg):
     check_overrides(bad, before, {'target_root': '/data/other'})
     with pytest.raises(UserError, match='target_root=/x changes nothing'):
         load_config(DIDA_CFG, {'target_root': '/x'})
+
+
+def _node(cfg, path):
+    """The config node at a dotted path with list indices (``model.plugins.0``)."""
+    for key in path.split('.'):
+        cfg = cfg[int(key)] if key.isdigit() else cfg[key]
+    return cfg
+
+
+@pytest.mark.parametrize('path, value, registry, node, expected', [
+    # segmentor (nested in the UDA model)
+    ('model.segmentor.decode_head.type', 'DAFormerHed', 'MODELS', 'model',
+     "model.segmentor.decode_head.type: unknown model type 'DAFormerHed' (did you mean "
+     "'DAFormerHead'"),
+    ('model.segmentor.backbone.foo', 1, 'MODELS', 'model',
+     "model.segmentor.backbone.foo: MixVisionTransformer has no argument 'foo'"),
+    # plug-ins (the issue's case: it named model.segmentor.train_cfg)
+    ('model.plugins.0.type', 'DIDA', 'MODELS', 'model',
+     "model.plugins[0].type: unknown model type 'DIDA' (did you mean 'DiDA'?)"),
+    # hooks (built by the runner)
+    ('default_hooks.graceful_stop',
+     dict(type='GracefulStopHook', signals=['SIGTERN']), 'HOOKS',
+     'default_hooks.graceful_stop',
+     "default_hooks.graceful_stop: GracefulStopHook: signals are names of catchable "
+     "signals"),
+    # datasets: source and target have the same type, the target is at fault
+    ('train_dataloader.dataset.target.img_suffix', 5, 'DATASETS',
+     'train_dataloader.dataset',
+     "train_dataloader.dataset.target.img_suffix: CityscapesDataset expects a string"),
+])
+def test_build_errors_name_the_key_at_each_nesting(cfg, path, value, registry, node,
+                                                   expected, tiny_benchmark, monkeypatch):
+    from mmseg import registry as registries
+    monkeypatch.chdir(tiny_benchmark)  # the datasets' relative data roots
+    bad = Config(cfg.to_dict())
+    parent, _, key = path.rpartition('.')
+    _node(bad, parent)[int(key) if key.isdigit() else key] = value
+    init_default_scope('mmseg')
+    with pytest.raises(Exception) as err:
+        getattr(registries, registry).build(ConfigDict(_node(bad, node)))
+    line = explain_build_error(bad, err.value, root='model' if node == 'model' else None)
+    assert line.startswith(expected), line
+    assert '\n' not in line
