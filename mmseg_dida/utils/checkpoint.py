@@ -19,7 +19,8 @@ Finding (``tools/train.py --resume``):
   is the last thing written, so a truncated file never opens as a zip archive.
 * :func:`find_resume_checkpoint` -- the file ``last_checkpoint`` names when it is
   complete, else the newest complete ``iter_*.pth``/``epoch_*.pth`` of the work dir,
-  with a sentence saying what was skipped and why.
+  with a sentence saying what was skipped and why; :func:`resume_candidates` -- the
+  files it looked at (none: nothing to resume, a first start).
 
 Loading (``tools/test.py``, ``tools/export.py``, ``tools/infer.py``):
 
@@ -60,7 +61,8 @@ from torch import nn
 
 __all__ = [
     'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'remove_stale_temporaries',
-    'checkpoint_problem', 'find_resume_checkpoint', 'CheckpointReadError',
+    'checkpoint_problem', 'resume_candidates', 'find_resume_checkpoint',
+    'CheckpointReadError',
     'CheckpointMismatchError', 'LoadReport', 'read_state_dict', 'load_model_weights',
     'strip_pretrained_init', 'build_model_from_checkpoint'
 ]
@@ -168,6 +170,16 @@ def _runner_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
         if m:
             found.append((int(m.group(2)), osp.join(work_dir, name)))
     return sorted(found, reverse=True)
+
+
+def resume_candidates(work_dir: str) -> List[str]:
+    """The files of ``work_dir`` that ``--resume`` looks at: ``last_checkpoint`` and
+    the runner's ``iter_<n>.pth`` / ``epoch_<n>.pth``, complete or not."""
+    if not osp.isdir(work_dir):
+        return []
+    last = osp.join(work_dir, 'last_checkpoint')
+    return ([last] if osp.isfile(last) else []) + [p for _, p in
+                                                   _runner_checkpoints(work_dir)]
 
 
 def find_resume_checkpoint(work_dir: str) -> Tuple[Optional[str], str]:

@@ -11,8 +11,9 @@
   naming the path and the config key, before any worker or file is created.
 * :func:`prepare_training` -- what ``tools/train.py`` adds to a config: the
   crash-safe, exactly resuming checkpoint hook in place of mmengine's, the data
-  checks of the first pass over each sample (``CheckFiles``, ``CheckSegLabel``) and
-  the checkpoint ``--resume`` continues from (the newest complete one).
+  checks of the first pass over each sample (``CheckFiles``, ``CheckSegLabel``) and the
+  checkpoint ``--resume`` continues from (the newest complete one; a work dir with
+  checkpoint files of which none is complete is an error, an empty one a first start).
 """
 import inspect
 import os
@@ -28,7 +29,12 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..datasets.transforms.checks import insert_data_checks
-from .checkpoint import checkpoint_problem, find_resume_checkpoint, remove_stale_temporaries
+from .checkpoint import (
+    checkpoint_problem,
+    find_resume_checkpoint,
+    remove_stale_temporaries,
+    resume_candidates,
+)
 from .config_errors import ConfigError, check_config, check_overrides, explain_build_error
 
 
@@ -96,23 +102,29 @@ def launcher_rank() -> int:
     return 0
 
 
+# default hooks tools/train.py adds unless the config sets the key (None: off)
+TRAINING_HOOKS = dict(nonfinite_loss='NonFiniteLossHook')
+
+
 def prepare_training(cfg: Config, resume: bool) -> Optional[str]:
     """Put :class:`ResumableCheckpointHook` in place of a plain ``CheckpointHook``,
-    add :class:`NonFiniteLossHook` as ``default_hooks.nonfinite_loss`` (unless set;
-    None switches it off), insert the data checks and, for ``resume``, choose the
-    checkpoint (``cfg.load_from``): the one given, which must be complete, else the
-    newest complete one of the work dir. Returns a sentence saying what was chosen
-    (None when not resuming)."""
+    add :data:`TRAINING_HOOKS` as default hooks (unless set; None switches one off),
+    insert the data checks and, for ``resume``, choose the checkpoint
+    (``cfg.load_from``): the one given, which must be complete, else the newest
+    complete one of the work dir. Returns a sentence saying what was chosen (None
+    when not resuming); raises :class:`UserError` when the work dir has checkpoint
+    files but none is complete."""
     hooks = cfg.get('default_hooks') or {}
     ckpt = hooks.get('checkpoint')
     if ckpt is not None and ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
         ckpt['type'] = 'ResumableCheckpointHook'
     if 'default_hooks' not in cfg:
         cfg.default_hooks = {}
-    if 'nonfinite_loss' not in cfg.default_hooks:
-        cfg.default_hooks.nonfinite_loss = dict(type='NonFiniteLossHook')
-    elif isinstance(cfg.default_hooks.nonfinite_loss, dict):  # e.g. --cfg-options
-        cfg.default_hooks.nonfinite_loss.setdefault('type', 'NonFiniteLossHook')
+    for key, hook_type in TRAINING_HOOKS.items():
+        if key not in cfg.default_hooks:
+            cfg.default_hooks[key] = dict(type=hook_type)
+        elif isinstance(cfg.default_hooks[key], dict):  # e.g. --cfg-options
+            cfg.default_hooks[key].setdefault('type', hook_type)
     insert_data_checks(cfg)
     cfg.resume = resume
     if not resume:
@@ -128,7 +140,12 @@ def prepare_training(cfg: Config, resume: bool) -> Optional[str]:
             print(f'removed {path}, a temporary file of a killed run', flush=True)
     path, sentence = find_resume_checkpoint(work_dir)
     if path is None:
-        return sentence + '; starting from iteration 0'
+        if resume_candidates(work_dir):
+            raise UserError(f'cannot resume: {sentence}; start from iteration 0 without '
+                            '--resume, or resume from another checkpoint with '
+                            '--cfg-options load_from=PATH')
+        cfg.resume = False  # a first start (mmengine would look for one itself)
+        return f'no checkpoint in {work_dir} yet, starting from iteration 0'
     cfg.load_from = path
     return sentence
 

@@ -108,3 +108,22 @@ def test_test_tool_refuses_a_mismatched_checkpoint(bench, run_tool):
     assert 'plain segmentor checkpoint for a UDA training config' in line
     assert not osp.exists(bench / 't' / 'test_metrics.json')
     os.remove(bench / 'bad.pth')
+
+
+def test_resume_without_a_complete_checkpoint_is_one_line(bench, run_tool):
+    work = bench / 'w'
+    work.mkdir()
+    for i in (2, 4):  # both cut short (a copy interrupted, a full disk)
+        torch.save({'state_dict': {'w': torch.zeros(1000)}}, work / f'iter_{i}.pth')
+        data = (work / f'iter_{i}.pth').read_bytes()
+        (work / f'iter_{i}.pth').write_bytes(data[:len(data) // 2])
+    (work / 'last_checkpoint').write_text(str(work / 'iter_4.pth'))
+    res = run_tool([TRAIN, CONFIGS['source_only'], '--work-dir', str(work), '--resume',
+                    '--cfg-options'] + FAST, cwd=bench)
+    assert res.returncode == 2
+    line = error_line(res)
+    assert (f'cannot resume: last_checkpoint names {work}/iter_4.pth, but it is '
+            'truncated') in line
+    assert 'iter_2.pth skipped (it is truncated' in line
+    assert 'start from iteration 0 without --resume' in line
+    assert '--cfg-options load_from=PATH' in line
