@@ -41,6 +41,7 @@ from .weighted_loss import SegWeightLossMixin, stack_seg_weight
 __all__ = ['HRDAHead', 'MultiResFeatures', 'fuse_scales']
 
 Box = Tuple[int, int, int, int]  # (y1, y2, x1, x2) in pixels, end exclusive
+SCALE_LOSSES = ('fused', 'hr', 'lr')
 
 
 @dataclass
@@ -232,21 +233,38 @@ class HRDAHead(SegWeightLossMixin, BaseDecodeHead):
         return self.predict_by_feat(self.forward(inputs)[0], batch_img_metas)
 
     # --------------------------------------------------------------------- loss
+    def scale_loss_weights(self, weights: Optional[Dict[str, float]] = None
+                           ) -> Dict[str, float]:
+        """The weights of the fused, HR and LR losses: HRDA's (1 - lambda_d -
+        lambda_l, lambda_d, lambda_l) or ``weights`` (keys among 'fused', 'hr', 'lr';
+        a missing key weighs 0), checked."""
+        if weights is None:
+            return dict(fused=1.0 - self.hr_loss_weight - self.lr_loss_weight,
+                        hr=self.hr_loss_weight, lr=self.lr_loss_weight)
+        unknown = set(weights) - set(SCALE_LOSSES)
+        if unknown or not weights or any(
+                not isinstance(v, (int, float)) or v < 0 for v in weights.values()):
+            raise ValueError(f'HRDAHead: scale loss weights must map some of '
+                             f'{list(SCALE_LOSSES)} to numbers >= 0, got {weights!r}')
+        return {k: float(weights.get(k, 0.0)) for k in SCALE_LOSSES}
+
     def loss_by_label(self, seg_logits: Tuple[Tensor, Tensor, Tensor], labels: Tensor,
-                      weight: Optional[Tensor], hr_box: Optional[Box]
+                      weight: Optional[Tensor], hr_box: Optional[Box],
+                      scale_weights: Optional[Dict[str, float]] = None
                       ) -> Dict[str, Tensor]:
         """HRDA's weighted loss of a training forward: the fused loss x (1 -
         hr_loss_weight - lr_loss_weight) (keys ``loss_*``, ``acc_seg``), the HR crop's
         loss against the labels in ``hr_box`` (label pixels) x hr_loss_weight
         (``hr.*``), the LR loss x lr_loss_weight (``lr.*``); a loss whose weight is 0
-        is not computed."""
+        is not computed (but for the fused one, whose accuracy is always logged).
+        ``scale_weights`` replaces the three weights (:meth:`scale_loss_weights`)."""
         fused, lr_seg, hr_seg = seg_logits
-        losses = self._scaled_loss(fused, labels, weight,
-                                   1.0 - self.hr_loss_weight - self.lr_loss_weight)
-        if self.lr_loss_weight > 0:
+        w = self.scale_loss_weights(scale_weights)
+        losses = self._scaled_loss(fused, labels, weight, w['fused'])
+        if w['lr'] > 0:
             losses.update(add_prefix(self._scaled_loss(
-                lr_seg, labels, weight, self.lr_loss_weight), 'lr'))
-        if self.hr_loss_weight > 0:
+                lr_seg, labels, weight, w['lr']), 'lr'))
+        if w['hr'] > 0:
             if hr_seg.shape[0] != labels.shape[0]:
                 raise ValueError('HRDAHead: the HR loss needs one HR window per image '
                                  f'(a training forward), got {hr_seg.shape[0]} HR '
@@ -255,8 +273,7 @@ class HRDAHead(SegWeightLossMixin, BaseDecodeHead):
                 0, labels.shape[-2], 0, labels.shape[-1])
             hr_weight = None if weight is None else weight[..., y1:y2, x1:x2]
             losses.update(add_prefix(self._scaled_loss(
-                hr_seg, labels[..., y1:y2, x1:x2], hr_weight, self.hr_loss_weight),
-                'hr'))
+                hr_seg, labels[..., y1:y2, x1:x2], hr_weight, w['hr']), 'hr'))
         return losses
 
     def _scaled_loss(self, logits: Tensor, labels: Tensor, weight: Optional[Tensor],

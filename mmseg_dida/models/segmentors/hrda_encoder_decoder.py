@@ -230,10 +230,13 @@ class HRDAEncoderDecoder(EncoderDecoder, UDASegmentor):
                             pixel_feats=feats.hr, pixel_box=box)
 
     def uda_loss(self, out: TrainForward, labels: Tensor,
-                 weight: Optional[Tensor] = None):
+                 weight: Optional[Tensor] = None,
+                 scale_weights: Optional[dict] = None):
+        """The head's fused / detail-crop / LR losses; ``scale_weights`` (keys among
+        'fused', 'hr', 'lr') replaces the head's own weights of the three."""
         labels = as_label_map(labels)
         losses = self.decode_head.loss_by_label(out.logits, labels, weight,
-                                                out.feats.hr_boxes[0])
+                                                out.feats.hr_boxes[0], scale_weights)
         return add_prefix(losses, 'decode')
 
     def fd_view(self, out: TrainForward, inputs: Tensor, labels: Tensor

@@ -18,7 +18,8 @@ replaced by g again (:func:`deploy_segmentor`), so the deployed model is exactly
 baseline's architecture.
 """
 import copy
-from typing import Dict, Iterator, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -117,6 +118,14 @@ class DiDA(BaseUDAPlugin):
             ``degraded_fd_weight``; needs the host's feature distance) or 'clean'
             (the student's own features of the clean image, no gradient; mean L2
             distance over all pixels times ``degraded_fd_weight``).
+        ld_scale_weights: *variant*, HRDA students only. The weights of L_D's
+            fused, detail-crop and LR-context losses (keys among 'fused', 'hr',
+            'lr'), e.g. ``dict(lr=1.0)``: L_D on the LR context alone. None (paper):
+            the student's own loss (HRDA: fused 0.9, detail 0.1).
+        degraded_frozen_modules: *variant*. Names of student submodules (e.g.
+            'decode_head.scale_attention', HRDA's scale attention) that receive no
+            gradient from DiDA's losses: they learn from the clean passes only.
+            Empty (paper): none.
     """
 
     def __init__(self, degradation: Optional[dict] = None, mode: str = 'full',
@@ -128,6 +137,8 @@ class DiDA(BaseUDAPlugin):
                  ld_t_weight: str = 'uniform', ld_max_t: Optional[int] = None,
                  seg_path: str = 'shared', degraded_fd_weight: float = 0.0,
                  degraded_fd_reference: str = 'imnet',
+                 ld_scale_weights: Optional[Dict[str, float]] = None,
+                 degraded_frozen_modules: Sequence[str] = (),
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         _check_choice('recon', recon, RECON_ARCHS)
@@ -151,8 +162,25 @@ class DiDA(BaseUDAPlugin):
         if ld_max_t is not None and (not isinstance(ld_max_t, int) or ld_max_t < 1):
             raise ValueError(f'DiDA: ld_max_t must be None or an int >= 1, '
                              f'got {ld_max_t!r}')
+        if ld_scale_weights is not None and (
+                not isinstance(ld_scale_weights, dict) or not ld_scale_weights
+                or set(ld_scale_weights) - {'fused', 'hr', 'lr'}
+                or any(not isinstance(v, (int, float)) or v < 0
+                       for v in ld_scale_weights.values())):
+            raise ValueError("DiDA: ld_scale_weights must be None or a dict of some of "
+                             "'fused', 'hr', 'lr' to numbers >= 0, got "
+                             f'{ld_scale_weights!r}')
+        if isinstance(degraded_frozen_modules, str) or not all(
+                isinstance(m, str) for m in degraded_frozen_modules):
+            raise ValueError('DiDA: degraded_frozen_modules must be a list of module '
+                             f'names, got {degraded_frozen_modules!r}')
         self.memory_saving = memory_saving
         self.per_domain_backward, cp_g_prime, cp_g = MEMORY_SAVING[memory_saving]
+        if (cp_g_prime or cp_g) and any(m == 'backbone' or m.startswith('backbone.')
+                                        for m in degraded_frozen_modules):
+            raise ValueError('DiDA: degraded_frozen_modules inside the backbone cannot '
+                             f'be combined with memory_saving={memory_saving!r} (its '
+                             'checkpointed passes are recomputed outside the scope)')
         self.degradation = MODELS.build(degradation or dict(type='Degradation'))
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
         self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
@@ -169,6 +197,9 @@ class DiDA(BaseUDAPlugin):
         self.seg_path = seg_path
         self.degraded_fd_weight = float(degraded_fd_weight)
         self.degraded_fd_reference = degraded_fd_reference
+        self.ld_scale_weights = (None if ld_scale_weights is None else
+                                 dict(ld_scale_weights))
+        self.degraded_frozen_modules = tuple(degraded_frozen_modules)
         self.recon_head: Optional[nn.Module] = None
         self.seg_path_module: Optional[nn.Module] = None
 
@@ -187,6 +218,15 @@ class DiDA(BaseUDAPlugin):
         if isinstance(student.backbone, DiffusionEncoder):
             raise RuntimeError('DiDA.attach: the student backbone is already a '
                                'DiffusionEncoder (two DiDA plug-ins?)')
+        if self.ld_scale_weights is not None and not hasattr(
+                student.decode_head, 'scale_loss_weights'):
+            raise ValueError('DiDA: ld_scale_weights needs a multi-scale (HRDA) '
+                             f'student, got the head {type(student.decode_head).__name__}')
+        modules = dict(student.named_modules())
+        for name in self.degraded_frozen_modules:
+            if name not in modules:
+                raise ValueError(f'DiDA: degraded_frozen_modules: the student has no '
+                                 f'module {name!r}')
         encoder = DiffusionEncoder(student.backbone, **self.encoder_cfg)
         student.backbone = encoder
         if self.seg_path == 'time_conditioned':
@@ -303,15 +343,19 @@ class DiDA(BaseUDAPlugin):
                       tgt_weight: Optional[Tensor], recon_scale: float = 1.0
                       ) -> Dict[str, Tensor]:
         """The losses of degraded images [source (num_src) ; target]."""
-        out = self.degraded_forward(ctx.student, x_t, t)
+        with frozen_parameters(ctx.student, self.degraded_frozen_modules):
+            out = self.degraded_forward(ctx.student, x_t, t)
         if self.seg_path_module is not None:
             seg_loss = out.logits
         else:
             seg = as_uda_segmentor(ctx.student)
+            scale = ({} if self.ld_scale_weights is None else
+                     dict(scale_weights=self.ld_scale_weights))
 
             def seg_loss(index: slice, part_labels: Tensor,
                          weight: Optional[Tensor]) -> Tensor:
-                return sum_losses(seg.uda_loss(out.select(index), part_labels, weight))
+                return sum_losses(seg.uda_loss(out.select(index), part_labels, weight,
+                                               **scale))
         losses = self.dic_loss(seg_loss, labels, num_src=num_src,
                                tgt_weight=tgt_weight,
                                image_weight=self.ld_image_weight(t))
@@ -354,6 +398,22 @@ class DiDA(BaseUDAPlugin):
         Computing them at once keeps every group's graph alive: the training step
         uses :meth:`loss_groups`."""
         return sum_loss_groups(self.loss_groups(ctx))
+
+
+@contextmanager
+def frozen_parameters(module: nn.Module, names: Sequence[str]):
+    """Scope in which the parameters of ``module``'s submodules ``names`` do not
+    require grad: a graph built inside it sends them no gradient (their
+    ``requires_grad`` is restored on exit; the graph stays as built)."""
+    params = [p for name in names for p in module.get_submodule(name).parameters()
+              if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _check_choice(name: str, value, choices) -> None:

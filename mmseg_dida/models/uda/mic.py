@@ -10,9 +10,11 @@ image:
 
 with the step's pseudo labels p^T and their confidence weight q^T (with the host's
 pseudo-label margins zeroed, as for L_T). CE is the student's own supervised loss
-(HRDA: its weighted fused + detail-crop losses). The masked pass updates the student's
-normalisation statistics like every training pass of MIC (``preserves_norm_buffers``
-stays False). DACS never imports this module: MIC joins a config as a plug-in.
+(HRDA: its weighted fused + detail-crop losses). By default the masked pass updates the
+student's normalisation statistics like every training pass of MIC; with
+``update_norm_stats=False`` (a variant) it uses batch statistics but leaves the running
+ones, which inference uses, as the clean passes left them (``preserves_norm_buffers``).
+DACS never imports this module: MIC joins a config as a plug-in.
 """
 from typing import Dict, Optional, Tuple
 
@@ -72,13 +74,18 @@ class MIC(BaseUDAPlugin):
         seed: Seed of the plug-in's own generator (augmentation and mask draws), so
             that switching MIC on does not change the random stream of the rest of
             the step. None: derived from the process's torch seed and rank.
+        update_norm_stats: True (MIC): the masked pass updates the student's
+            normalisation running statistics. False (*variant*): the host restores
+            them after the masked pass, so masked images never shape the
+            statistics inference uses (as DiDA's degraded passes).
     """
 
     def __init__(self, mask_ratio: float = 0.7, mask_block_size: int = 64,
                  loss_weight: float = 1.0, images: str = 'target',
                  color_augmentation: bool = True, color_jitter_strength: float = 0.2,
                  color_jitter_probability: float = 0.2, blur: bool = True,
-                 seed: Optional[int] = None, init_cfg: Optional[dict] = None):
+                 seed: Optional[int] = None, update_norm_stats: bool = True,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if not 0 <= mask_ratio < 1:
             raise ValueError(f'MIC: mask_ratio must be in [0, 1), got {mask_ratio}')
@@ -98,6 +105,10 @@ class MIC(BaseUDAPlugin):
         self.augment = (StrongAugmentation(color_jitter_strength,
                                            color_jitter_probability, blur)
                         if color_augmentation else None)
+        if not isinstance(update_norm_stats, bool):
+            raise ValueError('MIC: update_norm_stats must be True or False, got '
+                             f'{update_norm_stats!r}')
+        self.preserves_norm_buffers = not update_norm_stats
         self.seed = seed
         self._generator: Optional[torch.Generator] = None
 

@@ -131,3 +131,39 @@ def test_ablation_row_builds_and_trains(row):
                                                       model.student.parameters()))
     enc = model.student.backbone
     assert hasattr(enc, 'g_prime') == (mode == 'full')
+
+
+HRDA_PROCEDURAL = osp.join(REPO, 'configs/dida/hrda_mit_tiny_procedural_dida.py')
+HRDA_VARIANTS = {  # issue 17's HRDA + DiDA variants -> the options they change
+    'no_att_grad': {'degraded_frozen_modules': ['decode_head.scale_attention']},
+    'ld_lr_only': {'ld_scale_weights.lr': 1.0},
+    'ld_max_t50': {'ld_max_t': 50},
+    'no_recon': {'recon': None},
+}
+
+
+@pytest.mark.parametrize('name', sorted(HRDA_VARIANTS))
+def test_hrda_variant_changes_only_its_options(name):
+    path = osp.join(REPO, 'configs/dida/variants',
+                    f'hrda_mit_tiny_procedural_dida_{name}.py')
+    base = _flat(row_plugin(HRDA_PROCEDURAL).to_dict())
+    other = _flat(row_plugin(path).to_dict())
+    diff = {k: other.get(k) for k in set(base) | set(other)
+            if base.get(k) != other.get(k)}
+    assert diff == HRDA_VARIANTS[name]
+    cfg, ref = Config.fromfile(path), Config.fromfile(HRDA_PROCEDURAL)
+    assert cfg.custom_hooks == ref.custom_hooks
+    assert cfg.model.segmentor == ref.model.segmentor
+
+
+@pytest.mark.parametrize('name, change', [
+    ('keep_norm', {'update_norm_stats': False}), ('block32', {'mask_block_size': 32})])
+def test_mic_variant_changes_only_its_options(name, change):
+    base = Config.fromfile(osp.join(REPO, 'configs/benchmark/'
+                                    'mic_hrda_mit_tiny_procedural.py'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs/benchmark/variants/'
+                                   f'mic_hrda_mit_tiny_procedural_{name}.py'))
+    assert len(cfg.model.plugins) == 1
+    assert cfg.model.plugins[0].to_dict() == {**base.model.plugins[0].to_dict(),
+                                               **change}
+    assert cfg.model.segmentor == base.model.segmentor

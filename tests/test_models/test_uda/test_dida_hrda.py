@@ -197,6 +197,64 @@ def test_segment_degraded_and_degraded_fd_with_hrda():
     assert losses['loss_dic_fd'] > 0
 
 
+def test_ld_scale_weights_replace_hrdas_loss_weights_in_ld_only():
+    """ld_scale_weights=HRDA's own weights is the default bitwise; dict(lr=1) makes
+    L_D the LR context's weighted CE (HR and fused terms off)."""
+    results = {}
+    for name, weights in (('default', None), ('same', dict(fused=0.9, hr=0.1)),
+                          ('lr', dict(lr=1.0))):
+        model = build(plugins=[{**DIDA, 'ld_scale_weights': weights}])
+        ctx = context(model)
+        torch.manual_seed(11)
+        results[name] = model.plugins[0].losses(ctx)
+    for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
+        assert torch.equal(results['same'][k], results['default'][k]), k
+    assert not torch.equal(results['lr']['loss_dic_src'],
+                           results['default']['loss_dic_src'])
+    assert torch.equal(results['lr']['loss_recon'], results['default']['loss_recon'])
+    # the LR term by hand: same t and eps (seeded degradation), same crop draw
+    model = build(plugins=[{**DIDA, 'ld_scale_weights': dict(lr=1.0)}])
+    plugin, ctx = model.plugins[0], context(model)
+    torch.manual_seed(11)
+    deg = plugin.degradation.degrade_pair(ctx.src_inputs, ctx.tgt_inputs)
+    out = plugin.degraded_forward(model.student, deg['x_t'], deg['t'])
+    lr_logits = out.logits[1][:2]
+    expected = 0.5 * _ce(lr_logits, ctx.src_labels.long())
+    assert results['lr']['loss_dic_src'].item() == pytest.approx(expected.item(),
+                                                                 rel=1e-4)
+    with pytest.raises(ValueError, match='ld_scale_weights must be None or a dict'):
+        MODELS.build({**DIDA, 'ld_scale_weights': dict(context=1.0)})
+    with pytest.raises(ValueError, match='needs a multi-scale'):
+        build(segmentor=tiny_segmentor(),
+              plugins=[{**DIDA, 'ld_scale_weights': dict(lr=1.0)}])
+
+
+def test_degraded_frozen_modules_get_no_gradient_from_dida():
+    name = 'decode_head.scale_attention'
+    model = build(plugins=[{**DIDA, 'degraded_frozen_modules': [name]}])
+    att = model.student.get_submodule(name)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.0))
+    optim.zero_grad()
+    log = model.plugin_losses(model.plugins[0], context(model), optim)
+    assert log['loss_dic_src'] > 0
+    assert all(p.grad is None or not p.grad.any() for p in att.parameters())
+    assert all(p.requires_grad for p in att.parameters())  # restored
+    head = model.student.decode_head.head
+    assert any(p.grad is not None and p.grad.any() for p in head.parameters())
+    # without the option the attention learns from L_D
+    plain = build()
+    optim = OptimWrapper(torch.optim.SGD(plain.parameters(), lr=0.0))
+    optim.zero_grad()
+    plain.plugin_losses(plain.plugins[0], context(plain), optim)
+    assert any(p.grad is not None and p.grad.any()
+               for p in plain.student.get_submodule(name).parameters())
+    with pytest.raises(ValueError, match="no module 'decode_head.attention'"):
+        build(plugins=[{**DIDA, 'degraded_frozen_modules': ['decode_head.attention']}])
+    with pytest.raises(ValueError, match='cannot be combined with memory_saving'):
+        MODELS.build({**DIDA, 'degraded_frozen_modules': ['backbone.backbone'],
+                      'memory_saving': 'encoders'})
+
+
 def test_time_conditioned_path_is_refused_for_hrda():
     with pytest.raises(NotImplementedError, match='time_conditioned'):
         build(plugins=[{**DIDA, 'seg_path': 'time_conditioned'}])

@@ -191,6 +191,25 @@ def test_masked_pass_updates_batchnorm_statistics_as_mics_does():
                if 'running_' in k)
 
 
+def test_masked_pass_with_preserved_statistics_leaves_them_and_trains_the_same():
+    seg = tiny_segmentor()
+    seg['decode_head']['norm_cfg'] = dict(type='BN', requires_grad=True)
+    mic = dict(type='MIC', mask_block_size=16, seed=3)
+    moving = build(segmentor=copy.deepcopy(seg), plugins=[mic])
+    kept = build(segmentor=copy.deepcopy(seg), plugins=[{**mic,
+                                                         'update_norm_stats': False}])
+    assert kept.plugins[0].preserves_norm_buffers
+    before = {k: v.clone() for k, v in norm_buffers(kept.student).items()}
+    logs = [m.plugin_losses(m.plugins[0], context(m), OptimWrapper(
+        torch.optim.SGD(m.parameters(), lr=0.0))) for m in (moving, kept)]
+    after = norm_buffers(kept.student)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    # Batch statistics in the pass itself either way: the loss is the same.
+    assert logs[0]['masked.decode.loss_ce'] == logs[1]['masked.decode.loss_ce']
+    with pytest.raises(ValueError, match='update_norm_stats must be True or False'):
+        MODELS.build(dict(type='MIC', update_norm_stats='no'))
+
+
 @pytest.mark.parametrize('bad, message', [
     (dict(mask_ratio=1.0), 'mask_ratio must be in'),
     (dict(mask_block_size=0), 'mask_block_size must be an int'),
