@@ -30,16 +30,9 @@ preset, override their target data roots:
 of one seed, size and counts), or run ``python tools/run_benchmark.py --gap fog``.
 """
 import argparse
-import os.path as osp
 import sys
 
-from mmseg_dida.datasets.procedural import DEFAULT_GAP, GAPS, generate_benchmark
-
-
-def default_root(gap: str) -> str:
-    """data/procedural for the default preset, data/procedural_<gap> for the others."""
-    root = osp.join('data', 'procedural')
-    return root if gap == DEFAULT_GAP else f'{root}_{gap}'
+from mmseg_dida.datasets.procedural import DEFAULT_GAP, GAPS, default_root, generate_benchmark
 
 
 def parse_args(argv=None):

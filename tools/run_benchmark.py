@@ -5,8 +5,14 @@ training model), and print the mIoU table and the per-class IoU side by side.
 
 Finished runs (their final checkpoint exists) are reused; interrupted ones resume.
 
-    python tools/run_benchmark.py [--methods ...] [--iters N] [--jobs 2] [--work-root DIR]
-        [--cfg-options KEY=VALUE ...]
+    python tools/run_benchmark.py [--gap NAME] [--methods ...] [--iters N] [--jobs 2]
+        [--work-root DIR] [--data-root DIR] [--cfg-options KEY=VALUE ...]
+
+``--gap`` picks the benchmark's gap preset (tools/generate_benchmark.py: full, texture,
+palette, camera, fog). Each preset has its own data folder (data/procedural for the
+default full, data/procedural_<gap> otherwise, or --data-root), generated if missing,
+and its own work dirs (suffix _<gap>); every dataset of the configs is re-rooted there
+by --cfg-options, and the tables name the preset.
 """
 import argparse
 import os
@@ -14,11 +20,20 @@ import os.path as osp
 import sys
 import time
 
-from mmseg_dida.datasets.procedural import generate_benchmark, read_meta
+from mmengine.config import Config
+
+from mmseg_dida.datasets.procedural import (
+    DEFAULT_GAP,
+    GAPS,
+    default_root,
+    generate_benchmark,
+    read_meta,
+)
 from mmseg_dida.utils.benchmark import (
     METHODS,
     REPO,
     TrainJob,
+    data_root_options,
     per_class,
     run_tool,
     test_metrics,
@@ -40,24 +55,43 @@ def parse_args(argv=None):
     p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs'))
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                    help='config overrides for training and testing (e.g. a smoke run)')
-    p.add_argument('--data-root', default=osp.join('data', 'procedural'),
-                   help="where the configs read the benchmark (their data_root, "
-                        'relative to the current directory); generated if missing')
-    return p.parse_args(argv)
+    p.add_argument('--gap', default=DEFAULT_GAP, choices=list(GAPS),
+                   help='gap preset of the benchmark (default: full)')
+    p.add_argument('--data-root', default=None,
+                   help='the benchmark folder, relative to the current directory '
+                        '(default: data/procedural, or data/procedural_<gap>); '
+                        'generated if missing')
+    args = p.parse_args(argv)
+    if args.data_root is None:
+        args.data_root = default_root(args.gap)
+    return args
+
+
+def benchmark_data(data_root: str, gap: str) -> dict:
+    """The metadata of the benchmark at ``data_root``, generated there for ``gap`` if
+    missing. A benchmark of another preset there is an error, never overwritten."""
+    meta = read_meta(data_root)
+    if meta is None:
+        print(f'[benchmark] generating {data_root} (gap {gap})', flush=True)
+        meta = generate_benchmark(data_root, progress=True, gap=gap)
+    elif meta['gap'] != gap:
+        raise RuntimeError(
+            f"{data_root} holds the '{meta['gap']}' benchmark, not '{gap}'; pass "
+            f'--gap {meta["gap"]}, or another --data-root for {gap}')
+    return meta
 
 
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
-    meta = read_meta(args.data_root)
-    if meta is None:
-        print(f'[benchmark] generating {args.data_root}', flush=True)
-        meta = generate_benchmark(args.data_root, progress=True)
+    meta = benchmark_data(args.data_root, args.gap)
     print(f'[benchmark] data: {meta}', flush=True)
-    suffix = f'_{args.iters}it' if args.iters else ''
+    suffix = (f'_{args.gap}' if args.gap != DEFAULT_GAP else '') + (
+        f'_{args.iters}it' if args.iters else '')
     jobs = [TrainJob(method, METHODS[method], osp.join(
         args.work_root, osp.splitext(osp.basename(METHODS[method]))[0] + suffix),
-        list(args.cfg_options), max_iters=args.iters) for method in args.methods]
+        data_root_options(Config.fromfile(METHODS[method]), args.data_root)
+        + list(args.cfg_options), max_iters=args.iters) for method in args.methods]
     # DiDA's run is the longest: start it first so the others fill the other core.
     order = sorted(jobs, key=lambda j: 'DiDA' not in j.name)
     ckpts = train_many(order, parallel=args.jobs, status_every=args.status_every,
@@ -66,20 +100,21 @@ def main(argv=None):
     for job in jobs:
         print(f'[benchmark] {job.name}: test + export {ckpts[job.name]}', flush=True)
         metrics = test_metrics(job.config, ckpts[job.name], job.work_dir,
-                               args.cfg_options)
+                               job.cfg_options)
         run_tool('export.py', [job.config, ckpts[job.name], '--out-dir',
                                osp.join(job.work_dir, 'export'), '--verify'],
                  log_path=osp.join(job.work_dir, 'export_stdout.log'))
         rows.append([job.name, f"{metrics['mIoU']:.2f}", f"{metrics['source/mIoU']:.2f}",
                      f"{metrics['aAcc']:.2f}"])
         classes[job.name] = [per_class(metrics)]
-    title = (f'Procedural benchmark (seed {meta["seed"]}, {meta["size"][0]}x'
-             f'{meta["size"][1]})')
+    title = (f'Procedural benchmark, gap {meta["gap"]} (seed {meta["seed"]}, '
+             f'{meta["size"][0]}x{meta["size"][1]})')
     print()
     print(format_table(rows, ['method', 'target val mIoU', 'source val mIoU',
                               'target aAcc'], title=title))
     print()
-    print(format_per_class(classes, title='Target val IoU per class'))
+    print(format_per_class(classes, title=f'Target val IoU per class, gap '
+                                          f'{meta["gap"]}'))
     print(f'[benchmark] done in {(time.time() - start) / 60:.1f} min')
     return 0
 

@@ -127,6 +127,14 @@ FOG_MAX_DEPTH = 10.0
 FOG_DENSITY = (0.1, 0.2)
 
 
+def default_root(gap: str = DEFAULT_GAP) -> str:
+    """Where the tools put a preset's benchmark: ``data/procedural`` (the configs'
+    data root) for the default, ``data/procedural_<gap>`` for the others."""
+    appearance('target', gap)
+    root = osp.join('data', 'procedural')
+    return root if gap == DEFAULT_GAP else f'{root}_{gap}'
+
+
 def appearance(domain: str, gap: str = DEFAULT_GAP) -> Appearance:
     """How ``domain`` is rendered under the gap preset ``gap`` (validated)."""
     if gap not in GAPS:

@@ -15,6 +15,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
+from mmseg_dida.datasets.transforms.checks import dataset_nodes
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 #: method name -> config, in table order
@@ -67,6 +69,28 @@ def schedule_options(cfg: Config, max_iters: int) -> List[str]:
             # mmengine reaches a scheduler's end value one iteration early, which
             # the configs compensate by end = max_iters + 1: keep that offset.
             opts.append(f'param_scheduler.{i}.end={max_iters + end - old}')
+    return opts
+
+
+def data_root_options(cfg: Config, data_root: str) -> List[str]:
+    """``--cfg-options`` that move every dataset of ``cfg`` found under its top-level
+    ``data_root`` (``data/procedural`` in the procedural configs) to the same
+    sub-folder (source/, target/) of ``data_root``; none when that is the same
+    folder. The configs derive their datasets' roots from that variable when they
+    are read, so overriding ``data_root`` itself would change nothing."""
+    old = cfg.get('data_root')
+    if not isinstance(old, str):
+        raise ValueError(f'{cfg.filename}: no top-level data_root to move to '
+                         f'{data_root}')
+    old, new = osp.normpath(old), osp.normpath(data_root)
+    if old == new:
+        return []
+    opts = []
+    for path, node in dataset_nodes(cfg):
+        root = node.get('data_root')
+        if isinstance(root, str) and (osp.normpath(root) == old
+                                      or root.startswith(old + '/')):
+            opts.append(f'{path}.data_root={new}{osp.normpath(root)[len(old):]}')
     return opts
 
 
