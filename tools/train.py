@@ -1,4 +1,11 @@
-"""Train a segmentor or a UDA model (mmseg 1.x command line)."""
+"""Train a segmentor or a UDA model (mmseg 1.x command line).
+
+Exit status: 0 trained; 2 a mistake in the config, data or flags (one ``error:``
+line); 3 the loss stayed non-finite; 75 stopped by SIGTERM, SIGINT or SIGUSR1 after a
+checkpoint of the current iteration was written -- run it again with ``--resume``
+(``GracefulStopHook``; with ``MMSEG_DIDA_STOP_FILE`` set, rank 0 also writes its stop
+line to that file, which ``tools/slurm_train.sh`` reads to decide on a requeue).
+"""
 import argparse
 import logging
 import os
@@ -14,7 +21,8 @@ from mmseg_dida.datasets.transforms.checks import (
     dataset_nodes,
     scan_dataset,
 )
-from mmseg_dida.engine.hooks import NonFiniteLossError
+from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, NonFiniteLossError, TrainingStopped
+from mmseg_dida.utils.checkpoint import atomic_write_text
 from mmseg_dida.utils.config_errors import explain_build_error
 from mmseg_dida.utils.launch import (
     UserError,
@@ -101,6 +109,13 @@ def main(argv=None):
     except DataError as e:  # raised in a dataloader worker: the original line
         print(f'error: {args.config}: {data_error_line(e)}', file=sys.stderr)
         return 2
+    except TrainingStopped as e:  # every rank stops after the same iteration
+        if launcher_rank() == 0:
+            print(f'{args.config}: {e}', file=sys.stderr, flush=True)
+            if os.environ.get('MMSEG_DIDA_STOP_FILE'):
+                atomic_write_text(os.environ['MMSEG_DIDA_STOP_FILE'], f'{e}\n')
+        shutdown_distributed()
+        return STOP_EXIT_STATUS
     except NonFiniteLossError as e:
         print(f'error: {args.config}: {e}', file=sys.stderr)
         return 3

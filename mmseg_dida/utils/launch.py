@@ -10,8 +10,9 @@
 * :func:`check_data_roots` -- a config whose data root is missing fails with one line
   naming the path and the config key, before any worker or file is created.
 * :func:`prepare_training` -- what ``tools/train.py`` adds to a config: the
-  crash-safe, exactly resuming checkpoint hook in place of mmengine's, the data
-  checks of the first pass over each sample (``CheckFiles``, ``CheckSegLabel``) and the
+  crash-safe, exactly resuming checkpoint hook in place of mmengine's, the stop on
+  SIGTERM/SIGINT/SIGUSR1 with a checkpoint (``GracefulStopHook``), the data checks of
+  the first pass over each sample (``CheckFiles``, ``CheckSegLabel``) and the
   checkpoint ``--resume`` continues from (the newest complete one; a work dir with
   checkpoint files of which none is complete is an error, an empty one a first start).
 """
@@ -103,7 +104,7 @@ def launcher_rank() -> int:
 
 
 # default hooks tools/train.py adds unless the config sets the key (None: off)
-TRAINING_HOOKS = dict(nonfinite_loss='NonFiniteLossHook')
+TRAINING_HOOKS = dict(nonfinite_loss='NonFiniteLossHook', graceful_stop='GracefulStopHook')
 
 
 def prepare_training(cfg: Config, resume: bool) -> Optional[str]:

@@ -58,6 +58,26 @@ def run_train(config, work_dir, cwd, args, world=1, timeout=600):
     return res.stdout + res.stderr
 
 
+# The uninterrupted run the resume tests compare with: 4 iterations, a checkpoint
+# after each, validations at 2 and 4 (they must not shift the training's random
+# streams).
+REF_ITERS = 4
+REF_ARGS = ['--cfg-options'] + FAST + schedule(REF_ITERS, ckpt_interval=1, val_interval=2)
+_uninterrupted = {}
+
+
+def uninterrupted_run(method: str, world: int, bench):
+    """Work dir of the uninterrupted run of ``method`` with ``world`` processes in the
+    tiny benchmark ``bench``; trained once per test session."""
+    key = (str(bench), method, world)
+    if key not in _uninterrupted:
+        work = bench / f'ref_{method}_{world}'
+        log = run_train(CONFIGS[method], work, bench, REF_ARGS, world=world)
+        assert all(osp.isfile(work / f'iter_{i}.pth') for i in range(1, REF_ITERS + 1)), log
+        _uninterrupted[key] = work
+    return _uninterrupted[key]
+
+
 def flat_tensors(obj, prefix=''):
     """(name, tensor) of every tensor in nested dicts/lists/tuples; numpy arrays
     and Python numbers become tensors too (an int as its 32-bit chunks), so that

@@ -17,11 +17,18 @@ import pytest
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from reliability_utils import CONFIGS, FAST, checkpoint_diff, run_train, schedule  # noqa: E402
+from reliability_utils import (  # noqa: E402
+    CONFIGS,
+    REF_ARGS,
+    REF_ITERS,
+    checkpoint_diff,
+    run_train,
+    uninterrupted_run,
+)
 
-ITERS = 4
+ITERS = REF_ITERS
 KS = (1, 3)
-ARGS = ['--cfg-options'] + FAST + schedule(ITERS, ckpt_interval=1, val_interval=2)
+ARGS = REF_ARGS
 
 
 @pytest.fixture(scope='module', params=[('daformer', 1), ('dida', 1), ('daformer', 2),
@@ -29,10 +36,7 @@ ARGS = ['--cfg-options'] + FAST + schedule(ITERS, ckpt_interval=1, val_interval=
                 ids=lambda p: f'{p[0]}-{p[1]}proc')
 def reference(request, tiny_benchmark):
     method, world = request.param
-    work = tiny_benchmark / f'ref_{method}_{world}'
-    log = run_train(CONFIGS[method], work, tiny_benchmark, ARGS, world=world)
-    assert all(osp.isfile(work / f'iter_{i}.pth') for i in range(1, ITERS + 1)), log
-    return method, world, work
+    return method, world, uninterrupted_run(method, world, tiny_benchmark)
 
 
 @pytest.mark.parametrize('k', KS)
