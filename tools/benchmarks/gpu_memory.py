@@ -1,0 +1,704 @@
+"""Peak GPU memory of one training step of a config: measured on CUDA, estimated without.
+
+For every config the UDA model is built as the config says (student, EMA teacher,
+ImageNet model for the feature distance, plug-ins such as MIC and DiDA with g' and
+h'), its optimiser from ``optim_wrapper`` (AdamW with its parameter groups), and a
+synthetic batch at the config's training crop and batch size (read from the source
+pipeline's ``RandomCrop`` and ``train_dataloader.batch_size``; the datasets are not
+needed). The peak counts one full training step after the first one, i.e. with
+AdamW's two moments allocated: parameters, buffers, gradients, optimiser state and the
+activations of every backward group.
+
+* **CUDA** (``--device cuda``): each configuration in a fresh process, ``--warmup``
+  steps, then ``torch.cuda.max_memory_allocated`` over one step.
+* **Estimate** (``--device fake``, the default without CUDA): the same step on fake
+  tensors (``FakeTensorMode``: shapes, dtypes and storages, no data, no arithmetic),
+  under :class:`LiveStorageBytes`, a ``TorchDispatchMode`` that adds a storage's bytes
+  (rounded up to 512 B like the CUDA caching allocator) when an operator creates it,
+  subtracts them when the storage dies (a weak reference's callback) and keeps the
+  maximum. Parameters and buffers come from the real model (built and initialised on
+  the CPU, then copied to fake tensors), so construction runs no fake code.
+  The label side of the step runs for real (:class:`HybridFake`): an operator whose
+  tensor arguments are all real (labels, ClassMix masks, random choices, counters)
+  computes real values, and a factory of a small tensor (random timesteps, crop
+  positions, augmentation draws) is real too, so Python decisions on them take their
+  real branch. The few values read from fake tensors (a finiteness check) are assumed
+  (bool True, int 0, float 0.5) and data-dependent shapes are taken at their upper
+  bound (a boolean mask selects everything; a ``unique`` finds 16 values); every
+  assumption is counted in the output.
+* **Real CPU** (``--device cpu``, for validation on small sizes): the step on real CPU
+  tensors under the same :class:`LiveStorageBytes`.
+
+Why our own dispatch mode and not ``torch.distributed._tools.mem_tracker.MemTracker``:
+the fake step needs a dispatch mode of its own anyway (real label arithmetic,
+assumptions for data-dependent results), a live-bytes counter is 40 lines on top of
+it, it works the same on real tensors (so it can be checked against measured bytes)
+and it does not depend on a private module whose interface changes between torch
+releases; the per-module breakdown MemTracker adds is not needed for one peak.
+
+Mixed precision (``--amp``): on CUDA, mmengine's ``AmpOptimWrapper`` (fp16, dynamic
+loss scaling), as ``tools/train.py --amp``. The estimate runs the step under CPU
+autocast with float16 (same bytes as CUDA's fp16) and, because CPU autocast keeps
+softmax, layer/group norm, exp, sums and the losses in the lower precision while
+CUDA's autocast computes them in float32, re-casts those to float32 the way CUDA's
+autocast does (:class:`CudaAutocastFp32Ops`, a ``TorchFunctionMode`` above autograd,
+so the saved tensors get CUDA's dtypes).
+
+Not seen by the estimate: cuDNN/cuBLAS workspaces, the CUDA context (~0.3-0.5 GB,
+outside ``max_memory_allocated`` anyway) and the caching allocator's fragmentation
+(reserved > allocated). The table's "fits" applies ``--headroom`` and ``--context-gb``
+for these. ``tools/benchmarks/gpu_check.sh`` measures the error on a GPU.
+
+Usage::
+
+    python tools/benchmarks/gpu_memory.py configs/daformer/daformer_mitb5_gta2cs.py
+    python tools/benchmarks/gpu_memory.py configs/dida/*_mitb5_gta2cs_dida.py \\
+        --amp both --memory-saving all --json mem.json --markdown docs/gpu_memory_table.md
+"""
+import argparse
+import copy
+import gc
+import json
+import os.path as osp
+import sys
+import time
+import weakref
+from contextlib import nullcontext
+from typing import Dict, List, Optional
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+HERE = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(osp.dirname(HERE))
+sys.path.insert(0, HERE)
+from dida_overhead import run_child, synthetic_batch  # noqa: E402
+
+aten = torch.ops.aten
+GiB = 2**30
+#: the CUDA caching allocator rounds every allocation up to this many bytes
+CUDA_ROUND = 512
+#: cards of the table, GB (the marketed size is GiB on these cards)
+CARDS = (11, 24, 48, 80)
+
+
+# ------------------------------------------------------------------ live bytes
+class LiveStorageBytes(TorchDispatchMode):
+    """Bytes of the live tensor storages and their peak.
+
+    Every storage an operator returns is counted once (views share it) until it dies;
+    storages that existed before (the model's parameters) are added by :meth:`track`.
+    Works on real and on fake tensors alike (a fake tensor has a meta storage of the
+    real size). ``round_to``: allocation granularity (CUDA: 512 B).
+    """
+
+    def __init__(self, round_to: int = CUDA_ROUND):
+        super().__init__()
+        self.round_to = max(1, int(round_to))
+        self.current = 0
+        self.peak = 0
+        self._live: Dict[int, tuple] = {}
+
+    def nbytes(self, storage) -> int:
+        n = storage.nbytes()
+        return -(-n // self.round_to) * self.round_to
+
+    def track(self, tensors) -> None:
+        """Count tensors created outside this mode (each storage once)."""
+        for t in tree_leaves(tensors):
+            if isinstance(t, torch.Tensor):
+                self._add(t)
+
+    def reset_peak(self) -> None:
+        self.peak = self.current
+
+    def _add(self, t: torch.Tensor) -> None:
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # no storage (sparse, nested)
+            return
+        key = id(storage)
+        known = self._live.get(key)
+        n = self.nbytes(storage)
+        if known is not None:
+            if known[1] != n:  # resized in place
+                self.current += n - known[1]
+                self._live[key] = (known[0], n)
+        else:
+            self._live[key] = (weakref.ref(storage, self._callback(key)), n)
+            self.current += n
+        self.peak = max(self.peak, self.current)
+
+    def _callback(self, key: int):
+        def died(_ref):
+            entry = self._live.pop(key, None)
+            if entry is not None:
+                self.current -= entry[1]
+        return died
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self._add(t)
+        return out
+
+
+# ------------------------------------------------------------ the fake step
+def _fake_types():
+    from torch._subclasses.fake_tensor import (
+        DataDependentOutputException,
+        DynamicOutputShapeException,
+        FakeTensor,
+        unset_fake_temporarily,
+    )
+    return (FakeTensor, DataDependentOutputException, DynamicOutputShapeException,
+            unset_fake_temporarily)
+
+
+class HybridFake(TorchDispatchMode):
+    """Above a ``FakeTensorMode``: what runs for real, and what is assumed.
+
+    * an operator whose tensor arguments are all real runs for real (labels, masks,
+      counters: Python branches on them take their real path);
+    * a factory (no tensor argument) whose result has at most ``small`` elements is
+      re-run for real (random timesteps, crop positions, augmentation draws);
+    * a scalar read from a fake tensor is assumed: bool True, int 0, float 0.5;
+    * a data-dependent shape takes its upper bound: a boolean mask or ``nonzero``
+      selects every element, ``unique`` finds ``distinct`` values.
+
+    ``assumptions`` counts what was assumed, by operator."""
+
+    def __init__(self, small: int = 65536, distinct: int = 16):
+        super().__init__()
+        self.small = small
+        self.distinct = distinct
+        self.assumptions: Dict[str, int] = {}
+
+    def _assume(self, what: str) -> None:
+        self.assumptions[what] = self.assumptions.get(what, 0) + 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        FakeTensor, DataDependent, DynamicShape, unset_fake = _fake_types()
+        kwargs = kwargs or {}
+        tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if tensors and not any(isinstance(t, FakeTensor) for t in tensors):
+            with unset_fake():
+                return func(*args, **kwargs)
+        try:
+            out = func(*args, **kwargs)
+        except DataDependent:
+            return self._scalar(func, args)
+        except DynamicShape:
+            self._assume(f'{func.overloadpacket.__name__} (upper bound)')
+            return self._dynamic(func, args, kwargs)
+        if not tensors:
+            outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+            if outs and all(t.numel() <= self.small for t in outs):
+                with unset_fake():
+                    return func(*args, **kwargs)
+        return out
+
+    def _scalar(self, func, args):
+        x = args[0] if args else None
+        if func not in (aten._local_scalar_dense.default, aten.is_nonzero.default,
+                        aten.equal.default) or not isinstance(x, torch.Tensor):
+            raise NotImplementedError(f'HybridFake: no assumption for {func}')
+        if func is aten.equal.default or x.dtype == torch.bool:
+            self._assume('bool read (True)')
+            return True
+        if func is aten.is_nonzero.default:
+            self._assume('bool read (True)')
+            return True
+        if x.dtype.is_floating_point:
+            self._assume('float read (0.5)')
+            return 0.5
+        self._assume('int read (0)')
+        return 0
+
+    @staticmethod
+    def _long_indices(indices):
+        """Boolean index masks as integer indices selecting every element."""
+        out = []
+        for i in indices:
+            if i is not None and i.dtype in (torch.bool, torch.uint8):
+                out += [torch.zeros(i.numel(), dtype=torch.long, device=i.device)] * i.dim()
+            else:
+                out.append(i)
+        return out
+
+    def _dynamic(self, func, args, kwargs):
+        p = func.overloadpacket
+        x = args[0]
+        if p in (aten.nonzero, aten.argwhere):
+            return torch.zeros((x.numel(), x.dim()), dtype=torch.long, device=x.device)
+        if p in (aten.index, aten._unsafe_index):
+            return func(x, self._long_indices(args[1]))
+        if p in (aten.index_put, aten.index_put_, aten._index_put_impl_):
+            return func(x, self._long_indices(args[1]), *args[2:], **kwargs)
+        if p is aten.masked_select:
+            n = torch.broadcast_shapes(x.shape, args[1].shape).numel()
+            return x.new_empty((n,))
+        if p in (aten._unique2, aten.unique_dim, aten.unique_consecutive, aten._unique):
+            k = min(x.numel(), self.distinct)
+            long = dict(dtype=torch.long, device=x.device)
+            values = x.new_empty((k,))
+            if p is aten._unique:
+                return values, torch.zeros(x.shape, **long)
+            return values, torch.zeros(x.shape, **long), torch.zeros(k, **long)
+        raise NotImplementedError(f'HybridFake: no upper bound for {func}')
+
+
+class CudaAutocastFp32Ops(TorchFunctionMode):
+    """Under CPU autocast, run the functions that CUDA's autocast runs in float32
+    (its ``fp32`` list: softmax, log_softmax, layer/group norm, exp/log/pow, sums,
+    norms, the losses) in float32 as CUDA does, so that the estimate's saved tensors
+    have CUDA's dtypes. Other functions keep CPU autocast's behaviour (its lower
+    precision list, convolutions and matrix products, is CUDA's)."""
+
+    FP32 = frozenset((
+        'softmax', 'log_softmax', 'layer_norm', 'group_norm', 'norm', 'exp', 'log',
+        'log2', 'log10', 'log1p', 'expm1', 'pow', '__pow__', 'rsqrt', 'reciprocal',
+        'sum', 'prod', 'cumsum', 'cumprod', 'logsumexp', 'cross_entropy', 'nll_loss',
+        'mse_loss', 'l1_loss', 'smooth_l1_loss', 'huber_loss', 'kl_div',
+        'binary_cross_entropy_with_logits', 'cosine_similarity', 'cdist', 'dist',
+        'pdist', 'softplus', 'vector_norm', 'matrix_norm', 'acos', 'asin', 'cosh',
+        'sinh', 'tan', 'erfinv'))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, '__name__', '')
+        if name in self.FP32 and torch.is_autocast_enabled('cpu'):
+            def up(x):
+                if isinstance(x, torch.Tensor) and x.is_floating_point() and \
+                        x.dtype != torch.float64:
+                    return x.float()
+                return x
+            args = tuple(up(a) for a in args)
+            kwargs = {k: up(v) for k, v in kwargs.items()}
+            with torch.autocast('cpu', enabled=False):
+                return func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def to_fake(model: torch.nn.Module, fake_mode) -> torch.nn.Module:
+    """Replace, in place, the parameters and buffers of ``model`` by fake tensors of
+    the same shapes (shared ones stay shared); 0-dim integer buffers, the iteration
+    counters, stay real so that the step reads their values. Returns ``model``."""
+    memo: Dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for table, keep_real in ((module._parameters, False), (module._buffers, True)):
+            for name, t in list(table.items()):
+                if t is None:
+                    continue
+                if keep_real and t.dim() == 0 and not t.is_floating_point():
+                    continue
+                if id(t) not in memo:
+                    memo[id(t)] = fake_mode.from_tensor(t, static_shapes=True)
+                table[name] = memo[id(t)]
+    return model
+
+
+# --------------------------------------------------------------- the config
+def training_crop(cfg) -> tuple:
+    """(h, w) of the source pipeline's RandomCrop (else the preprocessor size)."""
+    ds = cfg.train_dataloader.dataset
+    source = ds.get('source', ds)
+    for t in source.get('pipeline', []):
+        if t.get('type') == 'RandomCrop':
+            crop = t['crop_size']
+            return (crop, crop) if isinstance(crop, int) else tuple(crop)
+    size = cfg.model.get('segmentor', cfg.model).data_preprocessor.get('size')
+    if size:
+        return tuple(size)
+    raise ValueError('no RandomCrop in the source pipeline and no preprocessor size')
+
+
+def _strip_pretrained(node):
+    """Drop checkpoint initialisation (no pretrained files needed for memory)."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        if isinstance(init, dict) and 'checkpoint' in init:
+            node['init_cfg'] = None
+        if node.get('pretrained'):
+            node['pretrained'] = None
+        for v in node.values():
+            _strip_pretrained(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _strip_pretrained(v)
+
+
+def dida_modes() -> List[str]:
+    """The DiDA plug-in's fixed memory modes, in its own order."""
+    from mmseg_dida.models.uda.dida import MEMORY_SAVING
+    return [m for m in MEMORY_SAVING if m != 'auto']
+
+
+def load_case(config: str, memory_saving: Optional[str] = None, size=None,
+              batch: Optional[int] = None):
+    """(cfg, crop, batch) ready to build: pretrained files dropped, the
+    preprocessor's padding size set to the crop when the config has none, DiDA's
+    ``memory_saving`` set when given (a config without DiDA ignores it)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    crop = tuple(size) if size else training_crop(cfg)
+    batch = batch or cfg.train_dataloader.batch_size
+    _strip_pretrained(cfg.model)
+    seg = cfg.model.get('segmentor', cfg.model)
+    pre = seg.data_preprocessor
+    if size or (pre.get('size') is None and pre.get('size_divisor') is None):
+        pre.size = crop
+    if size and seg.get('type') == 'HRDAEncoderDecoder' and seg.get('hr_crop_size'):
+        seg.hr_crop_size = tuple(min(c, s // 2) for c, s in zip(seg.hr_crop_size, crop))
+    if memory_saving is not None:
+        for p in cfg.model.get('plugins', []) or []:
+            if p.get('type') == 'DiDA':
+                p['memory_saving'] = memory_saving
+    return cfg, crop, batch
+
+
+def has_dida(cfg) -> bool:
+    return any(p.get('type') == 'DiDA' for p in cfg.model.get('plugins', []) or [])
+
+
+def num_classes(cfg) -> int:
+    seg = cfg.model.get('segmentor', cfg.model)
+    head = seg.decode_head
+    return head.get('num_classes') or head.single_scale_head.num_classes
+
+
+def _optimizer_cfg(cfg, device: str):
+    """The config's optim_wrapper; on the estimate AdamW's ``foreach`` is set as CUDA
+    chooses it by default (one list-wide temporary per update, unlike the CPU loop)."""
+    ow = copy.deepcopy(cfg.optim_wrapper)
+    if device != 'cuda':
+        ow['type'] = 'OptimWrapper'
+        opt = ow.optimizer
+        if opt.get('type') in ('AdamW', 'Adam', 'SGD') and 'fused' not in opt:
+            opt.setdefault('foreach', True)
+    return ow
+
+
+class _AutocastContext:
+    """``optim_context`` of the estimate's AMP: CPU autocast, float16."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __call__(self, model):
+        return torch.autocast('cpu', dtype=self.dtype)
+
+
+def build(cfg, device: str, amp: bool):
+    """(model, optim_wrapper) on ``device`` ('cuda', 'cpu' or 'fake' (+ its mode))."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_dida  # noqa: F401
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    fake_mode = None
+    if device == 'fake':  # values do not change memory: no initialisation
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        to_fake(model, fake_mode)
+        gc.collect()
+    else:
+        model.init_weights()
+    if device == 'cuda':
+        model = model.cuda()
+    model.train()
+    ow = _optimizer_cfg(cfg, device)
+    if amp and device == 'cuda':
+        ow['type'] = 'AmpOptimWrapper'
+        ow.setdefault('loss_scale', 'dynamic')
+    with (fake_mode if fake_mode is not None else nullcontext()):
+        optim = build_optim_wrapper(model, ow)
+    if amp and device != 'cuda':
+        optim.optim_context = _AutocastContext(torch.float16)
+    return model, optim, fake_mode
+
+
+def state_bytes(model, optimizer, round_to: int = CUDA_ROUND) -> int:
+    """Parameters, buffers and optimiser state (each storage once), rounded."""
+    seen, total = set(), 0
+    tensors = list(model.parameters()) + list(model.buffers())
+    for s in optimizer.state.values():
+        tensors += [v for v in s.values() if isinstance(v, torch.Tensor)]
+    for t in tensors:
+        st = t.untyped_storage()
+        if id(st) not in seen:
+            seen.add(id(st))
+            total += -(-st.nbytes() // round_to) * round_to
+    return total
+
+
+def prime_optimizer(optim) -> None:
+    """Allocate the optimiser's state as its first step does (AdamW: both moments),
+    by one update with zero gradients, without a forward/backward pass."""
+    params = [p for g in optim.optimizer.param_groups for p in g['params']
+              if p.requires_grad]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optim.optimizer.step()
+    optim.optimizer.zero_grad(set_to_none=True)
+
+
+def step_peak(model, optim, data, fake_mode=None, amp: bool = False,
+              round_to: int = CUDA_ROUND, full_first_step: bool = False,
+              around_step=nullcontext) -> dict:
+    """Count one training step of ``model`` on CPU or fake tensors (``fake_mode``):
+    first the optimiser's state (:func:`prime_optimizer`, or a full step), then the
+    peak of live bytes over one step (inside ``around_step()``, e.g. a profiler).
+
+    Returns ``static`` (bytes live before the step: parameters, buffers, optimiser
+    state), ``peak`` and, on fake tensors, the ``assumptions`` made."""
+    tracker = LiveStorageBytes(round_to)
+    tracker.track(list(model.parameters()) + list(model.buffers()))
+    hybrid = HybridFake() if fake_mode is not None else None
+    modes = [fake_mode, tracker, hybrid] if fake_mode is not None else [tracker]
+    if amp:
+        modes.append(CudaAutocastFp32Ops())
+    with _stack(modes):
+        if full_first_step:
+            model.train_step(data, optim)
+        else:
+            prime_optimizer(optim)
+        gc.collect()
+        static = tracker.current
+        tracker.reset_peak()
+        with around_step():
+            model.train_step(data, optim)
+    out = dict(static=static, peak=tracker.peak)
+    if hybrid is not None:
+        out['assumptions'] = hybrid.assumptions
+    return out
+
+
+def _quiet_logger():
+    import logging
+
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmengine').setLevel(logging.ERROR)
+
+
+def measure(config: str, device: str, amp: bool = False,
+            memory_saving: Optional[str] = None, size=None, batch=None,
+            warmup: int = 1, full_first_step: bool = False) -> dict:
+    """One configuration in this process: build, first step(s), then the peak of one
+    more step. Returns a result row (bytes).
+
+    On CUDA the first steps are ``warmup`` full steps; on fake and CPU tensors the
+    optimiser's state is allocated by :func:`prime_optimizer` (what the first step
+    leaves behind; ``full_first_step`` runs a full step instead, which gives the same
+    peak at twice the time)."""
+    _quiet_logger()
+    t0, c0 = time.time(), time.process_time()
+    cfg, crop, batch = load_case(config, memory_saving, size, batch)
+    row = dict(config=osp.relpath(osp.abspath(config), REPO), crop=list(crop),
+               batch=batch, amp=bool(amp),
+               memory_saving=(memory_saving or _config_mode(cfg)) if has_dida(cfg)
+               else None, device=device)
+    model, optim, fake_mode = build(cfg, device, amp)
+    row['params'] = sum(p.numel() for p in model.parameters())
+    row['trainable'] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # The batch is real (uint8 images and labels, as from a data loader).
+    data = synthetic_batch(batch, crop, num_classes(cfg))
+    if device == 'cuda':
+        for _ in range(max(1, warmup)):
+            model.train_step(data, optim)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        model.train_step(data, optim)
+        torch.cuda.synchronize()
+        row.update(peak_bytes=torch.cuda.max_memory_allocated(),
+                   reserved_bytes=torch.cuda.max_memory_reserved(),
+                   state_bytes=state_bytes(model, optim.optimizer),
+                   gpu=torch.cuda.get_device_name())
+    else:
+        counted = step_peak(model, optim, data, fake_mode, amp,
+                            full_first_step=full_first_step)
+        row.update(peak_bytes=counted['peak'], state_bytes=counted['static'])
+        if fake_mode is not None:
+            row['assumptions'] = counted['assumptions']
+    row['seconds'] = round(time.time() - t0, 1)
+    row['cpu_seconds'] = round(time.process_time() - c0, 1)
+    return row
+
+
+def _config_mode(cfg) -> Optional[str]:
+    for p in cfg.model.get('plugins', []) or []:
+        if p.get('type') == 'DiDA':
+            return p.get('memory_saving', 'none')
+    return None
+
+
+class _stack:
+    """Enter context managers in order, leave them in reverse."""
+
+    def __init__(self, managers):
+        self.managers = managers
+
+    def __enter__(self):
+        for m in self.managers:
+            m.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for m in reversed(self.managers):
+            m.__exit__(*exc)
+        return False
+
+
+# ------------------------------------------------------------------- table
+def fits(peak_bytes: int, headroom: float, context_gb: float) -> Optional[int]:
+    """The smallest card of :data:`CARDS` (GB) that holds ``peak_bytes`` with the
+    allocator's headroom and the CUDA context, or None."""
+    need = peak_bytes / GiB * headroom + context_gb
+    return next((c for c in CARDS if need <= c), None)
+
+
+def method_name(config: str) -> str:
+    name = osp.splitext(osp.basename(config))[0]
+    parts = name.split('_')
+    method = {'daformer': 'DAFormer', 'hrda': 'HRDA', 'mic': 'MIC(HRDA)',
+              'source': 'source-only'}.get(parts[0], parts[0])
+    arch = next((p for p in parts if p in ('mitb5', 'dlv2', 'mit')), '')
+    arch = {'mitb5': 'MiT-B5', 'dlv2': 'DeepLabV2'}.get(arch, arch)
+    return f"{method}{' + DiDA' if name.endswith('_dida') else ''} {arch}".strip()
+
+
+def markdown(rows: List[dict], headroom: float, context_gb: float) -> str:
+    """One line per config and DiDA memory mode: peak GB and the smallest card that
+    fits, fp32 and AMP side by side."""
+    keyed: Dict[tuple, Dict[bool, dict]] = {}
+    for r in rows:
+        keyed.setdefault((r['config'], r.get('memory_saving')), {})[r['amp']] = r
+    how = {'cuda': 'measured: torch.cuda.max_memory_allocated',
+           'fake': 'estimated on fake tensors', 'cpu': 'counted on CPU tensors'}
+    kinds = ', '.join(how[d] for d in sorted({r['device'] for r in rows}))
+    lines = [
+        f'Peak memory of one training step (GB = 2^30 bytes; {kinds}). '
+        f"A card fits when peak x {headroom:g} (allocator headroom) + {context_gb:g} GB "
+        "(CUDA context, workspaces) <= its size; \"fits\" names the smallest of "
+        f"{'/'.join(map(str, CARDS))} GB.",
+        '',
+        '| config | crop x batch | DiDA memory_saving | fp32 GB | fp32 fits | '
+        'AMP GB | AMP fits |',
+        '|---|---|---|---|---|---|---|']
+
+    def cell(r):
+        if r is None:
+            return ['', '']
+        if 'error' in r:
+            return ['error', r['error'][:60]]
+        card = fits(r['peak_bytes'], headroom, context_gb)
+        return [f"{r['peak_bytes'] / GiB:.1f}", f'{card} GB' if card else '> 80 GB']
+
+    for (config, mode), by_amp in keyed.items():
+        any_row = next(iter(by_amp.values()))
+        crop = 'x'.join(map(str, any_row.get('crop', []))) + f" x {any_row.get('batch')}"
+        lines.append('| ' + ' | '.join(
+            [method_name(config), crop, f'`{mode}`' if mode else '-'] +
+            cell(by_amp.get(False)) + cell(by_amp.get(True))) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def cases(configs, amp: str, memory_saving: str):
+    """(config, amp, memory_saving) of every row asked for."""
+    from mmengine.config import Config
+    amps = {'off': [False], 'on': [True], 'both': [False, True]}[amp]
+    for config in configs:
+        dida = has_dida(Config.fromfile(config))
+        if not dida or memory_saving == 'config':
+            modes = [None]
+        elif memory_saving == 'all':
+            modes = dida_modes()
+        else:
+            modes = [memory_saving]
+        for mode in modes:
+            for a in amps:
+                yield config, a, mode
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('configs', nargs='+')
+    p.add_argument('--amp', nargs='?', const='on', default='off',
+                   choices=['off', 'on', 'both'],
+                   help='mixed precision: --amp (on), --amp both (fp32 and AMP rows)')
+    p.add_argument('--memory-saving', default='config',
+                   help="DiDA's memory_saving for configs with DiDA: 'config' (as the "
+                        "config says), 'all' (every mode) or one mode")
+    p.add_argument('--device', choices=['auto', 'cuda', 'fake', 'cpu'], default='auto',
+                   help='cuda: measure; fake: estimate (default without CUDA); cpu: '
+                        'real CPU tensors under the same counter (validation)')
+    p.add_argument('--size', type=int, nargs=2, default=None,
+                   help='override the crop (h w), e.g. for a quick check')
+    p.add_argument('--batch', type=int, default=None, help='override the batch size')
+    p.add_argument('--warmup', type=int, default=2, help='CUDA: steps before the measured one')
+    p.add_argument('--headroom', type=float, default=1.1)
+    p.add_argument('--context-gb', type=float, default=0.5)
+    p.add_argument('--json', default=None, help='write the rows as JSON')
+    p.add_argument('--markdown', default=None, help='write the table as markdown')
+    p.add_argument('--in-process', action='store_true',
+                   help='CUDA: measure in this process (default: a fresh one per row)')
+    p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    device = args.device
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'fake'
+    if args.child:  # one row, in a fresh process
+        mode = None if args.memory_saving == 'config' else args.memory_saving
+        print('RESULT ' + json.dumps(measure(args.configs[0], device, args.amp == 'on',
+                                             mode, args.size, args.batch, args.warmup)))
+        return 0
+    from mmseg_dida.utils.checkpoint import atomic_write_text
+    rows = []
+    for config, amp, mode in cases(args.configs, args.amp, args.memory_saving):
+        t0 = time.time()
+        try:
+            if device == 'cuda' and not args.in_process:
+                cmd = [sys.executable, osp.abspath(__file__), config, '--child',
+                       '--device', 'cuda', '--amp', 'on' if amp else 'off',
+                       '--memory-saving', mode or 'config', '--warmup',
+                       str(args.warmup)]
+                if args.size:
+                    cmd += ['--size', *map(str, args.size)]
+                if args.batch:
+                    cmd += ['--batch', str(args.batch)]
+                try:
+                    row = run_child(cmd, config, 'memory')
+                except SystemExit as e:  # run_child stops with the child's stderr
+                    raise RuntimeError(str(e)[-2000:]) from None
+            else:
+                row = measure(config, device, amp, mode, args.size, args.batch,
+                              args.warmup)
+        except Exception as e:  # one failed row does not stop the table
+            row = dict(config=osp.relpath(osp.abspath(config), REPO), amp=amp,
+                       memory_saving=mode, device=device,
+                       error=f'{type(e).__name__}: {e}'.splitlines()[0][:500])
+        rows.append(row)
+        peak = (f"peak {row['peak_bytes'] / GiB:.2f} GB (state "
+                f"{row['state_bytes'] / GiB:.2f} GB)" if 'peak_bytes' in row
+                else row['error'])
+        print(f"{method_name(config):<28} {'AMP ' if amp else 'fp32'} "
+              f"{mode or '-':<10} {peak}  [{time.time() - t0:.0f} s]", flush=True)
+        if args.json:  # after every row: a long table keeps what it has
+            atomic_write_text(args.json, json.dumps(dict(
+                device=device, headroom=args.headroom, context_gb=args.context_gb,
+                torch=torch.__version__, rows=rows), indent=1))
+    table = markdown(rows, args.headroom, args.context_gb)
+    if args.markdown:
+        atomic_write_text(args.markdown, table)
+    print('\n' + table)
+    return 0 if all('error' not in r for r in rows) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
