@@ -573,7 +573,8 @@ def method_name(config: str) -> str:
     return f"{method}{' + DiDA' if name.endswith('_dida') else ''} {arch}".strip()
 
 
-def markdown(rows: List[dict], headroom: float, context_gb: float) -> str:
+def markdown(rows: List[dict], headroom: float, context_gb: float,
+             code: Optional[dict] = None) -> str:
     """One line per config and DiDA memory mode: peak GB and the smallest card that
     fits, fp32 and AMP side by side."""
     keyed: Dict[tuple, Dict[bool, dict]] = {}
@@ -586,7 +587,10 @@ def markdown(rows: List[dict], headroom: float, context_gb: float) -> str:
         f'Peak memory of one training step (GB = 2^30 bytes; {kinds}). '
         f"A card fits when peak x {headroom:g} (allocator headroom) + {context_gb:g} GB "
         "(CUDA context, workspaces) <= its size; \"fits\" names the smallest of "
-        f"{'/'.join(map(str, CARDS))} GB.",
+        f"{'/'.join(map(str, CARDS))} GB." + (
+            f" Code: commit {code['commit']}"
+            f"{' + changes to ' + ', '.join(code['changed']) if code.get('changed') else ''}."
+            if code and code.get('commit') else ''),
         '',
         '| config | crop x batch | DiDA memory_saving | fp32 GB | fp32 fits | '
         'AMP GB | AMP fits |',
@@ -607,6 +611,22 @@ def markdown(rows: List[dict], headroom: float, context_gb: float) -> str:
             [method_name(config), crop, f'`{mode}`' if mode else '-'] +
             cell(by_amp.get(False)) + cell(by_amp.get(True))) + ' |')
     return '\n'.join(lines) + '\n'
+
+
+def code_state() -> dict:
+    """The commit the rows were made with and the files changed since (the model code
+    decides the memory)."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(['git', *args], cwd=REPO, capture_output=True,
+                                  text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ''
+    return dict(commit=git('rev-parse', '--short', 'HEAD'),
+                changed=[ln[3:] for ln in git('status', '--porcelain').splitlines()
+                         if ln[3:].startswith(('mmseg_dida/', 'configs/'))])
 
 
 def cases(configs, amp: str, memory_saving: str):
@@ -659,7 +679,9 @@ def main(argv=None):
                                              mode, args.size, args.batch, args.warmup)))
         return 0
     from mmseg_dida.utils.checkpoint import atomic_write_text
+    code = code_state()
     rows = []
+    table = ''
     for config, amp, mode in cases(args.configs, args.amp, args.memory_saving):
         t0 = time.time()
         try:
@@ -689,13 +711,14 @@ def main(argv=None):
                 else row['error'])
         print(f"{method_name(config):<28} {'AMP ' if amp else 'fp32'} "
               f"{mode or '-':<10} {peak}  [{time.time() - t0:.0f} s]", flush=True)
-        if args.json:  # after every row: a long table keeps what it has
+        # after every row: a long table keeps what it has
+        table = markdown(rows, args.headroom, args.context_gb, code)
+        if args.json:
             atomic_write_text(args.json, json.dumps(dict(
                 device=device, headroom=args.headroom, context_gb=args.context_gb,
-                torch=torch.__version__, rows=rows), indent=1))
-    table = markdown(rows, args.headroom, args.context_gb)
-    if args.markdown:
-        atomic_write_text(args.markdown, table)
+                torch=torch.__version__, code=code, rows=rows), indent=1))
+        if args.markdown:
+            atomic_write_text(args.markdown, table)
     print('\n' + table)
     return 0 if all('error' not in r for r in rows) else 1
 
