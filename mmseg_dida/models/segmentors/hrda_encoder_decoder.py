@@ -33,7 +33,14 @@ from torch import Tensor
 
 from ..decode_heads.hrda_head import HRDAHead, MultiResFeatures
 from ..decode_heads.weighted_loss import stack_seg_weight
-from .uda_segmentor import Box, TrainForward, UDASegmentor, as_label_map, crop_box
+from .uda_segmentor import (
+    Box,
+    TrainForward,
+    UDASegmentor,
+    ViewTransform,
+    as_label_map,
+    crop_box,
+)
 
 __all__ = ['HRDAEncoderDecoder', 'random_crop_box', 'slide_boxes']
 
@@ -165,11 +172,20 @@ class HRDAEncoderDecoder(EncoderDecoder, UDASegmentor):
         return resize(inputs, scale_factor=self.lr_scale, mode='bilinear',
                       align_corners=self.align_corners)
 
-    def _multires(self, inputs: Tensor, boxes: List[Box]) -> MultiResFeatures:
-        """LR features of the whole image and HR features of ``boxes`` (batched)."""
-        lr = self.backbone_feat(self._lr_image(inputs))
+    def _multires(self, inputs: Tensor, boxes: List[Box],
+                  view_transform: Optional[ViewTransform] = None
+                  ) -> MultiResFeatures:
+        """LR features of the whole image and HR features of ``boxes`` (batched);
+        ``view_transform`` (the contract's) applied to the LR image ('lr') and to
+        the HR windows ('input')."""
+        lr_image = self._lr_image(inputs)
+        if view_transform is not None:
+            lr_image = view_transform(lr_image, 'lr')
+        lr = self.backbone_feat(lr_image)
         crops = torch.cat([crop_box(inputs, b) for b in boxes]) if len(boxes) > 1 \
             else crop_box(inputs, boxes[0])
+        if view_transform is not None:
+            crops = view_transform(crops, 'input')
         hr = self.backbone_feat(crops)
         return MultiResFeatures(lr=lr, hr=hr, hr_boxes=list(boxes),
                                 hr_size=tuple(inputs.shape[-2:]),
@@ -222,10 +238,11 @@ class HRDAEncoderDecoder(EncoderDecoder, UDASegmentor):
         return preds / count
 
     # ------------------------------------------------------ the student contract
-    def uda_forward(self, inputs: Tensor) -> TrainForward:
+    def uda_forward(self, inputs: Tensor,
+                    view_transform: Optional[ViewTransform] = None) -> TrainForward:
         """LR context of the whole input + one random HR detail crop."""
         box = self.train_crop_box(inputs.shape[-2:])
-        feats = self._multires(inputs, [box])
+        feats = self._multires(inputs, [box], view_transform)
         return TrainForward(logits=self.decode_head(feats), feats=feats,
                             pixel_feats=feats.hr, pixel_box=box)
 

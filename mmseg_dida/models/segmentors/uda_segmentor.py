@@ -32,7 +32,7 @@ plain mmseg model; :class:`~mmseg_dida.models.segmentors.HRDAEncoderDecoder`
 implements the contract itself.
 """
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import EncoderDecoder
@@ -44,6 +44,8 @@ __all__ = ['TrainForward', 'UDASegmentor', 'EncoderDecoderUDA', 'as_uda_segmento
            'as_label_map', 'crop_box', 'head_loss', 'sum_losses']
 
 Box = Tuple[int, int, int, int]  # (y1, y2, x1, x2) in pixels, end exclusive
+# (image of a view, the view's name: 'input' or 'lr') -> the image the backbone sees
+ViewTransform = Callable[[Tensor, str], Tensor]
 
 
 def crop_box(x: Tensor, box: Optional[Box]) -> Tensor:
@@ -150,8 +152,15 @@ class UDASegmentor:
     :class:`EncoderDecoderUDA` (around mmseg's ``EncoderDecoder``) and by
     :class:`~mmseg_dida.models.segmentors.HRDAEncoderDecoder`."""
 
-    def uda_forward(self, inputs: Tensor) -> TrainForward:
-        """A training forward of the normalised images ``inputs`` (N, 3, H, W)."""
+    def uda_forward(self, inputs: Tensor,
+                    view_transform: Optional[ViewTransform] = None) -> TrainForward:
+        """A training forward of the normalised images ``inputs`` (N, 3, H, W).
+
+        ``view_transform(image, view)``, when given, is applied to the image of each
+        view just before the backbone sees it: ``'input'`` for a view at the input's
+        own resolution (the whole input; HRDA's detail crop), ``'lr'`` for HRDA's
+        downscaled context (DiDA degrades each view at its own resolution this
+        way)."""
         raise NotImplementedError
 
     def uda_loss(self, out: TrainForward, labels: Tensor,
@@ -204,7 +213,10 @@ class EncoderDecoderUDA(UDASegmentor):
             return [(f'aux_{i}', h) for i, h in enumerate(aux)]
         return [('aux', aux)]
 
-    def uda_forward(self, inputs: Tensor) -> TrainForward:
+    def uda_forward(self, inputs: Tensor,
+                    view_transform: Optional[ViewTransform] = None) -> TrainForward:
+        if view_transform is not None:
+            inputs = view_transform(inputs, 'input')
         feats = self.model.extract_feat(inputs)
         logits = self.model.decode_head(feats)
         aux = [head(feats) for _, head in self._aux_heads()] or None

@@ -35,6 +35,7 @@ from ..segmentors.uda_segmentor import (
     crop_box,
     sum_losses,
 )
+from ..utils.degradation import ViewNoise, ViewNoiseTransform
 from ..utils.feature_distance import masked_feat_dist
 from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
 
@@ -122,6 +123,12 @@ class DiDA(BaseUDAPlugin):
             fused, detail-crop and LR-context losses (keys among 'fused', 'hr',
             'lr'), e.g. ``dict(lr=1.0)``: L_D on the LR context alone. None (paper):
             the student's own loss (HRDA: fused 0.9, detail 0.1).
+        noise_per_view: *variant*. Degrade each view of the student at its own
+            resolution (:class:`~mmseg_dida.models.utils.degradation.ViewNoise`:
+            HRDA's LR context and detail crop each get unit-variance eps at the same
+            t) instead of degrading the full image before the student scales and
+            crops it (paper; then the LR context keeps about a quarter of the noise
+            variance). Identical to the paper's maths for single-scale students.
         degraded_frozen_modules: *variant*. Names of student submodules (e.g.
             'decode_head.scale_attention', HRDA's scale attention) that receive no
             gradient from DiDA's losses: they learn from the clean passes only.
@@ -139,6 +146,7 @@ class DiDA(BaseUDAPlugin):
                  degraded_fd_reference: str = 'imnet',
                  ld_scale_weights: Optional[Dict[str, float]] = None,
                  degraded_frozen_modules: Sequence[str] = (),
+                 noise_per_view: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         _check_choice('recon', recon, RECON_ARCHS)
@@ -200,6 +208,10 @@ class DiDA(BaseUDAPlugin):
         self.ld_scale_weights = (None if ld_scale_weights is None else
                                  dict(ld_scale_weights))
         self.degraded_frozen_modules = tuple(degraded_frozen_modules)
+        if noise_per_view and self.degradation.kind != 'noise':
+            raise ValueError("DiDA: noise_per_view needs degradation kind='noise', got "
+                             f'{self.degradation.kind!r}')
+        self.noise_per_view = bool(noise_per_view)
         self.recon_head: Optional[nn.Module] = None
         self.seg_path_module: Optional[nn.Module] = None
 
@@ -252,19 +264,23 @@ class DiDA(BaseUDAPlugin):
         return strip_diffusion_encoders(model)
 
     # ------------------------------------------------------------ degraded path
-    def degraded_forward(self, student: nn.Module, x_t: Tensor, t: Tensor
+    def degraded_forward(self, student: nn.Module, x_t: Tensor, t: Tensor,
+                         view_transform: Optional[ViewNoiseTransform] = None
                          ) -> TrainForward:
         """The degraded pass: the student's training forward of ``x_t`` with the
         fused features (g + g')(x_t) at timesteps ``t`` (every backbone pass of the
         segmentor, e.g. HRDA's context and detail crop, at the same ``t``); with the
-        time-conditioned path its logits are that path's."""
+        time-conditioned path its logits are that path's. With ``view_transform``
+        (``noise_per_view``) ``x_t`` is the clean batch, degraded per view."""
         if self.seg_path_module is not None:
+            if view_transform is not None:
+                x_t = view_transform(x_t, 'input')
             with student.backbone.timestep(t):
                 feats = student.extract_feat(x_t)
             logits = self.seg_path_module(student.decode_head, feats, t)
             return TrainForward(logits=logits, feats=feats, pixel_feats=list(feats))
         with student.backbone.timestep(t):
-            return as_uda_segmentor(student).uda_forward(x_t)
+            return as_uda_segmentor(student).uda_forward(x_t, view_transform)
 
     def segment_degraded(self, student: nn.Module, x_t: Tensor, t: Tensor
                          ) -> Tuple[List[Tensor], Tensor]:
@@ -293,30 +309,43 @@ class DiDA(BaseUDAPlugin):
             labels = torch.stack([s.gt_sem_seg.data for s in ctx.src_data_samples])
         labels = labels.reshape(n, *labels.shape[-2:]).long().to(src.device)
         use_tgt = ctx.pseudo_label is not None
-        if use_tgt:
+        views = None
+        if self.noise_per_view:  # clean images in, each view degraded in the forward
+            x_t = torch.cat([src, ctx.tgt_inputs]) if use_tgt else src
+            t = (self.degradation.sample_pair_t(n, src.device) if use_tgt else
+                 self.degradation.sample_t(n, src.device))
+            views, target = self.degradation.views(t, n if use_tgt else None), None
+            if use_tgt:
+                labels = torch.cat([labels, ctx.pseudo_label.long()])
+        elif use_tgt:
             deg = self.degradation.degrade_pair(src, ctx.tgt_inputs)
             labels = torch.cat([labels, ctx.pseudo_label.long()])
+            x_t, t, target = deg['x_t'], deg['t'], deg['target']
         else:  # source-only run: degraded source images only
             t = self.degradation.sample_t(n, src.device)
             x_t, target = self.degradation(src, t)
-            deg = dict(x_t=x_t, target=target, t=t)
-        x_t, t, target = deg['x_t'], deg['t'], deg['target']
         stats = dict(dida_t=t.float().mean().detach(),
                      dida_abar=self.degradation.abar[t].mean().detach())
         tgt_weight = self.target_weight(ctx) if use_tgt else None
         per_domain = use_tgt and (self.per_domain_backward or not self.batch_domains)
         if not per_domain:
-            losses = self._chunk_losses(ctx, x_t, t, target, labels, n, tgt_weight)
+            losses = self._chunk_losses(ctx, x_t, t, target, labels, n, tgt_weight,
+                                        **_views(views, slice(None)))
             yield {**losses, **stats}
             return
         # Per domain: [0, n) degraded source, [n, 2n) degraded target. L_R is the
         # mean over both halves, i.e. each half contributes half of its own L_R.
-        halves = [self._chunk_losses(ctx, x_t[:n], t[:n], target[:n], labels[:n],
-                                     n, None, recon_scale=0.5)]
+        src_half, tgt_half = slice(0, n), slice(n, 2 * n)
+        halves = [self._chunk_losses(ctx, x_t[src_half], t[src_half],
+                                     _part(target, src_half), labels[src_half], n,
+                                     None, recon_scale=0.5,
+                                     **_views(views, src_half))]
         if self.per_domain_backward:
             yield halves.pop()
-        halves.append(self._chunk_losses(ctx, x_t[n:], t[n:], target[n:],
-                                         labels[n:], 0, tgt_weight, recon_scale=0.5))
+        halves.append(self._chunk_losses(ctx, x_t[tgt_half], t[tgt_half],
+                                         _part(target, tgt_half), labels[tgt_half], 0,
+                                         tgt_weight, recon_scale=0.5,
+                                         **_views(views, tgt_half)))
         yield {**sum_loss_groups(halves), **stats}
 
     @staticmethod
@@ -340,11 +369,15 @@ class DiDA(BaseUDAPlugin):
 
     def _chunk_losses(self, ctx: UDAStepContext, x_t: Tensor, t: Tensor,
                       target: Tensor, labels: Tensor, num_src: int,
-                      tgt_weight: Optional[Tensor], recon_scale: float = 1.0
-                      ) -> Dict[str, Tensor]:
-        """The losses of degraded images [source (num_src) ; target]."""
+                      tgt_weight: Optional[Tensor], recon_scale: float = 1.0,
+                      views: Optional[ViewNoise] = None,
+                      index: slice = slice(None)) -> Dict[str, Tensor]:
+        """The losses of degraded images [source (num_src) ; target]; with
+        ``views`` (``noise_per_view``) ``x_t`` is clean, the images ``index`` of the
+        views' batch, and ``target`` None (the eps of the view h' reads is)."""
+        transform = None if views is None else views.for_images(index)
         with frozen_parameters(ctx.student, self.degraded_frozen_modules):
-            out = self.degraded_forward(ctx.student, x_t, t)
+            out = self.degraded_forward(ctx.student, x_t, t, transform)
         if self.seg_path_module is not None:
             seg_loss = out.logits
         else:
@@ -359,7 +392,12 @@ class DiDA(BaseUDAPlugin):
         losses = self.dic_loss(seg_loss, labels, num_src=num_src,
                                tgt_weight=tgt_weight,
                                image_weight=self.ld_image_weight(t))
-        if self.recon_head is not None:
+        if self.recon_head is not None and transform is not None:
+            # noise per view: the eps added to the view at the input's resolution
+            # (the whole image, HRDA's detail crop) is what h' reads.
+            losses['loss_recon'] = recon_scale * self.recon_head.loss(
+                out.pixel_feats, t, transform.noise['input'])
+        elif self.recon_head is not None:
             # The target is the eps added to x_t at x_t's resolution (for every
             # noise_downsample), so the box of the view h' reads (HRDA's detail
             # crop, in input pixels) cuts the eps of exactly that crop's pixels.
@@ -398,6 +436,15 @@ class DiDA(BaseUDAPlugin):
         Computing them at once keeps every group's graph alive: the training step
         uses :meth:`loss_groups`."""
         return sum_loss_groups(self.loss_groups(ctx))
+
+
+def _part(value: Optional[Tensor], index: slice) -> Optional[Tensor]:
+    return None if value is None else value[index]
+
+
+def _views(views: Optional[ViewNoise], index: slice) -> dict:
+    """The per-view noise arguments of ``_chunk_losses`` (none on the paper's path)."""
+    return {} if views is None else dict(views=views, index=index)
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 __all__ = [
     'sigmoid_abar', 'linear_abar', 'cosine_abar', 'abar_from_betas', 'make_abar',
     'forward_diffuse', 'sample_noise', 'upsample_noise', 'blur_sigmas',
-    'gaussian_blur', 'mask_degrade', 'Degradation'
+    'gaussian_blur', 'mask_degrade', 'Degradation', 'ViewNoise', 'ViewNoiseTransform'
 ]
 
 SCHEDULES = ('sigmoid', 'linear', 'cosine')
@@ -341,6 +341,24 @@ class Degradation(nn.Module):
         x_t, _ = mask_degrade(x0, self.abar[t], self.mask_sigma, generator)
         return x_t, x0
 
+    def sample_pair_t(self, n: int, device=None,
+                      generator: Optional[torch.Generator] = None) -> Tensor:
+        """t of a paired batch [source (n); target (n)], (2n,): shared by source
+        image i and target image i with ``share_t``."""
+        generator = generator or self.generator(device)
+        t = self.sample_t(n if self.share_t else 2 * n, device, generator)
+        return torch.cat([t, t]) if self.share_t else t
+
+    def views(self, t: Tensor, pairs: Optional[int] = None) -> 'ViewNoise':
+        """Eq. 1 per view of a multi-resolution student (:class:`ViewNoise`) at
+        timesteps ``t`` of the whole batch; ``pairs``: the batch is [source (pairs);
+        target (pairs)] and, with ``share_noise``, image i and image pairs + i share
+        eps in every view."""
+        if self.kind != 'noise':
+            raise ValueError(f"Degradation.views: per-view noise needs kind='noise', "
+                             f'got {self.kind!r}')
+        return ViewNoise(self, t, pairs if self.share_noise else None)
+
     def degrade_pair(self, src: Tensor, tgt: Tensor,
                      generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
         """Degrade a source batch and a target batch of equal batch size together.
@@ -354,9 +372,7 @@ class Degradation(nn.Module):
         if tgt.shape[0] != n:
             raise ValueError('Degradation.degrade_pair: source and target batch sizes '
                              f'differ ({n} vs {tgt.shape[0]})')
-        t = self.sample_t(n if self.share_t else 2 * n, src.device, generator)
-        if self.share_t:
-            t = torch.cat([t, t])
+        t = self.sample_pair_t(n, src.device, generator)
         x0 = torch.cat([src, tgt]) if src.shape == tgt.shape else None
         if x0 is None:
             raise ValueError('Degradation.degrade_pair: source and target images must '
@@ -371,3 +387,73 @@ class Degradation(nn.Module):
                 noise = torch.cat([noise, noise])
         x_t, target = self(x0, t, noise=noise, generator=generator)
         return dict(x_t=x_t, target=target, t=t)
+
+
+class ViewNoise:
+    """Eq. 1 applied to each view of a student at the view's own resolution.
+
+    A multi-resolution student (HRDA) sees an image twice: downscaled (the LR
+    context) and at full resolution (the detail crop). Degrading the full image and
+    then downscaling it averages the per-pixel noise: at HRDA's 0.5 the context keeps
+    about a quarter of its variance, i.e. a smaller effective t than the detail crop
+    at the same t. Here each view is degraded after it is cut and scaled,
+    x_v,t = sqrt(abar_t) x_v + sqrt(1 - abar_t) eps_v, with eps_v drawn at the view's
+    resolution (the module's ``noise_downsample`` applies per view), the same t for
+    every view of an image: both views then have Eq. 1's signal-to-noise ratio.
+
+    Use: ``transform = views.for_images(index)`` is the student's ``view_transform``
+    (``uda_forward(x0, view_transform=transform)``) for the images ``index`` of the
+    batch; after the forward ``transform.noise[view]`` is the eps added to that
+    view (``'input'``: the view at the input's resolution, what h' reads: L_R's
+    target). The eps of a view is drawn once for the whole batch, at its first use,
+    so one batched forward and two per-domain forwards add the same noise.
+    """
+
+    def __init__(self, degradation: Degradation, t: Tensor,
+                 pairs: Optional[int] = None):
+        self.degradation = degradation
+        self.t = t
+        self.pairs = pairs
+        self._noise: Dict[str, Tensor] = {}
+
+    def batch_noise(self, view: str, x: Tensor, index: slice) -> Tensor:
+        """eps of ``view`` for the whole batch, drawn at ``x``'s resolution."""
+        if view not in self._noise:
+            total = self.t.shape[0]
+            n = self.pairs if self.pairs is not None else total
+            eps = sample_noise((n, ) + tuple(x.shape[1:]),
+                               self.degradation.noise_downsample, x.device, x.dtype,
+                               self.degradation.generator(x.device))
+            if self.pairs is not None:
+                eps = torch.cat([eps, eps])
+            self._noise[view] = eps
+        eps = self._noise[view]
+        if eps.shape[-3:] != x.shape[-3:]:
+            raise ValueError(f'ViewNoise: view {view!r} is {tuple(x.shape[-3:])} here '
+                             f'but {tuple(eps.shape[-3:])} in another forward of the step')
+        return eps
+
+    def for_images(self, index: slice) -> 'ViewNoiseTransform':
+        return ViewNoiseTransform(self, index)
+
+
+class ViewNoiseTransform:
+    """The ``view_transform`` of one forward (see :class:`ViewNoise`)."""
+
+    def __init__(self, views: ViewNoise, index: slice):
+        self.views = views
+        self.index = index
+        self.noise: Dict[str, Tensor] = {}
+
+    def __call__(self, x: Tensor, view: str) -> Tensor:
+        t = self.views.t[self.index]
+        # x may be several windows of the same images (window-major), as HRDA's
+        # inference; a training forward has one view per image.
+        if x.shape[0] % t.shape[0]:
+            raise ValueError(f'ViewNoiseTransform: {x.shape[0]} images in view {view!r} for '
+                             f'{t.shape[0]} timesteps')
+        reps = x.shape[0] // t.shape[0]
+        eps = self.views.batch_noise(view, x, self.index)[self.index]
+        eps, t = eps.repeat(reps, 1, 1, 1), t.repeat(reps)
+        self.noise[view] = eps
+        return forward_diffuse(x, t, self.views.degradation.abar, eps)

@@ -139,6 +139,7 @@ HRDA_VARIANTS = {  # issue 17's HRDA + DiDA variants -> the options they change
     'ld_lr_only': {'ld_scale_weights.lr': 1.0},
     'ld_max_t50': {'ld_max_t': 50},
     'no_recon': {'recon': None},
+    'noise_per_view': {'noise_per_view': True},
 }
 
 

@@ -255,6 +255,78 @@ def test_degraded_frozen_modules_get_no_gradient_from_dida():
                       'memory_saving': 'encoders'})
 
 
+def test_noise_per_view_degrades_each_view_at_its_resolution():
+    """Each view gets Eq. 1 with unit-variance eps at its own resolution, the same t;
+    L_D and L_R are HRDA's losses of that forward with the detail crop's eps."""
+    model = build(plugins=[{**DIDA, 'noise_per_view': True}])
+    plugin, ctx = model.plugins[0], context(model)
+    torch.manual_seed(11)
+    losses = plugin.losses(ctx)
+    # by hand with the same draws (degradation seed, global generator for the crop)
+    plugin.degradation.set_rng_state(None)
+    t = plugin.degradation.sample_pair_t(2)
+    views = plugin.degradation.views(t, 2)
+    transform = views.for_images(slice(None))
+    x0 = torch.cat([ctx.src_inputs, ctx.tgt_inputs])
+    seen = {}
+
+    def spy(x, view):
+        out = transform(x, view)
+        seen[view] = (x, out)
+        return out
+    torch.manual_seed(11)
+    with model.student.backbone.timestep(t):
+        out = model.student.uda_forward(x0, spy)
+    assert set(seen) == {'lr', 'input'}
+    assert seen['lr'][0].shape[-2:] == (32, 32)  # the 0.5 context of 64x64 images
+    assert seen['input'][0].shape[-2:] == (32, 32)  # the 32x32 detail crop
+    abar = plugin.degradation.abar[t].view(-1, 1, 1, 1)
+    for view, (clean, degraded) in seen.items():
+        eps = (degraded - abar.sqrt() * clean) / (1 - abar).sqrt()
+        assert torch.allclose(eps, transform.noise[view], atol=1e-4), view
+        assert abs(eps.var().item() - 1) < 0.15, view  # unit variance in both views
+        noise = transform.noise[view]
+        assert torch.equal(noise[:2], noise[2:])  # source i and target i share eps
+    assert not torch.allclose(transform.noise['lr'], transform.noise['input'])
+    fused, _, hr = out.logits
+    y1, y2, x1, x2 = out.pixel_box
+    labels = torch.cat([ctx.src_labels, ctx.pseudo_label])
+    ref_src = 0.9 * _ce(fused[:2], labels[:2]) + 0.1 * _ce(
+        hr[:2], labels[:2, y1:y2, x1:x2])
+    assert losses['loss_dic_src'].item() == pytest.approx(0.5 * ref_src.item(), rel=1e-5)
+    pred = plugin.recon_head(out.pixel_feats, t)
+    eps = F.interpolate(transform.noise['input'], size=pred.shape[-2:], mode='area')
+    assert losses['loss_recon'].item() == pytest.approx(
+        5.0 * F.mse_loss(pred, eps).item(), rel=1e-5)
+
+
+def test_noise_per_view_memory_modes_agree():
+    results = []
+    for mode in ('none', 'per_domain'):
+        model = build(segmentor=tiny_hrda(hr_crop=64),
+                      plugins=[{**DIDA, 'memory_saving': mode, 'noise_per_view': True}])
+        totals = {}
+        for group in model.plugins[0].loss_groups(context(model)):
+            for k, v in group.items():
+                totals[k] = totals.get(k, 0) + v.detach()
+        results.append(totals)
+    for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
+        assert results[1][k].item() == pytest.approx(results[0][k].item(), rel=1e-5), k
+
+
+def test_noise_per_view_is_the_papers_degradation_for_a_single_scale_student():
+    out = []
+    for per_view in (False, True):
+        model = build(segmentor=tiny_segmentor(),
+                      plugins=[{**DIDA, 'noise_per_view': per_view}])
+        out.append(model.plugins[0].losses(context(model)))
+    for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
+        assert torch.equal(out[0][k], out[1][k]), k
+    with pytest.raises(ValueError, match="noise_per_view needs degradation kind='noise'"):
+        MODELS.build({**DIDA, 'noise_per_view': True,
+                      'degradation': dict(type='Degradation', kind='blur')})
+
+
 def test_time_conditioned_path_is_refused_for_hrda():
     with pytest.raises(NotImplementedError, match='time_conditioned'):
         build(plugins=[{**DIDA, 'seg_path': 'time_conditioned'}])
