@@ -61,7 +61,7 @@ def all_finite(module):
                if t.is_floating_point())
 
 
-def test_forced_overflow_skips_the_step_and_lowers_the_scale():
+def test_forced_overflow_skips_the_step_and_lowers_the_scale(cpu_only):
     model = dacs(1e36)  # finite, but x 65536 overflows float32
     wrapper = AmpOptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2))
     assert wrapper.cast_dtype == torch.bfloat16  # CPU: bf16 autocast

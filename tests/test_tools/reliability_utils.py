@@ -45,7 +45,10 @@ def train_command(config: str, work_dir, world: int, args: List[str]) -> List[st
 
 
 def tool_env() -> Dict[str, str]:
+    """The tools' environment: one thread, a free port, and no GPU (gloo processes and
+    bitwise comparisons of CPU runs also where a GPU is visible)."""
     return dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
+                CUDA_VISIBLE_DEVICES='',
                 PYTHON=sys.executable, PORT=str(free_port()),
                 PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
 

@@ -214,7 +214,7 @@ def test_state_survives_resume_and_inference_uses_student():
     assert len(out) == 2 and 'pred_sem_seg' in out[0]
 
 
-def test_bf16_autocast_on_cpu_and_overflow_skips_step(monkeypatch):
+def test_bf16_autocast_on_cpu_and_overflow_skips_step(monkeypatch, cpu_only):
     from mmengine.optim.optimizer import amp_optimizer_wrapper as amp_mod
     monkeypatch.setattr(amp_mod, 'is_cuda_available', lambda: True)
     model = build(plugins=[dict(type='_RecordingPlugin')])

@@ -124,7 +124,8 @@ def _runner_cfg(work_dir, max_iters, resume):
     return cfg
 
 
-def test_benchmark_config_trains_and_resumes_in_the_runner(tiny_benchmark, tmp_path):
+def test_benchmark_config_trains_and_resumes_in_the_runner(tiny_benchmark, tmp_path,
+                                                          cpu_only):
     cwd = os.getcwd()
     os.chdir(tiny_benchmark)
     try:

@@ -196,7 +196,8 @@ def _runner_cfg(path, work_dir):
 
 
 @pytest.mark.parametrize('path', PROCEDURAL, ids=osp.basename)
-def test_procedural_configs_train_in_the_runner(path, tiny_benchmark, tmp_path):
+def test_procedural_configs_train_in_the_runner(path, tiny_benchmark, tmp_path,
+                                                cpu_only):
     cfg = Config.fromfile(osp.join(REPO, path))
     seg = cfg.model.segmentor
     assert seg.hr_crop_size == (128, 256) and seg.data_preprocessor.size == (256, 512)

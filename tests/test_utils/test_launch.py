@@ -1,0 +1,77 @@
+"""The distributed backend follows what the process sees: NCCL (mmengine's own set-up)
+where CUDA is available, gloo set up by us where it is not; and the tests' own runs,
+which need CPU semantics (gloo processes, bitwise comparisons), hide a visible GPU so
+that they take the gloo path on a GPU machine too."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import torch
+from mmengine.config import Config
+
+from mmseg_dida.utils import launch
+
+HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, osp.join(osp.dirname(HERE), 'test_tools'))
+from reliability_utils import tool_env  # noqa: E402
+
+
+def _cfg():
+    return Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl')),
+                       model_wrapper_cfg=dict(type='UDADistributedWrapper')))
+
+
+def test_visible_cuda_leaves_nccl_to_mmengine(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    started = []
+    monkeypatch.setattr(launch, 'init_cpu_distributed', started.append)
+    cfg = _cfg()
+    launch.setup_launcher(cfg, 'pytorch')
+    assert cfg.launcher == 'pytorch' and not started
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert 'device_ids' not in cfg.model_wrapper_cfg
+
+
+def test_without_cuda_the_launcher_sets_up_gloo(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    started = []
+    monkeypatch.setattr(launch, 'init_cpu_distributed', started.append)
+    cfg = _cfg()
+    launch.setup_launcher(cfg, 'pytorch')
+    assert started == ['pytorch']
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.device_ids is None
+
+
+def test_single_process_needs_no_backend(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(launch, 'init_cpu_distributed', lambda _: 1 / 0)
+    cfg = _cfg()
+    launch.setup_launcher(cfg, 'none')
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'  # untouched, never used
+
+
+def test_cpu_only_fixture_pins_this_process_to_the_cpu(cpu_only):
+    from mmengine.device import get_device, is_cuda_available
+    from mmengine.optim import AmpOptimWrapper
+    assert not torch.cuda.is_available() and not is_cuda_available()
+    assert get_device() == 'cpu'  # where mmengine's runner puts the model
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == ''
+    weight = torch.zeros(1, requires_grad=True)
+    wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD([weight], lr=0.1))
+    assert wrapper.cast_dtype == torch.bfloat16  # the CPU's autocast
+
+
+def test_the_tests_child_processes_see_no_gpu(repo_root, run_tool):
+    """What the tools the tests start (tool_env, run_tool) see; on a GPU machine this
+    is the difference between gloo and NCCL."""
+    code = ('import torch, mmengine.device as d; '
+            'print(torch.cuda.is_available(), d.get_device())')
+    res = subprocess.run([sys.executable, '-c', code], env=tool_env(),
+                         capture_output=True, text=True, timeout=300, cwd=repo_root)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ['False', 'cpu']
+    res = run_tool(['-c', code], cwd=repo_root)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ['False', 'cpu']
