@@ -182,14 +182,19 @@ class PseudoLabelStatsHook(Hook):
         self.records.append(record)
         atomic_write_text(self._path(runner),
                           ''.join(json.dumps(r) + '\n' for r in self.records))
-        line = ', '.join(
-            f'{c} {f * 100:.1f}%' for c, f in zip(classes, record['pl_frac']))
+        # The log line names the classes that occur (in pseudo labels or labels);
+        # the record keeps every class.
+        seen = [k for k, f in enumerate(record['pl_frac'])
+                if f > 0 or record.get('gt_frac', [0] * len(classes))[k] > 0]
+        line = ', '.join(f'{classes[k]} {record["pl_frac"][k] * 100:.1f}%' for k in seen)
         msg = f'pseudo labels, iterations up to {record["iter"]}: fractions {line}'
         if 'pl_iou' in record:
+            iou = record['pl_iou']
             msg += ('; gt fractions ' + ', '.join(
-                f'{c} {f * 100:.1f}%' for c, f in zip(classes, record['gt_frac'])) +
-                '; IoU ' + ', '.join(f'{c} {"-" if v is None else f"{v:.1f}"}'
-                                     for c, v in zip(classes, record['pl_iou'])))
+                f'{classes[k]} {record["gt_frac"][k] * 100:.1f}%' for k in seen) +
+                '; IoU ' + ', '.join(
+                    f'{classes[k]} {"-" if iou[k] is None else f"{iou[k]:.1f}"}'
+                    for k in seen))
         elif self._labels_missing:
             msg += f' (no target label at {self._labels_missing})'
         runner.logger.info(msg)
