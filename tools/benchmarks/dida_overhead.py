@@ -6,10 +6,13 @@ variants are interleaved over ``--repeats`` rounds (so that load from other proc
 on the machine hits all of them alike), and the same synthetic batch and model config
 are used by all. Per variant it reports:
 
-* step time: per round the median of the timed steps (after ``--warmup``), then the
-  least disturbed round (load from other processes only ever adds time); and its
-  parts: source group (with the EMA update), mixed group (with the teacher's pseudo
-  labels and ClassMix), the plug-in's groups, the optimiser update;
+* step time: per round the median of the timed steps (after ``--warmup`` steps in
+  that variant's own process), then the least disturbed round (load from other
+  processes only ever adds time; ``step_s``) and the median over the rounds
+  (``step_s_median``, what a GPU with its clocks and caches warming up needs: run
+  ``--repeats 3`` or more); and its parts: source group (with the EMA update), mixed
+  group (with the teacher's pseudo labels and ClassMix), the plug-in's groups, the
+  optimiser update;
 * FLOPs of one step (forward + backward of every loss group), counted with
   ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions:
   the arithmetic the step must do) with grouped convolutions' backward counted right
@@ -37,6 +40,8 @@ Usage::
 
     python tools/benchmarks/dida_overhead.py --model tiny --size 128 256 --batch 2
     python tools/benchmarks/dida_overhead.py --model daformer --size 256 256 --batch 2
+    python tools/benchmarks/dida_overhead.py --model daformer --size 512 512 --device cuda \
+        --amp --only time --repeats 3 --variants daformer dida
 """
 import argparse
 import json
@@ -172,8 +177,13 @@ def run_variant(args) -> dict:
     model = MODELS.build(uda)
     model.init_weights()
     model.to(device).train()
-    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=6e-5,
-                                           weight_decay=0.01))
+    adamw = torch.optim.AdamW(model.parameters(), lr=6e-5, weight_decay=0.01)
+    if args.amp:  # CUDA: fp16 with dynamic loss scaling (tools/train.py --amp)
+        from mmengine.optim import AmpOptimWrapper
+        optim = AmpOptimWrapper(optimizer=adamw, loss_scale='dynamic',
+                                dtype='float16' if device.type == 'cuda' else None)
+    else:
+        optim = OptimWrapper(adamw)
     data = synthetic_batch(args.batch, args.size, seg.decode_head.num_classes)
     def sync():
         if device.type == 'cuda':
@@ -244,12 +254,14 @@ def _child(args, variant: str, measure: str) -> dict:
                       '--measure', measure, '--model', args.model,
                       '--size', *map(str, args.size), '--batch', str(args.batch),
                       '--steps', str(args.steps), '--warmup', str(args.warmup),
-                      '--device', args.device], variant, measure)
+                      '--device', args.device] + (['--amp'] if args.amp else []),
+                     variant, measure)
 
 
 def summarise(results: dict, memory: dict, base: str) -> dict:
     """Per variant: step time (per round the median step, then the least disturbed
-    round), its parts, FLOPs, peak memory and the ratios to ``base``.
+    round; and the median over the rounds), its parts, FLOPs, peak memory and the
+    ratios to ``base``.
 
     ``predicted_ratio`` is the time ratio the FLOPs predict: the baseline's step plus
     the variant's extra FLOPs done at the rate (s/GFLOP) of the baseline's own
@@ -262,6 +274,9 @@ def summarise(results: dict, memory: dict, base: str) -> dict:
         parts = {k: statistics.median(seg[k] for seg in best['segments'])
                  for k in SEGMENTS}
         summary[v] = dict(step_s=statistics.median(best['times']), parts=parts,
+                          step_s_median=statistics.median(
+                              statistics.median(r['times']) for r in runs),
+                          rounds=len(runs),
                           flops=best['flops'], segment_flops=best['segment_flops'],
                           peak_mb=min(m['peak_mb'] for m in memory[v]),
                           state_mb=memory[v][0]['state_mb'],
@@ -274,6 +289,7 @@ def summarise(results: dict, memory: dict, base: str) -> dict:
         extra = s['flops'] - b['flops']
         plugin_flops = s['segment_flops']['plugin']
         s.update(time_ratio=s['step_s'] / b['step_s'],
+                 time_ratio_median=s['step_s_median'] / b['step_s_median'],
                  flop_ratio=s['flops'] / b['flops'],
                  predicted_ratio=(b['step_s'] + extra * rate) / b['step_s'],
                  plugin_rate_x=(s['parts']['plugin'] / plugin_flops / rate
@@ -292,6 +308,8 @@ def main():
     p.add_argument('--repeats', type=int, default=2)
     p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
     p.add_argument('--device', default='cpu')
+    p.add_argument('--amp', action='store_true',
+                   help='mixed precision (CUDA: fp16, dynamic loss scaling; CPU: bf16)')
     p.add_argument('--only', choices=['time', 'memory'], default=None,
                    help='measure only this (e.g. memory at sizes too slow to time)')
     p.add_argument('--out', default=None, help='write the results as JSON')
@@ -334,13 +352,17 @@ def main():
     summary = summarise(results, memory, args.variants[0])
     print(f'\nmodel={args.model} size={args.size} batch={args.batch} '
           f'device={args.device} threads={os.environ.get("OMP_NUM_THREADS", "?")}')
-    print(f'{"variant":<13}{"step s":>8}{"GFLOP":>8}{"peak MB":>8}{"state MB":>9}'
-          f'{"time x":>7}{"FLOP x":>7}{"pred x":>7}{"rate x":>7}{"mem x":>6}')
+    print(f'{"variant":<13}{"step s":>8}{"med s":>8}{"GFLOP":>8}{"peak MB":>8}'
+          f'{"state MB":>9}{"time x":>7}{"med x":>7}{"FLOP x":>7}{"pred x":>7}'
+          f'{"rate x":>7}{"mem x":>6}')
     for v, s in summary.items():
-        print(f'{v:<13}{s["step_s"]:>8.3f}{s["flops"] / 1e9:>8.2f}{s["peak_mb"]:>8.0f}'
-              f'{s["state_mb"]:>9.0f}{s["time_ratio"]:>7.2f}{s["flop_ratio"]:>7.2f}'
-              f'{s["predicted_ratio"]:>7.2f}{s["plugin_rate_x"]:>7.2f}'
-              f'{s["mem_ratio"]:>6.2f}')
+        print(f'{v:<13}{s["step_s"]:>8.3f}{s["step_s_median"]:>8.3f}'
+              f'{s["flops"] / 1e9:>8.2f}{s["peak_mb"]:>8.0f}{s["state_mb"]:>9.0f}'
+              f'{s["time_ratio"]:>7.2f}{s["time_ratio_median"]:>7.2f}'
+              f'{s["flop_ratio"]:>7.2f}{s["predicted_ratio"]:>7.2f}'
+              f'{s["plugin_rate_x"]:>7.2f}{s["mem_ratio"]:>6.2f}')
+    print(f'(step s: least disturbed of {args.repeats} round(s); med s: median over '
+          'the rounds)')
     print('\nstep parts, seconds (GFLOP): source group + EMA | mixed group + pseudo '
           'labels | plug-in groups | optimiser update')
     for v, s in summary.items():
