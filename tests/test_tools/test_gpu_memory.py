@@ -212,6 +212,11 @@ def test_cli_writes_json_and_markdown(tmp_path):
     assert len(rows) == 2 + 2 * len(modes)
     assert all(r['peak_bytes'] > r['state_bytes'] > 0 for r in rows)
     table = out_md.read_text()
-    assert table.count('\n| ') == 2 + 1 + len(modes)  # header + baseline + modes
+    assert table.count('\n| ') == 1 + 1 + len(modes)  # header, baseline, DiDA modes
     for mode in modes:
         assert f'`{mode}`' in table
+    assert 'Made by `python tools/benchmarks/gpu_memory.py' in table
+    # the table again from the saved rows alone
+    again = tmp_path / 'again.md'
+    assert gm.main(['--render', str(out_json), '--markdown', str(again)]) == 0
+    assert again.read_text() == table

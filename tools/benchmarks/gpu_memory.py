@@ -9,7 +9,9 @@ needed). The peak counts one full training step after the first one, i.e. with
 AdamW's two moments allocated: parameters, buffers, gradients, optimiser state and the
 activations of every backward group.
 
-* **CUDA** (``--device cuda``): each configuration in a fresh process, ``--warmup``
+* **CUDA** (``--device cuda``): each configuration in a fresh process (``--jobs``
+  of them at once: each measures its own peak), the optimiser's state allocated
+  (:func:`prime_optimizer`: AMP's loss scaler may skip the first updates), ``--warmup``
   steps, then ``torch.cuda.max_memory_allocated`` over one step.
 * **Estimate** (``--device fake``, the default without CUDA): the same step on fake
   tensors (``FakeTensorMode``: shapes, dtypes and storages, no data, no arithmetic),
@@ -510,6 +512,8 @@ def measure(config: str, device: str, amp: bool = False,
     # The batch is real (uint8 images and labels, as from a data loader).
     data = synthetic_batch(batch, crop, num_classes(cfg))
     if device == 'cuda':
+        # AdamW's moments exist even if AMP's loss scaler skips the first updates.
+        prime_optimizer(optim)
         for _ in range(max(1, warmup)):
             model.train_step(data, optim)
         torch.cuda.synchronize()
@@ -574,7 +578,7 @@ def method_name(config: str) -> str:
 
 
 def markdown(rows: List[dict], headroom: float, context_gb: float,
-             code: Optional[dict] = None) -> str:
+             code: Optional[dict] = None, command: Optional[str] = None) -> str:
     """One line per config and DiDA memory mode: peak GB and the smallest card that
     fits, fp32 and AMP side by side."""
     keyed: Dict[tuple, Dict[bool, dict]] = {}
@@ -591,25 +595,35 @@ def markdown(rows: List[dict], headroom: float, context_gb: float,
             f" Code: commit {code['commit']}"
             f"{' + changes to ' + ', '.join(code['changed']) if code.get('changed') else ''}."
             if code and code.get('commit') else ''),
+        *([f'Made by `{command}`.'] if command else []),
         '',
-        '| config | crop x batch | DiDA memory_saving | fp32 GB | fp32 fits | '
-        'AMP GB | AMP fits |',
-        '|---|---|---|---|---|---|---|']
+        '"x base": the peak over the same method\'s without DiDA.',
+        '',
+        '| config | crop x batch | DiDA memory_saving | fp32 GB | x base | fp32 fits | '
+        'AMP GB | x base | AMP fits |',
+        '|---|---|---|---|---|---|---|---|---|']
+    # the baseline of configs/dida/<name>_dida.py is the row of <name>.py
+    base = {(osp.basename(c), amp): r for (c, _), by_amp in keyed.items()
+            for amp, r in by_amp.items() if 'peak_bytes' in r}
 
-    def cell(r):
+    def cell(r, config):
         if r is None:
-            return ['', '']
+            return ['', '', '']
         if 'error' in r:
-            return ['error', r['error'][:60]]
+            return ['error', '', r['error'][:60]]
         card = fits(r['peak_bytes'], headroom, context_gb)
-        return [f"{r['peak_bytes'] / GiB:.1f}", f'{card} GB' if card else '> 80 GB']
+        b = base.get((osp.basename(config).replace('_dida.py', '.py'), r['amp']))
+        ratio = (f"{r['peak_bytes'] / b['peak_bytes']:.2f}"
+                 if b is not None and b is not r else '')
+        return [f"{r['peak_bytes'] / GiB:.1f}", ratio,
+                f'{card} GB' if card else '> 80 GB']
 
     for (config, mode), by_amp in keyed.items():
         any_row = next(iter(by_amp.values()))
         crop = 'x'.join(map(str, any_row.get('crop', []))) + f" x {any_row.get('batch')}"
         lines.append('| ' + ' | '.join(
             [method_name(config), crop, f'`{mode}`' if mode else '-'] +
-            cell(by_amp.get(False)) + cell(by_amp.get(True))) + ' |')
+            cell(by_amp.get(False), config) + cell(by_amp.get(True), config)) + ' |')
     return '\n'.join(lines) + '\n'
 
 
@@ -646,9 +660,42 @@ def cases(configs, amp: str, memory_saving: str):
                 yield config, a, mode
 
 
+def save(rows: List[dict], args, device: str, code: dict, command: str) -> None:
+    """Write the rows (``--json``) and their table (``--markdown``)."""
+    from mmseg_dida.utils.checkpoint import atomic_write_text
+    if args.json:
+        atomic_write_text(args.json, json.dumps(dict(
+            device=device, headroom=args.headroom, context_gb=args.context_gb,
+            torch=torch.__version__, code=code, command=command, rows=rows), indent=1))
+    if args.markdown:
+        atomic_write_text(args.markdown, markdown(rows, args.headroom, args.context_gb,
+                                                  code, command))
+
+
+def render(paths: List[str], out: Optional[str], headroom: float,
+           context_gb: float) -> int:
+    """Write (or print) the table of the rows in the JSON files ``paths``."""
+    from mmseg_dida.utils.checkpoint import atomic_write_text
+    rows, code, commands = [], None, []
+    for path in paths:
+        with open(path) as f:
+            saved = json.load(f)
+        rows += saved['rows']
+        code = code or saved.get('code')
+        if saved.get('command'):
+            commands.append(saved['command'])
+    table = markdown(rows, headroom, context_gb, code, '`; `'.join(commands) or None)
+    if out:
+        atomic_write_text(out, table)
+    print(table)
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('configs', nargs='+')
+    p.add_argument('configs', nargs='*')
+    p.add_argument('--render', nargs='+', default=None, metavar='JSON',
+                   help='only write the table (--markdown) of rows saved by --json')
     p.add_argument('--amp', nargs='?', const='on', default='off',
                    choices=['off', 'on', 'both'],
                    help='mixed precision: --amp (on), --amp both (fp32 and AMP rows)')
@@ -666,10 +713,16 @@ def main(argv=None):
     p.add_argument('--context-gb', type=float, default=0.5)
     p.add_argument('--json', default=None, help='write the rows as JSON')
     p.add_argument('--markdown', default=None, help='write the table as markdown')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='CUDA: rows measured at once (each in its own process)')
     p.add_argument('--in-process', action='store_true',
                    help='CUDA: measure in this process (default: a fresh one per row)')
     p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.render:
+        return render(args.render, args.markdown, args.headroom, args.context_gb)
+    if not args.configs:
+        p.error('give configs (or --render JSON)')
     device = args.device
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'fake'
@@ -678,11 +731,12 @@ def main(argv=None):
         print('RESULT ' + json.dumps(measure(args.configs[0], device, args.amp == 'on',
                                              mode, args.size, args.batch, args.warmup)))
         return 0
-    from mmseg_dida.utils.checkpoint import atomic_write_text
     code = code_state()
-    rows = []
-    table = ''
-    for config, amp, mode in cases(args.configs, args.amp, args.memory_saving):
+    command = 'python tools/benchmarks/gpu_memory.py ' + ' '.join(
+        argv if argv is not None else sys.argv[1:])
+    rows: List[dict] = []
+    def one_row(case) -> dict:
+        config, amp, mode = case
         t0 = time.time()
         try:
             if device == 'cuda' and not args.in_process:
@@ -705,20 +759,27 @@ def main(argv=None):
             row = dict(config=osp.relpath(osp.abspath(config), REPO), amp=amp,
                        memory_saving=mode, device=device,
                        error=f'{type(e).__name__}: {e}'.splitlines()[0][:500])
-        rows.append(row)
         peak = (f"peak {row['peak_bytes'] / GiB:.2f} GB (state "
                 f"{row['state_bytes'] / GiB:.2f} GB)" if 'peak_bytes' in row
                 else row['error'])
         print(f"{method_name(config):<28} {'AMP ' if amp else 'fp32'} "
               f"{mode or '-':<10} {peak}  [{time.time() - t0:.0f} s]", flush=True)
+        return row
+
+    todo = list(cases(args.configs, args.amp, args.memory_saving))
+    if device == 'cuda' and not args.in_process and args.jobs > 1:
+        # Each row in its own process measures its own peak: they may share the card.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = pool.map(one_row, todo)
+            todo = []
+            rows += list(results)
+    for case in todo:
+        rows.append(one_row(case))
         # after every row: a long table keeps what it has
-        table = markdown(rows, args.headroom, args.context_gb, code)
-        if args.json:
-            atomic_write_text(args.json, json.dumps(dict(
-                device=device, headroom=args.headroom, context_gb=args.context_gb,
-                torch=torch.__version__, code=code, rows=rows), indent=1))
-        if args.markdown:
-            atomic_write_text(args.markdown, table)
+        save(rows, args, device, code, command)
+    save(rows, args, device, code, command)
+    table = markdown(rows, args.headroom, args.context_gb, code, command)
     print('\n' + table)
     return 0 if all('error' not in r for r in rows) else 1
 
