@@ -8,7 +8,11 @@ is imported):
   is absent, a small ``mmcv.ops`` stand-in is registered: ``point_sample`` is provided
   in pure PyTorch (``grid_sample``), every other op name resolves to a placeholder that
   raises :class:`MissingMMCVOpError` naming the op when it is called or instantiated.
-  None of DAFormer/HRDA/MIC/DiDA needs a compiled op.
+  None of DAFormer/HRDA/MIC/DiDA needs a compiled op. With the shim active, mmcv's
+  "Fail to import ``MultiScaleDeformableAttention`` ... install ``mmcv`` rather than
+  ``mmcv-lite``" UserWarning (printed when ``mmcv.cnn.bricks.transformer`` is first
+  imported) says only that, so exactly that warning is filtered
+  (:func:`ignore_mmcv_lite_warning`); every other warning stays.
 * :func:`allow_runner_checkpoints` -- torch >= 2.6 loads with ``weights_only=True`` by
   default while mmengine calls ``torch.load`` without the argument, so runner-saved
   checkpoints (they hold the message hub's ``HistoryBuffer`` and numpy arrays) fail to
@@ -35,6 +39,7 @@ is imported):
 import importlib.util
 import sys
 import types
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +47,7 @@ import torch.nn.functional as F
 __all__ = [
     'MissingMMCVOpError', 'apply', 'install_mmcv_ops_shim',
     'allow_runner_checkpoints', 'mmcv_has_compiled_ops', 'point_sample',
-    'atomic_runner_checkpoints', 'amp_without_accelerator'
+    'atomic_runner_checkpoints', 'amp_without_accelerator', 'ignore_mmcv_lite_warning'
 ]
 
 _SHIM_MARKER = '__mmseg_dida_shim__'
@@ -105,13 +110,33 @@ class _OpsShim(types.ModuleType):
         return op
 
 
+# The one warning mmcv-lite prints on every start (mmcv/cnn/bricks/transformer.py).
+_MMCV_LITE_WARNING = r'Fail to import ``MultiScaleDeformableAttention`` from '
+_MMCV_LITE_WARNING_MODULE = r'mmcv\.cnn\.bricks\.transformer\Z'
+
+
+def ignore_mmcv_lite_warning() -> None:
+    """Filter mmcv's "Fail to import ``MultiScaleDeformableAttention`` ... install
+    ``mmcv`` rather than ``mmcv-lite``" UserWarning, and nothing else.
+
+    The filter matches that message, the UserWarning category and the module that
+    warns; it must be installed before ``mmcv.cnn.bricks.transformer`` is first
+    imported (:func:`install_mmcv_ops_shim` does so). Calling it again leaves one
+    such filter (``warnings`` replaces an identical one).
+    """
+    warnings.filterwarnings('ignore', message=_MMCV_LITE_WARNING,
+                            category=UserWarning, module=_MMCV_LITE_WARNING_MODULE)
+
+
 def install_mmcv_ops_shim() -> bool:
-    """Register the ``mmcv.ops`` stand-in if mmcv has no compiled ops.
+    """Register the ``mmcv.ops`` stand-in if mmcv has no compiled ops, and with it
+    the filter of mmcv-lite's harmless start-up warning.
 
     Returns True when the shim is (already) active, False when the real ops exist.
     """
     if mmcv_has_compiled_ops():
         return False
+    ignore_mmcv_lite_warning()
     existing = sys.modules.get('mmcv.ops')
     if existing is not None and getattr(existing, _SHIM_MARKER, False):
         return True

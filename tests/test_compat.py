@@ -1,6 +1,7 @@
 import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -103,3 +104,59 @@ def test_safe_loading_still_rejects_other_globals(tmp_path):
     torch.save({'x': _Evil()}, path)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path)
+
+
+_MMCV_LITE_WARNING = 'Fail to import ``MultiScaleDeformableAttention``'
+
+
+@pytest.mark.skipif(compat.mmcv_has_compiled_ops(), reason='full mmcv installed')
+def test_start_is_quiet_but_other_warnings_stay():
+    # mmcv-lite's harmless warning is gone from a fresh import; another UserWarning,
+    # and the same text under another category, are still printed.
+    res = _run('import warnings\n'
+               'import mmseg_dida, mmcv.cnn.bricks.transformer\n'
+               'warnings.warn("another user warning", UserWarning)\n'
+               f'warnings.warn("{_MMCV_LITE_WARNING} from x", RuntimeWarning)\n')
+    assert res.returncode == 0, res.stderr
+    assert 'UserWarning: another user warning' in res.stderr
+    assert f'RuntimeWarning: {_MMCV_LITE_WARNING}' in res.stderr
+    assert 'UserWarning: Fail to import' not in res.stderr
+    assert 'mmcv-lite' not in res.stderr
+    # Control: with the shim but without its filter, mmcv does print the warning.
+    res = _run('import importlib.util, warnings\n'
+               f'spec = importlib.util.spec_from_file_location("c", {compat.__file__!r})\n'
+               'compat = importlib.util.module_from_spec(spec)\n'
+               'spec.loader.exec_module(compat)\n'
+               'assert compat.install_mmcv_ops_shim()\n'
+               'warnings.resetwarnings()\n'
+               'import mmcv.cnn.bricks.transformer\n')
+    assert res.returncode == 0, res.stderr
+    assert 'UserWarning: Fail to import ``MultiScaleDeformableAttention``' in res.stderr
+
+
+@pytest.mark.skipif(compat.mmcv_has_compiled_ops(), reason='full mmcv installed')
+def test_tool_help_is_quiet():
+    import os.path as osp
+    train = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'train.py')
+    res = subprocess.run([sys.executable, train, '--help'], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert 'usage:' in res.stdout
+    assert 'MultiScaleDeformableAttention' not in res.stderr
+    assert 'mmcv-lite' not in res.stderr
+
+
+def test_mmcv_lite_filter_is_narrow():
+    # The filter names the message, the category and mmcv's module, nothing wider.
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        compat.ignore_mmcv_lite_warning()
+        compat.ignore_mmcv_lite_warning()
+        assert len(warnings.filters) == 1
+        action, message, category, module, _ = warnings.filters[0]
+        assert action == 'ignore' and category is UserWarning
+        assert message.match(_MMCV_LITE_WARNING + ' from ``mmcv.ops.x``')
+        assert not message.match('another user warning')
+        assert module.match('mmcv.cnn.bricks.transformer')
+        assert not module.match('mmcv.cnn.bricks.transformer_x')
+        assert not module.match('__main__')
