@@ -9,8 +9,9 @@ the save), and 2 gloo processes with the signal sent to rank 1 only (rank 0 must
 after the same iteration). The uninterrupted run is the resume tests'
 (``reliability_utils.uninterrupted_run``).
 
-In process: the handler records the first signal only, a forked worker survives the
-first signal of each kind, and tools/dist_launch.py passes the signals on to the ranks.
+In process: the handler records the first signal only, a forked worker survives a
+scheduler's signals (SIGINT, SIGUSR1 once; SIGTERM unless its parent sends it), and
+tools/dist_launch.py passes the signals on to the ranks.
 """
 import os
 import os.path as osp
@@ -162,6 +163,27 @@ def test_a_forked_worker_survives_the_first_signal_of_each_kind():
         hook.restore_signals()
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGUSR1
     assert hook.received is None  # the worker's signals are its own
+
+
+def test_a_forked_worker_ends_on_sigterm_from_its_parent_only():
+    hook = GracefulStopHook(signals=['SIGTERM'])
+    try:
+        pid = os.fork()
+        if pid == 0:  # the worker (torch sets its own SIGTERM handler in workers)
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                time.sleep(30)
+            finally:
+                os._exit(3)
+        time.sleep(0.2)
+        subprocess.run(['kill', '-TERM', str(pid)], check=True)  # a scheduler's
+        time.sleep(0.3)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still running
+        os.kill(pid, signal.SIGTERM)  # its parent's: ends it quietly
+        _, status = os.waitpid(pid, 0)
+    finally:
+        hook.restore_signals()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def test_launcher_passes_signals_on_and_keeps_the_stop_status(tmp_path):

@@ -23,10 +23,12 @@ SIGINT is Ctrl-C.
   again"). A signal during the last iteration lets the run finish normally.
 * A scheduler signals every process of a job, dataloader workers included, and a
   worker that dies makes the main process fail in the middle of its stop. The
-  handler is installed when the hook is built -- the runner builds its hooks before
-  it starts the workers (``fork``) -- so the workers inherit it; in a worker it
-  ignores the first signal of each kind and restores the default action for the next
-  (the main process ends its workers with SIGTERM when it must).
+  handlers are installed when the hook is built, before the runner starts its workers
+  (``fork``), so the workers inherit them: SIGINT and SIGUSR1 are ignored once, then
+  default. torch sets its own SIGTERM handler in a worker, so forked children block
+  SIGTERM and a thread waits for it (:func:`_shield_forked_child`): from the parent
+  (which ends its workers with SIGTERM when it must) it ends the child quietly, as
+  torch's handler does; from anyone else it is ignored.
 
 ``tools/train.py`` adds the hook as ``default_hooks.graceful_stop`` unless the config
 sets that key (None switches it off)::
@@ -49,6 +51,28 @@ __all__ = ['GracefulStopHook', 'TrainingStopped', 'STOP_EXIT_STATUS']
 
 STOP_EXIT_STATUS = 75  # sysexits.h EX_TEMPFAIL: stopped, resumable with --resume
 _UNCATCHABLE = ('SIGKILL', 'SIGSTOP')
+
+
+_shielding = False  # forked children shield themselves from SIGTERM (a stop hook is live)
+
+
+def _shield_forked_child() -> None:
+    """In a child just forked (a dataloader worker): block SIGTERM, and end the child
+    on a SIGTERM from its parent only (a thread waits for it)."""
+    if not _shielding:
+        return
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait():
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=wait, name='sigterm-from-parent', daemon=True).start()
+
+
+os.register_at_fork(after_in_child=_shield_forked_child)
 
 
 class TrainingStopped(Exception):
@@ -86,6 +110,12 @@ class GracefulStopHook(Hook):
         if threading.current_thread() is threading.main_thread():
             for num in self.signals:
                 self._previous[num] = signal.signal(num, self._handle)
+            self._shield(signal.SIGTERM in self.signals)
+
+    @staticmethod
+    def _shield(on: bool) -> None:
+        global _shielding
+        _shielding = on
 
     # ------------------------------------------------------------ signals
     def _handle(self, signum, frame) -> None:
@@ -99,6 +129,8 @@ class GracefulStopHook(Hook):
         """Put back the handlers that were in place before the hook was built."""
         for num, previous in self._previous.items():
             signal.signal(num, signal.SIG_DFL if previous is None else previous)
+        if self._previous:
+            self._shield(False)
         self._previous = {}
 
     def before_train(self, runner) -> None:
