@@ -22,17 +22,12 @@ import time
 
 from mmengine.config import Config
 
-from mmseg_dida.datasets.procedural import (
-    DEFAULT_GAP,
-    GAPS,
-    default_root,
-    generate_benchmark,
-    read_meta,
-)
+from mmseg_dida.datasets.procedural import DEFAULT_GAP, GAPS, default_root
 from mmseg_dida.utils.benchmark import (
     METHODS,
     REPO,
     TrainJob,
+    benchmark_data,
     data_root_options,
     per_class,
     run_tool,
@@ -65,20 +60,6 @@ def parse_args(argv=None):
     if args.data_root is None:
         args.data_root = default_root(args.gap)
     return args
-
-
-def benchmark_data(data_root: str, gap: str) -> dict:
-    """The metadata of the benchmark at ``data_root``, generated there for ``gap`` if
-    missing. A benchmark of another preset there is an error, never overwritten."""
-    meta = read_meta(data_root)
-    if meta is None:
-        print(f'[benchmark] generating {data_root} (gap {gap})', flush=True)
-        meta = generate_benchmark(data_root, progress=True, gap=gap)
-    elif meta['gap'] != gap:
-        raise RuntimeError(
-            f"{data_root} holds the '{meta['gap']}' benchmark, not '{gap}'; pass "
-            f'--gap {meta["gap"]}, or another --data-root for {gap}')
-    return meta
 
 
 def main(argv=None):

@@ -1,7 +1,8 @@
 """Running the procedural benchmark's methods side by side (tools/run_benchmark.py,
-tools/benchmarks/accuracy.py): which configs, how a finished run is found and reused,
-several trainings at once with a status line per run, and the per-class metrics of a
-finished run."""
+tools/benchmarks/accuracy.py): which configs, the data of a gap preset (generated if
+missing) and the options that re-root the configs there, how a finished run is found and
+reused, several trainings at once with a status line per run, and the per-class metrics
+of a finished run."""
 import glob
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
+from mmseg_dida.datasets import procedural
 from mmseg_dida.datasets.transforms.checks import dataset_nodes
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -92,6 +94,21 @@ def data_root_options(cfg: Config, data_root: str) -> List[str]:
                                       or root.startswith(old + '/')):
             opts.append(f'{path}.data_root={new}{osp.normpath(root)[len(old):]}')
     return opts
+
+
+def benchmark_data(data_root: str, gap: str) -> dict:
+    """The metadata of the procedural benchmark at ``data_root``, generated there for
+    the gap preset ``gap`` (default size and counts) if missing. A benchmark of another
+    preset there is an error, never overwritten."""
+    meta = procedural.read_meta(data_root)
+    if meta is None:
+        print(f'[benchmark] generating {data_root} (gap {gap})', flush=True)
+        meta = procedural.generate_benchmark(data_root, progress=True, gap=gap)
+    elif meta['gap'] != gap:
+        raise RuntimeError(
+            f"{data_root} holds the '{meta['gap']}' benchmark, not '{gap}'; pass "
+            f'--gap {meta["gap"]}, or another --data-root for {gap}')
+    return meta
 
 
 def train_or_reuse(config: str, work_dir: str, cfg_options: List[str] = (),

@@ -60,16 +60,17 @@ def test_each_gap_has_its_own_data_root():
 
 def test_benchmark_data_generates_the_gap_and_refuses_another(tmp_path, monkeypatch):
     from mmseg_dida.datasets import procedural as P
-    tool = _load_tool()
-    monkeypatch.setattr(tool, 'generate_benchmark', lambda root, progress, gap: (
-        P.generate_benchmark(root, size=(32, 32), counts=dict(train=1, val=1), gap=gap)))
+    from mmseg_dida.utils.benchmark import benchmark_data
+    generate = P.generate_benchmark
+    monkeypatch.setattr(P, 'generate_benchmark', lambda root, progress, gap: (
+        generate(root, size=(32, 32), counts=dict(train=1, val=1), gap=gap)))
     root = str(tmp_path / 'procedural_camera')
-    assert tool.benchmark_data(root, 'camera')['gap'] == 'camera'
-    assert tool.benchmark_data(root, 'camera')['gap'] == 'camera'  # reused
+    assert benchmark_data(root, 'camera')['gap'] == 'camera'
+    assert benchmark_data(root, 'camera')['gap'] == 'camera'  # reused
     with pytest.raises(RuntimeError, match=re.escape(
             f"{root} holds the 'camera' benchmark, not 'fog'; pass --gap camera, "
             'or another --data-root for fog')):
-        tool.benchmark_data(root, 'fog')
+        benchmark_data(root, 'fog')
 
 
 @pytest.mark.parametrize('method', ['source-only', 'DAFormer', 'DAFormer+DiDA', 'hrda'])

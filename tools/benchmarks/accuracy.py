@@ -9,10 +9,18 @@ re-run cheaply. Runs go seed-major, so a cut-short run still compares the method
 the seeds it finished. The metrics are those of ``tools/test.py`` on the final
 checkpoint (target val; per class).
 
+``--gap`` picks the benchmark's gap preset (tools/generate_benchmark.py: full, texture,
+palette, camera, fog), as in tools/run_benchmark.py: each preset's data lives in its
+own folder (data/procedural for the default full, data/procedural_<gap> otherwise, or
+``--data-root``), generated if missing; every dataset of the configs is re-rooted
+there by cfg-options, the work dirs get the suffix _<gap> and the tables name the
+preset.
+
 Usage::
 
-    python tools/generate_benchmark.py           # once: data/procedural
     python tools/benchmarks/accuracy.py --seeds 0 1 2
+    python tools/benchmarks/accuracy.py --gap fog --seeds 0 1 2 \\
+        --methods DAFormer DAFormer+DiDA
     python tools/benchmarks/accuracy.py --seeds 0 --iters 200   # a quick look
     python tools/benchmarks/accuracy.py --seeds 0 --config abl1=configs/dida/...py
 """
@@ -21,7 +29,19 @@ import os
 import os.path as osp
 import sys
 
-from mmseg_dida.utils.benchmark import METHODS, REPO, TrainJob, per_class, test_metrics, train_many
+from mmengine.config import Config
+
+from mmseg_dida.datasets.procedural import DEFAULT_GAP, GAPS, default_root
+from mmseg_dida.utils.benchmark import (
+    METHODS,
+    REPO,
+    TrainJob,
+    benchmark_data,
+    data_root_options,
+    per_class,
+    test_metrics,
+    train_many,
+)
 from mmseg_dida.utils.report import format_per_class, format_table, mean_std
 
 
@@ -37,11 +57,34 @@ def parse_args(argv=None):
     p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument('--status-every', type=float, default=60.0)
     p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs', 'accuracy'))
-    return p.parse_args(argv)
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='config overrides for training and testing (e.g. a smoke run)')
+    p.add_argument('--gap', default=DEFAULT_GAP, choices=list(GAPS),
+                   help='gap preset of the benchmark (default: full)')
+    p.add_argument('--data-root', default=None,
+                   help='the benchmark folder, relative to the current directory '
+                        '(default: data/procedural, or data/procedural_<gap>); '
+                        'generated if missing')
+    args = p.parse_args(argv)
+    if args.data_root is None:
+        args.data_root = default_root(args.gap)
+    return args
+
+
+def data_options(config: str, data_root: str) -> list:
+    """``--cfg-options`` that re-root ``config``'s datasets at ``data_root`` (none for
+    the configs' own data/procedural, whatever a config's data root is)."""
+    if osp.normpath(data_root) == osp.normpath(default_root(DEFAULT_GAP)):
+        return []
+    try:
+        return data_root_options(Config.fromfile(config), data_root)
+    except ValueError as e:
+        raise RuntimeError(f'--data-root {data_root}: {e}') from None
 
 
 def main(argv=None):
     args = parse_args(argv)
+    meta = benchmark_data(args.data_root, args.gap)
     methods = {m: METHODS[m] for m in args.methods}
     for item in args.config:
         name, sep, path = item.partition('=')
@@ -49,8 +92,11 @@ def main(argv=None):
             raise RuntimeError(f"--config {item!r}: expected NAME=CONFIG with an "
                                'existing config path')
         methods[name] = path
-    jobs = [TrainJob(f'{m} s{seed}', cfg, osp.join(args.work_root, f'{m}_s{seed}'),
-                     [f'randomness.seed={seed}'], args.iters)
+    suffix = f'_{args.gap}' if args.gap != DEFAULT_GAP else ''
+    options = {m: data_options(cfg, args.data_root) for m, cfg in methods.items()}
+    jobs = [TrainJob(f'{m} s{seed}', cfg, osp.join(args.work_root, f'{m}_s{seed}{suffix}'),
+                     options[m] + [f'randomness.seed={seed}'] + list(args.cfg_options),
+                     args.iters)
             for seed in args.seeds for m, cfg in methods.items()]
     train_many(jobs, parallel=args.jobs, status_every=args.status_every,
                echo=lambda s: print(f'[accuracy] {s}', flush=True))
@@ -58,12 +104,13 @@ def main(argv=None):
     classes = {m: [] for m in methods}
     for job in jobs:
         method = job.name.rsplit(' s', 1)[0]
-        metrics = test_metrics(job.config, job.checkpoint, job.work_dir)
+        metrics = test_metrics(job.config, job.checkpoint, job.work_dir, job.cfg_options)
         miou[method].append(metrics['mIoU'])
         classes[method].append(per_class(metrics))
     rows = [[m, mean_std(v), ' / '.join(f'{x:.2f}' for x in v)]
             for m, v in miou.items()]
-    title = f'Procedural benchmark, target val, seeds {args.seeds}'
+    title = (f'Procedural benchmark, gap {meta["gap"]}, target val, seeds '
+             f'{args.seeds}')
     print(format_table(rows, ['method', 'mIoU (mean +- std)', 'per seed'],
                        title=title))
     print()
