@@ -103,8 +103,14 @@ def convert_label_file(src: str, dst: str, id_to_trainid: Mapping[int, int],
     return stats
 
 
-def _stats_of_file(path: str, stats_root: Optional[str]) -> Dict:
-    stats = class_pixel_counts(read_train_ids(path))
+def _stats_of_file(path: str, stats_root: Optional[str],
+                   id_to_trainid: Optional[Mapping[int, int]] = None,
+                   num_classes: int = 19) -> Dict:
+    if id_to_trainid is None:
+        train_ids = read_train_ids(path)
+    else:
+        train_ids = convert_label(read_palette_label(path), id_to_trainid, source=path)
+    stats = class_pixel_counts(train_ids, num_classes)
     stats['file'] = osp.relpath(path, stats_root) if stats_root else path
     return stats
 
@@ -132,9 +138,16 @@ def convert_dataset(pairs: Sequence, id_to_trainid: Mapping[int, int],
 
 
 def collect_rcs_stats(label_files: Sequence[str], out_dir: str, nproc: int = 1,
-                      stats_root: Optional[str] = None) -> List[Dict]:
-    """Count class pixels of existing trainId files and write the RCS files."""
-    stats = _run(partial(_stats_of_file, stats_root=stats_root or out_dir),
+                      stats_root: Optional[str] = None,
+                      id_to_trainid: Optional[Mapping[int, int]] = None,
+                      num_classes: int = 19) -> List[Dict]:
+    """Count class pixels of existing label files and write the RCS files.
+
+    The files hold trainIds, or raw ids that ``id_to_trainid`` maps to trainIds (a
+    raw id it does not list raises :class:`LabelConversionError`); classes
+    ``0 .. num_classes - 1`` are counted."""
+    stats = _run(partial(_stats_of_file, stats_root=stats_root or out_dir,
+                         id_to_trainid=id_to_trainid, num_classes=num_classes),
                  label_files, nproc)
     write_rcs_stats(out_dir, stats)
     return stats

@@ -10,7 +10,8 @@ pixels of ``c`` is drawn uniformly. (The dataset wrapper re-crops that image unt
 ``c`` is visible.)
 
 The statistics come from two files in the source ``data_root`` written by
-``tools/convert_datasets/*.py`` (same format as DAFormer's converters):
+``tools/convert_datasets/*.py`` (same format as DAFormer's converters; for a config's
+own class table ``rcs_stats.py --config CONFIG``), counted in train ids:
 
 * ``sample_class_stats.json``: a list with one entry per label file,
   ``{"<trainId>": pixels, ..., "file": "<label path>"}`` (zero counts omitted);
@@ -100,7 +101,8 @@ def load_rcs_stats(data_root: str) -> Tuple[Dict[int, int], Dict[int, list]]:
             raise FileNotFoundError(
                 f'Rare class sampling needs {path}, which does not exist. Write it '
                 'with tools/convert_datasets/{gta,synthia,cityscapes,rcs_stats}.py '
-                '(see data/README.md) or set rare_class_sampling=None.')
+                '(see data/README.md; your own data: rcs_stats.py --config CONFIG) or '
+                'set rare_class_sampling=None.')
         with open(path) as f:
             loaded.append(json.load(f))
     sample_stats, samples_with_class = loaded

@@ -211,16 +211,18 @@ def scan_dataset(node: dict, path: str = 'dataset', progress: bool = True) -> in
     """Check every sample of the dataset config ``node`` (files complete, labels of
     the image's size and in the class table), with a progress bar; raise
     :class:`DataError` at the first problem. Returns the number of samples."""
+    from mmengine.registry import DefaultScope
     from mmengine.utils import ProgressBar
     from mmseg.registry import DATASETS
     node = dict(node)
-    loading = [t for t in node['pipeline'] if isinstance(t, dict) and _type_name(
+    node['pipeline'] = [t for t in node['pipeline'] if isinstance(t, dict) and _type_name(
         t.get('type')).endswith(('LoadImageFromFile', 'LoadAnnotations'))]
-    node['pipeline'] = []
-    dataset = DATASETS.build(node)
-    node['pipeline'] = loading
     insert_data_checks(dict(train_dataloader=dict(dataset=node)))
-    pipeline = [TRANSFORMS.build(t) for t in node['pipeline']]
+    # the dataset's own pipeline: a dataset may add steps to it (CustomSegDataset maps
+    # raw label ids to train ids right after LoadAnnotations)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        dataset = DATASETS.build(node)
+    pipeline = dataset.pipeline.transforms
     n = len(dataset)
     root = osp.normpath(str(node.get('data_root', '')))
     print(f'checking {n} samples of {path} ({root})', flush=True)
