@@ -170,16 +170,35 @@ def test_amp_estimate_equals_the_real_autocast_step_and_is_smaller():
     assert fake['peak'] < fp32['peak']
 
 
+def test_amp_estimate_of_checkpointed_dida_equals_the_real_step():
+    """DiDA's 'encoders' mode recomputes g and g' in backward under the same autocast
+    dtypes as their forward."""
+    fake = _run(TINY_DIDA, 'fake', amp=True, memory_saving='encoders')
+    real = _run(TINY_DIDA, 'cpu', amp=True, memory_saving='encoders')
+    print('tiny DAFormer + DiDA (encoders) AMP 64x128 x 2:', dict(fake=fake, real=real))
+    assert fake['peak'] == pytest.approx(real['peak'], rel=1e-4)
+
+
 def test_cuda_fp32_ops_follow_cuda_autocast():
-    x = torch.randn(2, 8, 4, 4)
+    from torch.utils.checkpoint import checkpoint
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
     w = torch.randn(8, 8, 3, 3)
-    with torch.autocast('cpu', dtype=torch.float16), gm.CudaAutocastFp32Ops():
-        y = torch.nn.functional.conv2d(x, w, padding=1)
-        assert y.dtype == torch.float16  # CUDA: lower precision
-        assert torch.softmax(y, 1).dtype == torch.float32  # CUDA: float32
-        ln = torch.nn.functional.layer_norm(y.permute(0, 2, 3, 1), (8,))
-        assert ln.dtype == torch.float32
-        assert torch.nn.functional.gelu(y).dtype == torch.float16  # input's dtype
+    with gm.CudaAutocastFp32Ops():
+        with torch.autocast('cpu', dtype=torch.float16):
+            y = torch.nn.functional.conv2d(x, w, padding=1)
+            assert y.dtype == torch.float16  # CUDA: lower precision
+            assert torch.softmax(y, 1).dtype == torch.float32  # CUDA: float32
+            ln = torch.nn.functional.layer_norm(y.permute(0, 2, 3, 1), (8,))
+            assert ln.dtype == torch.float32
+            assert torch.nn.functional.gelu(y).dtype == torch.float16  # input's dtype
+            assert y.sum().dtype == torch.float32
+            # an activation checkpoint recomputes with the same dtypes in backward
+            z = checkpoint(lambda t: torch.softmax(torch.nn.functional.conv2d(t, w), 1),
+                           x, use_reentrant=False)
+        z.sum().backward()
+    assert x.grad is not None
+    with torch.autocast('cpu', dtype=torch.float16):  # removed on exit
+        assert torch.softmax(torch.nn.functional.conv2d(x, w), 1).dtype == torch.float16
 
 
 # ------------------------------------------------------------------ the table

@@ -42,9 +42,9 @@ Mixed precision (``--amp``): on CUDA, mmengine's ``AmpOptimWrapper`` (fp16, dyna
 loss scaling), as ``tools/train.py --amp``. The estimate runs the step under CPU
 autocast with float16 (same bytes as CUDA's fp16) and, because CPU autocast keeps
 softmax, layer/group norm, exp, sums and the losses in the lower precision while
-CUDA's autocast computes them in float32, re-casts those to float32 the way CUDA's
-autocast does (:class:`CudaAutocastFp32Ops`, a ``TorchFunctionMode`` above autograd,
-so the saved tensors get CUDA's dtypes).
+CUDA's autocast computes them in float32, runs those in float32 the way CUDA's
+autocast does (:class:`CudaAutocastFp32Ops`: ``AutocastCPU`` kernels, above autograd,
+so the saved tensors get CUDA's dtypes, also when a checkpoint recomputes).
 
 Not seen by the estimate: cuDNN/cuBLAS workspaces, the CUDA context (~0.3-0.5 GB,
 outside ``max_memory_allocated`` anyway) and the caching allocator's fragmentation
@@ -69,7 +69,6 @@ from contextlib import nullcontext
 from typing import Dict, List, Optional
 
 import torch
-from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -253,36 +252,61 @@ class HybridFake(TorchDispatchMode):
         raise NotImplementedError(f'HybridFake: no upper bound for {func}')
 
 
-class CudaAutocastFp32Ops(TorchFunctionMode):
-    """Under CPU autocast, run the functions that CUDA's autocast runs in float32
-    (its ``fp32`` list: softmax, log_softmax, layer/group norm, exp/log/pow, sums,
-    norms, the losses) in float32 as CUDA does, so that the estimate's saved tensors
-    have CUDA's dtypes. Other functions keep CPU autocast's behaviour (its lower
-    precision list, convolutions and matrix products, is CUDA's)."""
+class CudaAutocastFp32Ops:
+    """While entered, CPU autocast runs the operators that CUDA's autocast runs in
+    float32 (its ``fp32`` lists in ATen's ``autocast_mode.cpp``: softmax, log_softmax,
+    layer/group norm, exp/log/pow, sums and norms, the losses, nearest upsampling) in
+    float32 as CUDA does, so that the estimate's saved tensors get CUDA's dtypes; the
+    lower precision list (convolutions, matrix products) is CUDA's already.
 
-    FP32 = frozenset((
-        'softmax', 'log_softmax', 'layer_norm', 'group_norm', 'norm', 'exp', 'log',
-        'log2', 'log10', 'log1p', 'expm1', 'pow', '__pow__', 'rsqrt', 'reciprocal',
-        'sum', 'prod', 'cumsum', 'cumprod', 'logsumexp', 'cross_entropy', 'nll_loss',
-        'mse_loss', 'l1_loss', 'smooth_l1_loss', 'huber_loss', 'kl_div',
-        'binary_cross_entropy_with_logits', 'cosine_similarity', 'cdist', 'dist',
-        'pdist', 'softplus', 'vector_norm', 'matrix_norm', 'acos', 'asin', 'cosh',
-        'sinh', 'tan', 'erfinv'))
+    Kernels for the ``AutocastCPU`` dispatch key, which sits above autograd and is
+    re-entered when an activation checkpoint recomputes its forward (a Python
+    function mode is not); they are removed on exit."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, '__name__', '')
-        if name in self.FP32 and torch.is_autocast_enabled('cpu'):
+    OPS = ('acos', 'asin', 'cosh', 'erfinv', 'exp', 'expm1', 'log', 'log10', 'log2',
+           'log1p', 'reciprocal', 'rsqrt', 'sinh', 'tan', 'pow', 'softplus',
+           'layer_norm', 'native_layer_norm', 'group_norm', 'frobenius_norm',
+           'nuclear_norm', 'cosine_similarity', 'poisson_nll_loss',
+           'cosine_embedding_loss', 'nll_loss', 'nll_loss2d', 'hinge_embedding_loss',
+           'kl_div', 'l1_loss', 'smooth_l1_loss', 'huber_loss', 'mse_loss',
+           'margin_ranking_loss', 'multilabel_margin_loss', 'soft_margin_loss',
+           'triplet_margin_loss', 'multi_margin_loss', 'binary_cross_entropy_with_logits',
+           'dist', 'pdist', 'cdist', 'renorm', 'logsumexp', 'upsample_nearest1d',
+           '_upsample_nearest_exact1d', 'upsample_nearest2d', '_upsample_nearest_exact2d',
+           'upsample_nearest3d', '_upsample_nearest_exact3d', 'prod', 'softmax',
+           'log_softmax', 'cumprod', 'cumsum', 'linalg_vector_norm', 'linalg_matrix_norm',
+           'sum')
+
+    def __enter__(self):
+        import warnings
+        self._lib = torch.library.Library('aten', 'IMPL')
+        keys = torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCPU)
+
+        def in_fp32(op):
             def up(x):
-                if isinstance(x, torch.Tensor) and x.is_floating_point() and \
-                        x.dtype != torch.float64:
-                    return x.float()
-                return x
-            args = tuple(up(a) for a in args)
-            kwargs = {k: up(v) for k, v in kwargs.items()}
-            with torch.autocast('cpu', enabled=False):
-                return func(*args, **kwargs)
-        return func(*args, **kwargs)
+                return x.float() if isinstance(x, torch.Tensor) and x.dtype in (
+                    torch.float16, torch.bfloat16) else x
+
+            def kernel(*args, **kwargs):
+                with torch._C._ExcludeDispatchKeyGuard(keys):
+                    return op(*[up(a) for a in args], **{k: up(v) for k, v in kwargs.items()})
+            return kernel
+
+        with warnings.catch_warnings():  # "overriding a previously registered kernel"
+            warnings.simplefilter('ignore')
+            for name in self.OPS:
+                packet = getattr(aten, name, None)
+                for overload in packet.overloads() if packet is not None else ():
+                    if 'out' in overload.split('_') or overload.endswith('out'):
+                        continue
+                    qualname = name if overload == 'default' else f'{name}.{overload}'
+                    self._lib.impl(qualname, in_fp32(getattr(packet, overload)),
+                                   'AutocastCPU')
+        return self
+
+    def __exit__(self, *exc):
+        self._lib._destroy()
+        return False
 
 
 def to_fake(model: torch.nn.Module, fake_mode) -> torch.nn.Module:
