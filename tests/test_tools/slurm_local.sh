@@ -2,9 +2,12 @@
 # A real Slurm test on one machine (root, Debian/Ubuntu): install slurm-wlm and munge
 # if missing, start munged, slurmctld and slurmd as a one-node cluster on this host
 # with 2 CPUs (configuration, state and logs in a temporary folder; /etc/slurm is not
-# touched), train a few iterations with tools/slurm_train.sh and 2 tasks (gloo), the
-# same with tools/dist_train.sh and 2 processes, and check that the two runs end with
-# identical checkpoints. The daemons this script started are stopped at the end.
+# touched), train 6 iterations with tools/slurm_train.sh and 2 tasks (gloo), preempted
+# after iteration 2 by `scancel --signal=USR1` (the tasks stop with a checkpoint, the
+# script runs the job again, which resumes), the same uninterrupted with
+# tools/dist_train.sh and 2 processes, and check that the two runs end with identical
+# checkpoints (weights, optimiser, schedulers, random states). The daemons this script
+# started are stopped at the end.
 #
 #   bash tests/test_tools/slurm_local.sh        # from the repository root; ~3-5 min
 #
@@ -89,43 +92,54 @@ done
 sinfo -h -o %t | grep -q idle || { echo "error: the node did not become idle"; cat "$TMP"/*.log; exit 1; }
 log "one-node cluster up: $(sinfo -h -o '%P %D %t %c')"
 
-# the tiny benchmark and a few iterations of DAFormer + DiDA
+# the tiny benchmark and 6 iterations of DAFormer + DiDA, one checkpoint at the end
 "$PYTHON" -c "from mmseg_dida.datasets.procedural import generate_benchmark as g; \
 g('$TMP/data/procedural', seed=0, size=(128, 64), counts=dict(train=8, val=4))"
 CONFIG=$REPO/configs/dida/daformer_mit_tiny_procedural_dida.py
-OPTS="model.data_preprocessor.size=(64,128) train_cfg.max_iters=3 train_cfg.val_interval=3
-default_hooks.checkpoint.interval=3 default_hooks.visualization.draw=False"
+ITERS=6
+OPTS="model.data_preprocessor.size=(64,128) train_cfg.max_iters=$ITERS train_cfg.val_interval=3
+default_hooks.checkpoint.interval=$ITERS default_hooks.logger.interval=1
+default_hooks.visualization.draw=False"
 for dl in train_dataloader val_dataloader val_cfg.extra.source.dataloader; do
   OPTS="$OPTS $dl.num_workers=0 $dl.persistent_workers=False"
 done
 cd "$TMP"
-log "tools/slurm_train.sh, 2 tasks"
+log "tools/slurm_train.sh, 2 tasks, preempted by scancel --signal=USR1 after iteration 2"
 GPUS=2 GPUS_PER_NODE=2 CPUS_PER_TASK=1 GRES= PYTHON=$PYTHON MASTER_PORT=29731 \
   bash "$REPO/tools/slurm_train.sh" debug mmseg_dida_test "$CONFIG" \
-  --work-dir "$TMP/slurm" --cfg-options $OPTS > "$TMP/slurm.log" 2>&1 \
-  || { tail -50 "$TMP/slurm.log"; exit 1; }
+  --work-dir "$TMP/slurm" --cfg-options $OPTS > "$TMP/slurm.log" 2>&1 &
+SCRIPT=$!
+for _ in $(seq 2400); do
+  grep -q "Iter(train) \[2/$ITERS\]" "$TMP/slurm.log" && break
+  kill -0 "$SCRIPT" 2>/dev/null || break
+  sleep 0.5
+done
+JOB=$(squeue -h -n mmseg_dida_test -o %i | head -1)
+[ -n "$JOB" ] || { echo "error: no job to preempt"; tail -50 "$TMP/slurm.log"; exit 1; }
+scancel --signal=USR1 "$JOB"
+log "sent SIGUSR1 to job $JOB"
+wait "$SCRIPT" || { echo "error: slurm_train.sh failed"; tail -80 "$TMP/slurm.log"; exit 1; }
 grep -q "Distributed training: True" "$TMP/slurm.log"
-log "tools/dist_train.sh, 2 processes"
+grep "stopped by SIGUSR1 after iteration" "$TMP/slurm.log" | tail -1
+grep -q "running it again (1/" "$TMP/slurm.log"
+grep -q -- "--resume: resuming from $TMP/slurm/iter_" "$TMP/slurm.log"
+log "tools/dist_train.sh, 2 processes, uninterrupted"
 PYTHON=$PYTHON PORT=29732 bash "$REPO/tools/dist_train.sh" "$CONFIG" 2 \
   --work-dir "$TMP/dist" --cfg-options $OPTS > "$TMP/dist.log" 2>&1 \
   || { tail -50 "$TMP/dist.log"; exit 1; }
-"$PYTHON" - "$TMP/slurm/iter_3.pth" "$TMP/dist/iter_3.pth" <<'EOF'
+"$PYTHON" - "$TMP/slurm/iter_$ITERS.pth" "$TMP/dist/iter_$ITERS.pth" \
+  "$REPO/tests/test_tools" <<'EOF'
 import sys
 
-import torch
-import mmseg_dida  # noqa: F401
-a, b = (torch.load(p, map_location='cpu', weights_only=False) for p in sys.argv[1:3])
-for key in ('state_dict', 'optimizer'):
-    sa, sb = a[key], b[key]
-    if key == 'optimizer':
-        sa, sb = sa['state'], sb['state']
-        sa = {f'{i}.{k}': v for i, s in sa.items() for k, v in s.items()}
-        sb = {f'{i}.{k}': v for i, s in sb.items() for k, v in s.items()}
-    assert sa.keys() == sb.keys(), key
-    diff = max((x.double() - sb[k].double()).abs().max().item() for k, x in sa.items())
-    print(f'{key}: {len(sa)} tensors, max abs difference {diff}')
-    assert diff == 0, key
-assert len(a['resume_state']) == len(b['resume_state']) == 2
+sys.path.insert(0, sys.argv[3])
+import torch  # noqa: E402
+from reliability_utils import checkpoint_diff  # noqa: E402
+
+diff = checkpoint_diff(*sys.argv[1:3])
+print(f'preempted slurm run vs uninterrupted dist_train run, max abs difference: {diff}')
+assert diff and all(v == 0 for v in diff.values()), diff
+assert len(torch.load(sys.argv[1], map_location='cpu', weights_only=False)
+           ['resume_state']) == 2
 print('slurm run == dist_train run')
 EOF
 log "passed"
