@@ -1,9 +1,7 @@
 # Cityscapes -> Dark Zurich, HRDA/MIC high-resolution setting: 1024x1024 crops.
-# Values of lhoyer/MIC seg/configs/_base_/datasets/uda_cityscapesHR_to_darkzurichHR_1024x1024.py
-# (mmseg 0.x img_scale=(w, h) with keep_ratio -> Resize(scale=(w, h), keep_ratio=True));
-# normalisation and padding live in the model's data preprocessor. The target is
-# read without labels; rare class sampling is switched on by the method configs via
-# train_dataloader.dataset.rare_class_sampling.
+# Values of lhoyer/MIC seg/configs/_base_/datasets/uda_cityscapesHR_to_darkzurichHR_1024x1024.py:
+# the 512-px setting's datasets, loaders and evaluator with twice its resizes and crop.
+_base_ = ['./uda_cityscapes_to_darkzurich_512x512.py']
 crop_size = (1024, 1024)
 source_train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -26,23 +24,9 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-source_train = dict(
-    type='CityscapesDataset', data_root='data/cityscapes', pipeline=source_train_pipeline,
-    data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'))
-target_train = dict(
-    type='CheckedDarkZurichDataset', data_root='data/dark_zurich', pipeline=target_train_pipeline,
-    data_prefix=dict(img_path='rgb_anon/train/night'))
-target_val = dict(
-    type='CheckedDarkZurichDataset', data_root='data/dark_zurich', pipeline=test_pipeline,
-    data_prefix=dict(img_path='rgb_anon/val', seg_map_path='gt/val'))
-train_dataloader = dict(
-    batch_size=2, num_workers=4, persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type='UDADataset', source=source_train, target=target_train))
-val_dataloader = dict(
-    batch_size=1, num_workers=4, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=target_val)
+source_train = dict(pipeline=source_train_pipeline)
+target_train = dict(pipeline=target_train_pipeline)
+target_val = dict(pipeline=test_pipeline)
+train_dataloader = dict(dataset=dict(source=source_train, target=target_train))
+val_dataloader = dict(dataset=target_val)
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator

@@ -1,11 +1,8 @@
 # SYNTHIA -> Cityscapes, HRDA/MIC high-resolution setting: 1024x1024 crops.
-# Values of lhoyer/MIC seg/configs/_base_/datasets/uda_synthiaHR_to_cityscapesHR_1024x1024.py
-# (mmseg 0.x img_scale=(w, h) with keep_ratio -> Resize(scale=(w, h), keep_ratio=True));
-# normalisation and padding live in the model's data preprocessor. The target is
-# read without labels; rare class sampling is switched on by the method configs via
-# train_dataloader.dataset.rare_class_sampling.
+# Values of lhoyer/MIC seg/configs/_base_/datasets/uda_synthiaHR_to_cityscapesHR_1024x1024.py:
+# the 512-px setting's datasets, loaders and evaluator with twice its resizes and crop.
 # HRDA/MIC mask target pseudo labels at the Cityscapes image margins (plcrop 'v2').
-# SYNTHIA labels 16 of the 19 classes: the evaluator also reports mIoU16 (and mIoU13).
+_base_ = ['./uda_synthia_to_cityscapes_512x512.py']
 crop_size = (1024, 1024)
 source_train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -29,31 +26,9 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-source_train = dict(
-    type='SynthiaDataset', data_root='data/synthia', pipeline=source_train_pipeline,
-    data_prefix=dict(img_path='RGB', seg_map_path='GT/LABELS'))
-target_train = dict(
-    type='CityscapesDataset', data_root='data/cityscapes', pipeline=target_train_pipeline,
-    data_prefix=dict(img_path='leftImg8bit/train'))
-target_val = dict(
-    type='CityscapesDataset', data_root='data/cityscapes', pipeline=test_pipeline,
-    data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'))
-train_dataloader = dict(
-    batch_size=2, num_workers=4, persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type='UDADataset', source=source_train, target=target_train))
-val_dataloader = dict(
-    batch_size=1, num_workers=4, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=target_val)
+source_train = dict(pipeline=source_train_pipeline)
+target_train = dict(pipeline=target_train_pipeline)
+target_val = dict(pipeline=test_pipeline)
+train_dataloader = dict(dataset=dict(source=source_train, target=target_train))
+val_dataloader = dict(dataset=target_val)
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='SubsetIoUMetric', iou_metrics=['mIoU'],
-    subsets=dict(
-        mIoU16=['road', 'sidewalk', 'building', 'wall', 'fence', 'pole',
-                'traffic light', 'traffic sign', 'vegetation', 'sky', 'person',
-                'rider', 'car', 'bus', 'motorcycle', 'bicycle'],
-        mIoU13=['road', 'sidewalk', 'building', 'traffic light', 'traffic sign',
-                'vegetation', 'sky', 'person', 'rider', 'car', 'bus', 'motorcycle',
-                'bicycle']))
-test_evaluator = val_evaluator
