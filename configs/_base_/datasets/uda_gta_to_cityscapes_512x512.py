@@ -46,3 +46,6 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
+# mmengine's runner needs the loops beside the loaders and evaluators.
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

@@ -55,3 +55,6 @@ val_evaluator = dict(
                 'vegetation', 'sky', 'person', 'rider', 'car', 'bus', 'motorcycle',
                 'bicycle']))
 test_evaluator = val_evaluator
+# mmengine's runner needs the loops beside the loaders and evaluators.
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
