@@ -11,7 +11,14 @@ seeded, so two models see the same degraded images) and writes
   separable) on pixel features (all levels at the finest level's resolution,
   ``--pixels`` random positions per image, folds split by image) and on image
   features (every level average-pooled), and the squared MMD of the pixel features
-  (RBF kernel, median bandwidth);
+  (RBF kernel, median bandwidth); then (later columns, measures that do not saturate
+  where the probe does; see "domain gap" below) the pixel probe trained on
+  ``--probe-images`` images per domain and tested on the others
+  (``probe_acc_pixel_few``), the class-conditional MMD^2 (per class of the gt at the
+  sampled positions, averaged over classes; the kernel of ``mmd2_pixel``:
+  ``cmmd2_pixel``) and the balanced accuracy of a linear class readout trained on
+  source pixels only, on held-out source images and on the target
+  (``readout_acc_source``, ``readout_acc_target``);
 * ``<out>/bridge_curve.png``: the curves (and, with ``--reference``, another
   model's, dashed: e.g. DAFormer + DiDA against DAFormer).
 
@@ -19,6 +26,7 @@ Usage::
 
     python tools/analysis/bridge_curve.py CONFIG CHECKPOINT [--out DIR]
         [--timesteps 0 10 ... 90] [--max-images N] [--seed 0] [--device cpu]
+        [--pixels 16] [--probe-images 4]
         [--reference OTHER/bridge_curve.csv --labels DiDA DAFormer]
 
 CONFIG is the training config (UDA or plain segmentor) of CHECKPOINT. The domains are
@@ -53,6 +61,58 @@ DEFAULT_TIMESTEPS = tuple(range(0, 100, 10))
 
 
 # --------------------------------------------------------------- domain gap
+# Four views of the gap between the domains' features, from saturating to not:
+# * linear_probe_accuracy: can a linear probe tell the domains apart? With hundreds of
+#   feature dimensions and thousands of pixels it finds any difference at all (0.97-1.00
+#   for every model at every t on the benchmark), so it says little about transfer.
+# * few_image_probe_accuracy: the same probe trained on a few images per domain: only a
+#   difference that is consistent across images and large against the images' own
+#   variation survives, so it stays below 1 where the full probe saturates.
+# * class_mmd2_rbf: MMD^2 per semantic class (pixels of class c in one domain against
+#   those of class c in the other), averaged over classes: how far each class moved,
+#   blind to how often each class occurs (mmd2_rbf over all pixels also counts a
+#   label-distribution difference as a gap).
+# * source_readout_accuracy: a linear readout of the class trained on source pixels
+#   only, scored on held-out source images and on the target: the part of the gap that
+#   matters to a source-trained head (what h is); a domain difference the readout does
+#   not use costs nothing there.
+def _standardise(train: np.ndarray, *others: np.ndarray) -> List[torch.Tensor]:
+    """``train`` and ``others`` scaled by the mean and std of ``train`` (float64)."""
+    mu, sd = train.mean(0), train.std(0) + 1e-8
+    return [torch.as_tensor((x - mu) / sd) for x in (train, ) + others]
+
+
+def _fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                weight_decay: float):
+    """An L2-regularised linear classifier of ``y`` on ``x`` fitted by L-BFGS: logistic
+    regression (one logit) for two classes, softmax regression for more. Returns the
+    function from rows to predicted labels (long)."""
+    outputs = () if num_classes == 2 else (num_classes, )
+    w = torch.zeros((x.shape[1], ) + outputs, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(outputs, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, bias], max_iter=200, line_search_fn='strong_wolfe')
+    if num_classes == 2:
+        def data_loss(logits):
+            return F.binary_cross_entropy_with_logits(logits, y.double())
+    else:
+        def data_loss(logits):
+            return F.cross_entropy(logits, y.long())
+
+    def closure():
+        opt.zero_grad()
+        loss = data_loss(x @ w + bias) + weight_decay * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+    @torch.no_grad()
+    def predict(rows: torch.Tensor) -> torch.Tensor:
+        logits = rows @ w + bias
+        return (logits > 0).long() if num_classes == 2 else logits.argmax(1)
+    return predict
+
+
 def linear_probe_accuracy(a: np.ndarray, b: np.ndarray, folds: int = 5,
                           weight_decay: float = 1e-2, seed: int = 0,
                           groups_a: Optional[np.ndarray] = None,
@@ -79,25 +139,9 @@ def linear_probe_accuracy(a: np.ndarray, b: np.ndarray, folds: int = 5,
     correct = tested = 0
     for k in np.unique(fold):
         test = fold == k
-        mu, sd = x[~test].mean(0), x[~test].std(0) + 1e-8
-        xtr = torch.as_tensor((x[~test] - mu) / sd)
-        xte = torch.as_tensor((x[test] - mu) / sd)
-        ytr = torch.as_tensor(y[~test])
-        w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-        bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([w, bias], max_iter=200, line_search_fn='strong_wolfe')
-
-        def closure():
-            opt.zero_grad()
-            loss = F.binary_cross_entropy_with_logits(xtr @ w + bias, ytr) + \
-                weight_decay * w.pow(2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            pred = (xte @ w + bias > 0).double().numpy()
-        correct += int((pred == y[test]).sum())
+        xtr, xte = _standardise(x[~test], x[test])
+        predict = _fit_linear(xtr, torch.as_tensor(y[~test]), 2, weight_decay)
+        correct += int((predict(xte).numpy() == y[test]).sum())
         tested += int(test.sum())
     return correct / tested
 
@@ -107,18 +151,136 @@ def _group_folds(groups: np.ndarray, folds: int, rng) -> np.ndarray:
     return rng.permutation(len(ids))[inverse] % folds
 
 
-def mmd2_rbf(a: np.ndarray, b: np.ndarray) -> float:
+def few_image_probe_accuracy(a: np.ndarray, b: np.ndarray, groups_a: np.ndarray,
+                             groups_b: np.ndarray, images: int = 4, draws: int = 10,
+                             weight_decay: float = 1e-2, seed: int = 0) -> float:
+    """The source-vs-target probe of :func:`linear_probe_accuracy` trained on the rows
+    of ``images`` groups (images) per domain only and tested on the rows of all other
+    groups, averaged over ``draws`` random choices of the training images (train and
+    test rows balanced between the domains: chance is 0.5). Data-limited, it does not
+    reach 1 for a difference that a probe on every image finds but that is small
+    against the variation between images."""
+    ga, gb = np.asarray(groups_a), np.asarray(groups_b)
+    ids_a, ids_b = np.unique(ga), np.unique(gb)
+    if min(len(ids_a), len(ids_b)) <= images:
+        raise ValueError(f'few_image_probe_accuracy: need > {images} images per '
+                         f'domain, got {len(ids_a)} and {len(ids_b)}')
+    rng = np.random.default_rng(seed)
+
+    def balanced(rows_a, rows_b):
+        n = min(len(rows_a), len(rows_b))
+        return rng.permutation(rows_a)[:n], rng.permutation(rows_b)[:n]
+
+    accuracies = []
+    for _ in range(draws):
+        train_a = np.isin(ga, rng.choice(ids_a, images, replace=False))
+        train_b = np.isin(gb, rng.choice(ids_b, images, replace=False))
+        ra, rb = balanced(np.flatnonzero(train_a), np.flatnonzero(train_b))
+        ta, tb = balanced(np.flatnonzero(~train_a), np.flatnonzero(~train_b))
+        x = np.concatenate([a[ra], b[rb]]).astype(np.float64)
+        y = torch.cat([torch.zeros(len(ra)), torch.ones(len(rb))])
+        xtr, xa, xb = _standardise(x, a[ta].astype(np.float64),
+                                   b[tb].astype(np.float64))
+        predict = _fit_linear(xtr, y, 2, weight_decay)
+        correct = int((predict(xa) == 0).sum()) + int((predict(xb) == 1).sum())
+        accuracies.append(correct / (len(ta) + len(tb)))
+    return float(np.mean(accuracies))
+
+
+def median_sq_distance(x: np.ndarray) -> float:
+    """The median squared distance between distinct rows of ``x``: the RBF bandwidth
+    of :func:`mmd2_rbf` on ``x`` = both samples stacked."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    d2 = torch.cdist(x, x).pow(2)
+    return float(d2[~torch.eye(len(x), dtype=torch.bool)].median().clamp_min(1e-12))
+
+
+def mmd2_rbf(a: np.ndarray, b: np.ndarray, bandwidth: Optional[float] = None
+             ) -> float:
     """Unbiased squared maximum mean discrepancy between the rows of ``a`` and ``b``
-    with an RBF kernel whose bandwidth is the median pairwise distance."""
+    with the RBF kernel exp(-|x - y|^2 / bandwidth); by default the bandwidth is the
+    median squared pairwise distance of the stacked rows."""
     x = torch.as_tensor(np.concatenate([a, b]), dtype=torch.float64)
     d2 = torch.cdist(x, x).pow(2)
-    off = d2[~torch.eye(len(x), dtype=torch.bool)]
-    bandwidth = off.median().clamp_min(1e-12)
+    if bandwidth is None:
+        off = d2[~torch.eye(len(x), dtype=torch.bool)]
+        bandwidth = off.median().clamp_min(1e-12)
     k = torch.exp(-d2 / bandwidth)
     m, n = len(a), len(b)
     kaa, kbb, kab = k[:m, :m], k[m:, m:], k[:m, m:]
     return float((kaa.sum() - kaa.trace()) / (m * (m - 1)) +
                  (kbb.sum() - kbb.trace()) / (n * (n - 1)) - 2 * kab.mean())
+
+
+def shared_classes(labels_a: np.ndarray, labels_b: np.ndarray,
+                   min_count: int = 10) -> np.ndarray:
+    """The labels with at least ``min_count`` rows in each domain, sorted."""
+    ca, na = np.unique(labels_a, return_counts=True)
+    cb, nb = np.unique(labels_b, return_counts=True)
+    return np.intersect1d(ca[na >= min_count], cb[nb >= min_count])
+
+
+def class_mmd2_rbf(a: np.ndarray, b: np.ndarray, labels_a: np.ndarray,
+                   labels_b: np.ndarray, bandwidth: Optional[float] = None,
+                   min_count: int = 10, max_count: int = 300, seed: int = 0) -> float:
+    """Class-conditional MMD^2: the mean over the classes with at least ``min_count``
+    rows in each domain of :func:`mmd2_rbf` between the rows of that class in ``a`` and
+    in ``b`` (at most ``max_count`` of each, drawn at random), every class with one
+    kernel: ``bandwidth``, by default the median squared distance of at most 1000 rows
+    of each domain stacked (the kernel of :func:`mmd2_rbf` on all rows). Classes count
+    equally, so how often each occurs in either domain does not enter. NaN when no
+    class qualifies."""
+    rng = np.random.default_rng(seed)
+    if bandwidth is None:
+        m = min(1000, len(a), len(b))
+        bandwidth = median_sq_distance(np.concatenate(
+            [a[rng.permutation(len(a))[:m]], b[rng.permutation(len(b))[:m]]]))
+    values = []
+    for c in shared_classes(labels_a, labels_b, min_count):
+        ra = rng.permutation(np.flatnonzero(labels_a == c))[:max_count]
+        rb = rng.permutation(np.flatnonzero(labels_b == c))[:max_count]
+        values.append(mmd2_rbf(a[ra], b[rb], bandwidth))
+    return float(np.mean(values)) if values else float('nan')
+
+
+def source_readout_accuracy(a: np.ndarray, b: np.ndarray, labels_a: np.ndarray,
+                            labels_b: np.ndarray, groups_a: np.ndarray,
+                            folds: int = 5, min_count: int = 10,
+                            weight_decay: float = 1e-2, seed: int = 0
+                            ) -> Tuple[float, float]:
+    """Does a readout trained on the source work on the target? A linear softmax
+    classifier of the label is trained on rows of ``a`` (source) only, ``folds``
+    times, each time without one fold of the source groups (images); returned are its
+    balanced accuracies (mean recall over classes; chance 1 / classes) on the held-out
+    source rows and on all rows of ``b`` (target). Only the classes with at least
+    ``min_count`` rows in each domain take part (other rows are left out). The
+    difference of the two is the transfer gap of the features; a domain difference the
+    readout does not use costs nothing here, unlike in the domain probe. (NaN, NaN)
+    with fewer than two such classes."""
+    classes = shared_classes(labels_a, labels_b, min_count)
+    if len(classes) < 2:
+        return float('nan'), float('nan')
+    keep_a, keep_b = np.isin(labels_a, classes), np.isin(labels_b, classes)
+    ya = np.searchsorted(classes, labels_a[keep_a])
+    yb = np.searchsorted(classes, labels_b[keep_b])
+    rng = np.random.default_rng(seed)
+    fold = _group_folds(np.asarray(groups_a)[keep_a], folds, rng)
+    if len(np.unique(fold)) < 2:
+        raise ValueError('source_readout_accuracy: need >= 2 source groups')
+    xa, xb = a[keep_a].astype(np.float64), b[keep_b].astype(np.float64)
+    k = len(classes)
+    confusion = {'source': np.zeros((k, k)), 'target': np.zeros((k, k))}
+    for f in np.unique(fold):
+        test = fold == f
+        xtr, xte, xtarget = _standardise(xa[~test], xa[test], xb)
+        predict = _fit_linear(xtr, torch.as_tensor(ya[~test]), k, weight_decay)
+        np.add.at(confusion['source'], (ya[test], predict(xte).numpy()), 1)
+        np.add.at(confusion['target'], (yb, predict(xtarget).numpy()), 1)
+
+    def balanced_accuracy(c):
+        return float(np.mean(np.diag(c) / c.sum(1)))
+    return (balanced_accuracy(confusion['source']),
+            balanced_accuracy(confusion['target']))
 
 
 # --------------------------------------------------------------- the model
@@ -172,19 +334,50 @@ def pixel_features(feats: Sequence[torch.Tensor], positions: torch.Tensor
     return x.flatten(2).gather(2, idx).permute(0, 2, 1).reshape(-1, c).cpu().numpy()
 
 
+def position_labels(samples: Sequence, positions: torch.Tensor,
+                    feature_size: Tuple[int, int], input_size: Tuple[int, int],
+                    ignore_index: int = 255) -> np.ndarray:
+    """The ground-truth label at each of ``positions`` (N, k) (flat indices into the
+    finest level of size ``feature_size``, as for :func:`pixel_features`): the label
+    of the gt pixel nearest to the centre of the feature cell, after removing the
+    preprocessor's padding of the ``input_size`` batch and scaling the image to its gt;
+    ``ignore_index`` in the padding: (N * k,)."""
+    (fh, fw), (height, width) = feature_size, input_size
+    out = []
+    for sample, pos in zip(samples, positions.cpu()):
+        gt = sample.gt_sem_seg.data.reshape(sample.gt_sem_seg.data.shape[-2:]).cpu()
+        meta = sample.metainfo
+        left, right, top, bottom = meta.get('img_padding_size',
+                                            meta.get('padding_size', [0] * 4))
+        h, w = height - top - bottom, width - left - right
+        y = ((pos // fw).double() + 0.5) * height / fh - top
+        x = ((pos % fw).double() + 0.5) * width / fw - left
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        gy = (y * gt.shape[0] / h).floor().long().clamp(0, gt.shape[0] - 1)
+        gx = (x * gt.shape[1] / w).floor().long().clamp(0, gt.shape[1] - 1)
+        labels = gt[gy, gx].long()
+        labels[~inside] = ignore_index
+        out.append(labels)
+    return torch.cat(out).numpy()
+
+
 @torch.no_grad()
 def evaluate(cfg: Config, checkpoint: str, timesteps: Sequence[int],
              max_images: int = 0, seed: int = 0, device: str = 'cpu',
-             pixels: int = 16) -> List[dict]:
-    """One row per t: abar_t, mIoU per domain and, with two domains or more, the
-    probe accuracies and MMD^2 between the first two."""
+             pixels: int = 16, probe_images: int = 4) -> List[dict]:
+    """One row per t: abar_t, mIoU per domain and, with two domains or more, the gap
+    measures between the first two (the readout is trained on the second, the first
+    extra set: "source"): the probe accuracies, MMD^2, then the few-image probe
+    (``probe_images`` images per domain; NaN with fewer images), the class-conditional
+    MMD^2 and the source-trained readout's balanced accuracy on both domains."""
     model, segmentor, plugin = load_model(cfg, checkpoint, device)
     degradation = plugin.degradation if plugin is not None else Degradation()
     degradation.to(device)
     num_classes = segmentor.decode_head.num_classes
     ignore = getattr(segmentor.decode_head, 'ignore_index', 255)
     areas = {}  # (domain, t) -> 4 area tensors
-    features = {}  # (domain, t) -> lists of pooled / pixel arrays and pixel groups
+    # (domain, t) -> lists of pooled / pixel arrays, pixel groups and pixel labels
+    features = {}
     loaders = domain_loaders(cfg)
     for domain, loader_cfg in loaders.items():
         loader = Runner.build_dataloader(loader_cfg)
@@ -219,11 +412,13 @@ def evaluate(cfg: Config, checkpoint: str, timesteps: Sequence[int],
                     acc = areas.setdefault((domain, t_value), [0, 0, 0, 0])
                     for i, r in enumerate(res):
                         acc[i] = acc[i] + r.cpu()
-                store = features.setdefault((domain, t_value), ([], [], []))
+                store = features.setdefault((domain, t_value), ([], [], [], []))
                 store[0].append(pooled(feats))
                 pos = _positions(feats[0], seed, seen, pixels)
                 store[1].append(pixel_features(feats, pos))
                 store[2].append(np.repeat(np.arange(seen, seen + n), pixels))
+                store[3].append(position_labels(samples, pos, feats[0].shape[-2:],
+                                                x0.shape[-2:], ignore))
                 bar.update(n)
             seen += n
         bar.close()
@@ -244,10 +439,36 @@ def evaluate(cfg: Config, checkpoint: str, timesteps: Sequence[int],
             row['probe_acc_image'] = linear_probe_accuracy(a[0], b[0], seed=seed)
             rng = np.random.default_rng(seed)
             m = min(1000, len(a[1]), len(b[1]))
-            row['mmd2_pixel'] = mmd2_rbf(a[1][rng.permutation(len(a[1]))[:m]],
-                                         b[1][rng.permutation(len(b[1]))[:m]])
+            sub_a = a[1][rng.permutation(len(a[1]))[:m]]
+            sub_b = b[1][rng.permutation(len(b[1]))[:m]]
+            row['mmd2_pixel'] = mmd2_rbf(sub_a, sub_b)
+            bandwidth = median_sq_distance(np.concatenate([sub_a, sub_b]))
+            row.update(unsaturated_gap_measures(a, b, probe_images, ignore, seed,
+                                                bandwidth))
         rows.append(row)
     return rows
+
+
+def unsaturated_gap_measures(a: Sequence[np.ndarray], b: Sequence[np.ndarray],
+                             probe_images: int, ignore_index: int, seed: int,
+                             bandwidth: float) -> dict:
+    """The gap measures that do not saturate where the probes do (the bridge curve's
+    later columns) between source ``a`` and target ``b``, each (pooled, pixels, pixel
+    groups, pixel labels): the few-image probe (NaN without more than
+    ``probe_images`` images per domain), the class-conditional MMD^2 with the kernel
+    ``bandwidth`` of the pixel MMD^2, and the source-trained readout's balanced
+    accuracies; pixels labelled ``ignore_index`` take no part in the last two."""
+    few = float('nan')
+    if min(len(np.unique(a[2])), len(np.unique(b[2]))) > probe_images:
+        few = few_image_probe_accuracy(a[1], b[1], a[2], b[2], probe_images,
+                                       seed=seed)
+    va, vb = a[3] != ignore_index, b[3] != ignore_index
+    readout = source_readout_accuracy(a[1][va], b[1][vb], a[3][va], b[3][vb],
+                                      a[2][va], seed=seed)
+    return dict(probe_acc_pixel_few=few,
+                cmmd2_pixel=class_mmd2_rbf(a[1][va], b[1][vb], a[3][va], b[3][vb],
+                                           bandwidth, seed=seed),
+                readout_acc_source=readout[0], readout_acc_target=readout[1])
 
 
 def _positions(feat: torch.Tensor, seed: int, first_index: int, k: int
@@ -301,15 +522,34 @@ def read_csv(path: str) -> List[dict]:
                 for row in csv.DictReader(f)]
 
 
+# the panels of the gap measures: title, y label and the curves drawn in it (CSV
+# column, marker, colour, name)
+GAP_PANELS = (
+    ('domain gap of the features h reads', 'source-vs-target probe accuracy', (
+        ('probe_acc_pixel', 'o', 'C3', 'probe, pixels'),
+        ('probe_acc_image', '^', 'C1', 'probe, images'),
+        ('probe_acc_pixel_few', 's', 'C4', 'probe, pixels of few images'))),
+    ('does a source-trained readout transfer?',
+     'linear class readout: balanced accuracy', (
+        ('readout_acc_source', 'o', 'C0', 'readout on source (held out)'),
+        ('readout_acc_target', '^', 'C2', 'readout on target'))),
+    ('kernel distance of the domains', 'MMD$^2$ of the pixel features', (
+        ('mmd2_pixel', 'o', 'C5', 'MMD$^2$'),
+        ('cmmd2_pixel', '^', 'C6', 'class-conditional MMD$^2$'))),
+)
+
+
 def plot(rows: List[dict], path: str, title: str,
          reference: Optional[List[dict]] = None, labels: Sequence[str] = ('', '')
          ) -> None:
     """The curves of ``rows`` (solid) and, when given, of ``reference`` (dashed, e.g.
-    the baseline's CSV); ``labels`` name the two in the legends."""
+    the baseline's CSV; one written before a measure existed lacks its curve);
+    ``labels`` name the two in the legends."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.4))
+    axes = axes.ravel()
     for curves, style, label in ((rows, '-', labels[0]), (reference, '--', labels[1])):
         if not curves:
             continue
@@ -318,18 +558,21 @@ def plot(rows: List[dict], path: str, title: str,
         for i, key in enumerate(k for k in curves[0] if k.endswith('_mIoU')):
             axes[0].plot(t, [r[key] for r in curves], style, marker='o', color=f'C{i}',
                          label=key[:-5] + tag)
-        if 'probe_acc_pixel' in curves[0]:
-            axes[1].plot(t, [r['probe_acc_pixel'] for r in curves], style, marker='o',
-                         color='C3', label='probe, pixels' + tag)
-            axes[1].plot(t, [r['probe_acc_image'] for r in curves], style, marker='^',
-                         color='C1', label='probe, images' + tag)
+        for ax, (_, _, measures) in zip(axes[1:], GAP_PANELS):
+            for key, marker, colour, name in measures:
+                if key in curves[0]:
+                    ax.plot(t, [r[key] for r in curves], style, marker=marker,
+                            color=colour, label=name + tag)
     axes[0].set(xlabel='t', ylabel='mIoU of the degraded path (%)',
                 title='segmentation along the bridge')
-    axes[0].legend(fontsize=8)
     axes[1].axhline(0.5, color='grey', lw=0.8, ls=':')
-    axes[1].set(xlabel='t', ylabel='source-vs-target probe accuracy',
-                ylim=(0.4, 1.02), title='domain gap of the features h reads')
-    axes[1].legend(fontsize=8, loc='lower left')
+    axes[1].set(ylim=(0.4, 1.02))
+    axes[2].set(ylim=(0, 1.02))
+    for ax, (panel, ylabel, _) in zip(axes[1:], GAP_PANELS):
+        ax.set(xlabel='t', ylabel=ylabel, title=panel)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc='best')
     fig.suptitle(title)
     fig.tight_layout()
     _atomic(path, lambda f: fig.savefig(f, format='png', dpi=100))
@@ -348,6 +591,8 @@ def main(argv=None) -> int:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--pixels', type=int, default=16,
                    help='feature positions per image for the pixel-level gap')
+    p.add_argument('--probe-images', type=int, default=4,
+                   help='training images per domain of the few-image probe')
     p.add_argument('--device', default='cpu')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     p.add_argument('--reference', default=None, metavar='CSV',
@@ -367,7 +612,7 @@ def main(argv=None) -> int:
         parser.add_argument('--o', nargs='+', action=DictAction)
         cfg.merge_from_dict(parser.parse_args(['--o'] + args.cfg_options).o)
     rows = evaluate(cfg, args.checkpoint, args.timesteps, args.max_images,
-                    args.seed, args.device, args.pixels)
+                    args.seed, args.device, args.pixels, args.probe_images)
     out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)),
                                'bridge_curve')
     os.makedirs(out, exist_ok=True)
