@@ -5,7 +5,7 @@
    the CPU where a GPU is visible (``tests/test_utils/test_launch.py``);
 3. ``memory``: peak memory of one AMP training step of DAFormer, HRDA and MIC(HRDA),
    each +- DiDA (MiT-B5, the paper's crops, the configs' DiDA memory mode), measured
-   (``torch.cuda.max_memory_allocated``, each in its own process, all at once) next
+   (``torch.cuda.max_memory_allocated``, each in its own process, three at once) next
    to the CPU estimate on fake tensors (``gpu_memory.py``, computed meanwhile on the
    CPU cores) and the estimate's error;
 4. ``step_times``: DAFormer and DAFormer + DiDA MiT-B5 at 512x512, AMP, each variant in
@@ -235,7 +235,8 @@ def part_memory(check: Check) -> dict:
     if check.dry_run:
         cmd += ['--device', 'cpu'] + DRY_SIZE
     else:
-        cmd += ['--device', 'cuda', '--warmup', '2', '--jobs', str(len(configs))]
+        # three at a time: the six together with their allocator caches could fill the card
+        cmd += ['--device', 'cuda', '--warmup', '2', '--jobs', '3']
     error = None
     try:
         check.run(cmd, 'memory_measured', check.limits['memory'] - 20)
