@@ -39,9 +39,13 @@ REQUEUES=${REQUEUES:-20}
 STOPPED=75  # tools/train.py: stopped on a signal after a checkpoint, resumable
 PY_ARGS=${@:4}
 
+TOOLS=$(dirname "$0")
 SIGNAL_ARG=--signal=USR1@${SIGNAL_LEAD}
 if [ -n "${SLURM_JOB_ID}" ]; then
     SIGNAL_ARG=  # a batch job: its own --signal (#SBATCH line above) applies
+    if [ ! -f "$TOOLS/train.py" ]; then  # sbatch runs a copy of this script
+        TOOLS=$(dirname "$(scontrol show job "${SLURM_JOB_ID}" | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')")
+    fi
 fi
 export MMSEG_DIDA_STOP_FILE
 MMSEG_DIDA_STOP_FILE=$(mktemp "$PWD/.slurm_train_stop.XXXXXX") || exit 1
@@ -49,7 +53,7 @@ trap 'rm -f "$MMSEG_DIDA_STOP_FILE"' EXIT
 
 for (( run = 0; ; run++ )); do
     : > "$MMSEG_DIDA_STOP_FILE"
-    PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+    PYTHONPATH="$TOOLS/..":$PYTHONPATH \
     srun -p "${PARTITION}" \
         --job-name="${JOB_NAME}" \
         ${GRES:+--gres=${GRES}} \
@@ -59,7 +63,7 @@ for (( run = 0; ; run++ )); do
         --kill-on-bad-exit=1 \
         ${SIGNAL_ARG} \
         ${SRUN_ARGS} \
-        "$PYTHON" -u "$(dirname "$0")/train.py" "${CONFIG}" --launcher="slurm" --resume \
+        "$PYTHON" -u "$TOOLS/train.py" "${CONFIG}" --launcher="slurm" --resume \
         ${PY_ARGS}
     status=$?
     if [ "$status" != "$STOPPED" ] || ! grep -q '^stopped by SIGUSR1 ' "$MMSEG_DIDA_STOP_FILE"; then

@@ -4,7 +4,8 @@
 # with 2 CPUs (configuration, state and logs in a temporary folder; /etc/slurm is not
 # touched), train 6 iterations with tools/slurm_train.sh and 2 tasks (gloo), preempted
 # after iteration 2 by `scancel --signal=USR1` (the tasks stop with a checkpoint, the
-# script runs the job again, which resumes), the same uninterrupted with
+# script runs the job again, which resumes), the same as a batch job (sbatch; the job
+# is requeued and resumes), the same uninterrupted with
 # tools/dist_train.sh and 2 processes, and check that the two runs end with identical
 # checkpoints (weights, optimiser, schedulers, random states). The daemons this script
 # started are stopped at the end.
@@ -123,23 +124,49 @@ grep -q "Distributed training: True" "$TMP/slurm.log"
 grep "stopped by SIGUSR1 after iteration" "$TMP/slurm.log" | tail -1
 grep -q "running it again (1/" "$TMP/slurm.log"
 grep -q -- "--resume: resuming from $TMP/slurm/iter_" "$TMP/slurm.log"
+log "sbatch tools/slurm_train.sh, 2 tasks, preempted by scancel --signal=USR1 after iteration 2"
+: > "$TMP/batch.log"
+JOB=$(GPUS=2 GPUS_PER_NODE=2 CPUS_PER_TASK=1 GRES= PYTHON=$PYTHON MASTER_PORT=29733 \
+  sbatch --parsable -p debug -N1 --ntasks=2 --cpus-per-task=1 --job-name=mmseg_dida_batch \
+  --output="$TMP/batch.log" --open-mode=append \
+  "$REPO/tools/slurm_train.sh" debug mmseg_dida_batch "$CONFIG" \
+  --work-dir "$TMP/batch" --cfg-options $OPTS)
+job_state() { scontrol show job "$JOB" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
+for _ in $(seq 2400); do
+  grep -q "Iter(train) \[2/$ITERS\]" "$TMP/batch.log" && break
+  case "$(job_state)" in COMPLETED|FAILED|CANCELLED|TIMEOUT) break;; esac
+  sleep 0.5
+done
+scancel --signal=USR1 "$JOB"
+log "sent SIGUSR1 to batch job $JOB"
+for _ in $(seq 3600); do
+  case "$(job_state)" in COMPLETED|FAILED|CANCELLED|TIMEOUT) break;; esac
+  sleep 1
+done
+scontrol show job "$JOB" | grep -o 'JobState=[A-Z_]* .*\|Restarts=[0-9]*' | head -2
+[ "$(job_state)" = COMPLETED ] || { echo "error: batch job $JOB ended $(job_state)"; tail -80 "$TMP/batch.log"; exit 1; }
+grep "stopped by SIGUSR1 after iteration" "$TMP/batch.log" | tail -1
+grep -q "requeueing job $JOB" "$TMP/batch.log"
+grep -q -- "--resume: resuming from $TMP/batch/iter_" "$TMP/batch.log"
 log "tools/dist_train.sh, 2 processes, uninterrupted"
 PYTHON=$PYTHON PORT=29732 bash "$REPO/tools/dist_train.sh" "$CONFIG" 2 \
   --work-dir "$TMP/dist" --cfg-options $OPTS > "$TMP/dist.log" 2>&1 \
   || { tail -50 "$TMP/dist.log"; exit 1; }
-"$PYTHON" - "$TMP/slurm/iter_$ITERS.pth" "$TMP/dist/iter_$ITERS.pth" \
-  "$REPO/tests/test_tools" <<'EOF'
+"$PYTHON" - "$REPO/tests/test_tools" "$TMP/dist/iter_$ITERS.pth" "$TMP/slurm/iter_$ITERS.pth" \
+  "$TMP/batch/iter_$ITERS.pth" <<'EOF'
 import sys
 
-sys.path.insert(0, sys.argv[3])
+sys.path.insert(0, sys.argv[1])
 import torch  # noqa: E402
 from reliability_utils import checkpoint_diff  # noqa: E402
 
-diff = checkpoint_diff(*sys.argv[1:3])
-print(f'preempted slurm run vs uninterrupted dist_train run, max abs difference: {diff}')
-assert diff and all(v == 0 for v in diff.values()), diff
-assert len(torch.load(sys.argv[1], map_location='cpu', weights_only=False)
-           ['resume_state']) == 2
+for name, path in zip(('login-node', 'batch'), sys.argv[3:5]):
+    diff = checkpoint_diff(path, sys.argv[2])
+    print(f'preempted {name} slurm run vs uninterrupted dist_train run, max abs '
+          f'difference: {diff}')
+    assert diff and all(v == 0 for v in diff.values()), diff
+    assert len(torch.load(path, map_location='cpu', weights_only=False)
+               ['resume_state']) == 2
 print('slurm run == dist_train run')
 EOF
 log "passed"
