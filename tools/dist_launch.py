@@ -4,8 +4,8 @@ torchrun starts each rank in a session of its own, turns SIGTERM and SIGINT into
 failure of its own (a traceback, status 1, the ranks killed after 30 s) and dies on
 SIGUSR1. This launcher passes SIGTERM, SIGINT and SIGUSR1 on to the ranks instead,
 which stop after the current iteration with a checkpoint of it (``GracefulStopHook``),
-and exits with their status 75 when every rank that ended with an error stopped that
-way. Anything else is torchrun's: same arguments, same report of a failure.
+and exits with their status 75 when they stopped that way (:func:`stopped`). Anything
+else is torchrun's: same arguments, same report of a failure.
 
     python tools/dist_launch.py --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
 """
@@ -47,6 +47,17 @@ def _forward(signum, frame) -> None:
             pass
 
 
+def stopped(failures) -> bool:
+    """Did the ranks stop on a signal (torchrun's failures: rank -> ProcessFailure)?
+    The first rank to exit did with status 75, and every other rank too, or was ended
+    by torchrun, which signals the others as soon as one has exited: a rank leaves
+    only after all have written the checkpoint (tools/train.py waits at a barrier)."""
+    first = min(failures.values(), key=lambda f: f.timestamp)
+    return first.exitcode == STOP_EXIT_STATUS and all(
+        f.exitcode in (STOP_EXIT_STATUS, -signal.SIGTERM, -signal.SIGKILL)
+        for f in failures.values())
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.signals_to_handle = 'SIGHUP,SIGQUIT'  # the others are passed on, see above
@@ -55,8 +66,8 @@ def main(argv=None) -> int:
     try:
         run(args)
     except ChildFailedError as e:
-        if {f.exitcode for f in e.failures.values()} == {STOP_EXIT_STATUS}:
-            return STOP_EXIT_STATUS  # the ranks printed their stop line
+        if stopped(e.failures):
+            return STOP_EXIT_STATUS  # rank 0 printed the stop line
         raise
     return 0
 

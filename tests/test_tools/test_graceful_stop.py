@@ -186,6 +186,21 @@ def test_a_forked_worker_ends_on_sigterm_from_its_parent_only():
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+@pytest.mark.parametrize('codes, expected', [
+    ((75, 75), True),
+    ((75, -15), True),  # torchrun ended the other rank after the first had exited
+    ((75, -9), True),
+    ((-15, 75), False),  # the first to end was killed: not a stop
+    ((75, 1), False),
+    ((1, -15), False),
+])
+def test_launcher_tells_a_stop_from_a_failure(codes, expected):
+    from types import SimpleNamespace
+    failures = {rank: SimpleNamespace(exitcode=code, timestamp=rank)
+                for rank, code in enumerate(codes)}
+    assert dist_launch.stopped(failures) is expected
+
+
 def test_launcher_passes_signals_on_and_keeps_the_stop_status(tmp_path):
     assert dist_launch.STOP_EXIT_STATUS == STOP_EXIT_STATUS
     child = tmp_path / 'rank.py'

@@ -15,8 +15,11 @@ SIGINT is Ctrl-C.
   every rank's random states, the data position), so resuming from it is exact.
   When the checkpoint hook has just written it (an interval iteration) it is not
   written twice.
-* Further signals are recorded and ignored: nothing is interrupted, the save
-  included.
+* Further signals are ignored: nothing is interrupted, the save included. Once the
+  stop is decided the signals are set to SIG_IGN, which Python keeps while it shuts
+  down (a handler it resets): a launcher that ends the other ranks with SIGTERM as
+  soon as one has exited (torchrun, srun ``--kill-on-bad-exit``) does not turn a
+  stopped rank into a killed one.
 * :class:`TrainingStopped` then ends the run (no validation, no after-training hooks
   such as the deployable model's export); ``tools/train.py`` prints its one line and
   exits with :data:`STOP_EXIT_STATUS` (75, ``EX_TEMPFAIL`` of sysexits.h: "try
@@ -158,6 +161,8 @@ class GracefulStopHook(Hook):
         if not signum or self.is_last_train_iter(runner):
             return
         self._stopping = True
+        for num in self._previous:
+            signal.signal(num, signal.SIG_IGN)
         step = runner.iter + 1
         name = signal.Signals(signum).name
         path = self._save(runner, step, name)
