@@ -65,7 +65,7 @@ import os.path as osp
 import sys
 import time
 import weakref
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Dict, List, Optional
 
 import torch
@@ -207,10 +207,7 @@ class HybridFake(TorchDispatchMode):
         if func not in (aten._local_scalar_dense.default, aten.is_nonzero.default,
                         aten.equal.default) or not isinstance(x, torch.Tensor):
             raise NotImplementedError(f'HybridFake: no assumption for {func}')
-        if func is aten.equal.default or x.dtype == torch.bool:
-            self._assume('bool read (True)')
-            return True
-        if func is aten.is_nonzero.default:
+        if func is not aten._local_scalar_dense.default or x.dtype == torch.bool:
             self._assume('bool read (True)')
             return True
         if x.dtype.is_floating_point:
@@ -490,7 +487,9 @@ def step_peak(model, optim, data, fake_mode=None, amp: bool = False,
     modes = [fake_mode, tracker, hybrid] if fake_mode is not None else [tracker]
     if amp:
         modes.append(CudaAutocastFp32Ops())
-    with _stack(modes):
+    with ExitStack() as stack:
+        for mode in modes:
+            stack.enter_context(mode)
         if full_first_step:
             model.train_step(data, optim)
         else:
@@ -566,21 +565,6 @@ def _config_mode(cfg) -> Optional[str]:
     return None
 
 
-class _stack:
-    """Enter context managers in order, leave them in reverse."""
-
-    def __init__(self, managers):
-        self.managers = managers
-
-    def __enter__(self):
-        for m in self.managers:
-            m.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        for m in reversed(self.managers):
-            m.__exit__(*exc)
-        return False
 
 
 # ------------------------------------------------------------------- table
