@@ -106,6 +106,7 @@ def _run(config, device, amp=False, memory_saving=None, with_profiler=False):
 
     out = gm.step_peak(model, optim, data, fake_mode, amp, round_to=1,
                        around_step=around_step if with_profiler else gm.nullcontext)
+    out.setdefault('assumptions', {})
     if with_profiler:
         out['allocator_peak'] = out['static'] + _allocation_peak(prof[0])
     nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
@@ -157,6 +158,18 @@ def test_estimate_of_the_tiny_dida_step_equals_the_real_step(mode):
     print(f'tiny DAFormer + DiDA ({mode}) 64x128 x 2:', dict(fake=fake, real=real))
     assert fake['peak'] == real['peak']
     assert fake['static'] == real['static'] == real['analytic_static']
+
+
+def test_estimate_of_the_tiny_mic_hrda_dida_step_equals_the_real_step():
+    """HRDA (LR context + HR detail crop, scale attention), MIC's masked pass and DiDA
+    per domain; HRDA's window count is real, so its crop branch is the real one."""
+    config = osp.join(REPO, 'configs/dida/mic_hrda_mit_tiny_procedural_dida.py')
+    fake = _run(config, 'fake', memory_saving='per_domain')
+    real = _run(config, 'cpu', memory_saving='per_domain')
+    print('tiny MIC(HRDA) + DiDA (per_domain) 64x128 x 2:', dict(fake=fake, real=real))
+    assert fake['peak'] == real['peak']
+    assert fake['static'] == real['static'] == real['analytic_static']
+    assert not any(k.startswith('bool read') for k in fake['assumptions'])
 
 
 def test_amp_estimate_equals_the_real_autocast_step_and_is_smaller():

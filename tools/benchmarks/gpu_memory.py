@@ -165,7 +165,9 @@ class HybridFake(TorchDispatchMode):
     * an operator whose tensor arguments are all real runs for real (labels, masks,
       counters: Python branches on them take their real path);
     * a factory (no tensor argument) whose result has at most ``small`` elements is
-      re-run for real (random timesteps, crop positions, augmentation draws);
+      re-run for real (random timesteps, crop positions, augmentation draws), and so
+      is a small constant made from a fake tensor's shape (``new_zeros``,
+      ``ones_like``: counters such as HRDA's windows per pixel);
     * a scalar read from a fake tensor is assumed: bool True, int 0, float 0.5;
     * a data-dependent shape takes its upper bound: a boolean mask or ``nonzero``
       selects every element, ``unique`` finds ``distinct`` values.
@@ -200,7 +202,26 @@ class HybridFake(TorchDispatchMode):
             if outs and all(t.numel() <= self.small for t in outs):
                 with unset_fake():
                     return func(*args, **kwargs)
+        fill = self._constant_fill(func, args, kwargs)
+        if fill is not None and out.numel() <= self.small:
+            with unset_fake():  # a small constant tensor shaped like a fake one
+                return torch.full(out.shape, fill, dtype=out.dtype)
         return out
+
+    @staticmethod
+    def _constant_fill(func, args, kwargs):
+        """The value ``func`` fills its result with when it makes a constant tensor
+        from another's metadata (``new_zeros``, ``ones_like``, ...), else None."""
+        p = func.overloadpacket
+        if p in (aten.new_zeros, aten.zeros_like):
+            return 0
+        if p in (aten.new_ones, aten.ones_like):
+            return 1
+        if p is aten.new_full:
+            return args[2] if len(args) > 2 else kwargs.get('fill_value')
+        if p is aten.full_like:
+            return args[1] if len(args) > 1 else kwargs.get('fill_value')
+        return None
 
     def _scalar(self, func, args):
         x = args[0] if args else None
