@@ -18,7 +18,13 @@ from mmseg_dida.utils.checkpoint import (
     atomic_write_text,
     load_model_weights,
 )
-from mmseg_dida.utils.launch import UserError, build_runner, load_config
+from mmseg_dida.utils.launch import (
+    UserError,
+    build_runner,
+    exit_process,
+    load_config,
+    shutdown_distributed,
+)
 from mmseg_dida.utils.report import format_metrics
 
 
@@ -109,8 +115,9 @@ def main(argv=None):
         atomic_write_text(osp.join(cfg.work_dir, 'test_metrics.json'), json.dumps(
             {k: float(v) for k, v in metrics.items()}, indent=2))
         print(format_metrics(metrics, title=osp.basename(args.config)))
+    shutdown_distributed()
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())

@@ -27,6 +27,7 @@ from mmseg_dida.utils.config_errors import explain_build_error
 from mmseg_dida.utils.launch import (
     UserError,
     build_runner,
+    exit_process,
     launcher_rank,
     load_config,
     prepare_training,
@@ -131,4 +132,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())

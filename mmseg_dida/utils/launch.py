@@ -16,11 +16,13 @@
   checkpoint ``--resume`` continues from (the newest complete one; a work dir with
   checkpoint files of which none is complete is an error, an empty one a first start).
 """
+import atexit
 import inspect
 import os
 import os.path as osp
 import shutil
 import subprocess
+import sys
 from typing import Iterator, Optional, Tuple
 
 import torch
@@ -193,6 +195,27 @@ def shutdown_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(status: int) -> None:
+    """End a command's process with ``status``.
+
+    One of several processes (``WORLD_SIZE`` > 1) runs the exit handlers (log files
+    are flushed and closed), flushes its output and leaves without the interpreter's
+    teardown: objects that torch's distributed backend still references from its own
+    threads, released while the interpreter is torn down, can abort the process with
+    SIGABRT ("terminate called without an active exception") after it has finished
+    its work, and the launcher then reports a trained rank as failed. A single
+    process exits normally."""
+    if _env_int('WORLD_SIZE', default=1) <= 1:
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing to keep
+            pass
+    os._exit(status)
 
 
 def setup_launcher(cfg, launcher: str) -> None:

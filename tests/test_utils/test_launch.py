@@ -75,3 +75,41 @@ def test_the_tests_child_processes_see_no_gpu(repo_root, run_tool):
     res = run_tool(['-c', code], cwd=repo_root)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ['False', 'cpu']
+
+
+_EXIT_SCRIPT = '''
+import atexit, sys
+from mmseg_dida.utils.launch import exit_process
+atexit.register(lambda: open(sys.argv[1], 'w').write('handlers ran'))
+class Teardown:
+    def __del__(self):  # runs at interpreter teardown only
+        sys.stderr.write('teardown ran')
+keep = Teardown()
+sys.stdout.write('unflushed output')  # no newline: still in the buffer
+exit_process(7)
+'''
+
+
+def _run_exit_script(tmp_path, world_size):
+    env = dict(os.environ, WORLD_SIZE=world_size,
+               PYTHONPATH=osp.dirname(osp.dirname(HERE)))
+    marker = tmp_path / f'atexit_{world_size}.txt'
+    res = subprocess.run([sys.executable, '-c', _EXIT_SCRIPT, str(marker)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    return res, marker
+
+
+def test_exit_process_skips_the_teardown_of_one_of_several_processes(tmp_path):
+    res, marker = _run_exit_script(tmp_path, '2')
+    assert res.returncode == 7
+    assert res.stdout == 'unflushed output'  # flushed before leaving
+    assert marker.read_text() == 'handlers ran'  # exit handlers (log files) ran
+    assert 'teardown ran' not in res.stderr  # no interpreter teardown
+
+
+def test_exit_process_of_a_single_process_is_a_normal_exit(tmp_path):
+    res, marker = _run_exit_script(tmp_path, '1')
+    assert res.returncode == 7
+    assert res.stdout == 'unflushed output'
+    assert marker.read_text() == 'handlers ran'
+    assert 'teardown ran' in res.stderr
