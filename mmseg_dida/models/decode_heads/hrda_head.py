@@ -11,10 +11,11 @@ per class) how much the HR prediction counts:
 
 In training there is one random HR detail crop, so outside it the fused prediction is
 the upsampled LR one; at inference overlapping HR windows cover the image (their
-logits averaged) and M = 1. The training loss (HRDA's lambda_d = ``hr_loss_weight``):
+logits averaged) and M = 1. The training loss, with w_hr = ``hr_loss_weight`` (the
+HRDA paper's detail-loss weight, unrelated to DiDA's lambda_D) and w_lr =
+``lr_loss_weight``:
 
-    L = (1 - lambda_d - lambda_l) CE(y_fused, y) + lambda_d CE(y_HR, crop(y))
-        + lambda_l CE(y_LR, y)
+    L = (1 - w_hr - w_lr) CE(y_fused, y) + w_hr CE(y_HR, crop(y)) + w_lr CE(y_LR, y)
 
 each CE with the same per-pixel weights (pseudo-label confidence) as the labels.
 
@@ -119,7 +120,7 @@ class HRDAHead(SegWeightLossMixin, BaseDecodeHead):
         attention_embed_dim: For a DAFormerHead h: the attention head is a DAFormer
             head with this embedding width and a 1x1 conv fusion instead of the ASPP
             (HRDA: 256). Other heads: the attention head is h's config.
-        hr_loss_weight: lambda_d, weight of the HR detail crop's own loss (HRDA 0.1).
+        hr_loss_weight: w_hr, weight of the HR detail crop's own loss (HRDA 0.1).
         lr_loss_weight: Weight of the LR prediction's own loss (HRDA 0; its region
             outside the crop is supervised through the fused prediction).
         init_cfg: Init config of the wrapper (the sub-heads keep their own).
@@ -235,8 +236,8 @@ class HRDAHead(SegWeightLossMixin, BaseDecodeHead):
     # --------------------------------------------------------------------- loss
     def scale_loss_weights(self, weights: Optional[Dict[str, float]] = None
                            ) -> Dict[str, float]:
-        """The weights of the fused, HR and LR losses: HRDA's (1 - lambda_d -
-        lambda_l, lambda_d, lambda_l) or ``weights`` (keys among 'fused', 'hr', 'lr';
+        """The weights of the fused, HR and LR losses: HRDA's (1 - w_hr - w_lr,
+        w_hr, w_lr) or ``weights`` (keys among 'fused', 'hr', 'lr';
         a missing key weighs 0), checked."""
         if weights is None:
             return dict(fused=1.0 - self.hr_loss_weight - self.lr_loss_weight,

@@ -18,7 +18,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..backbones.diffusion_encoder import TimeEmbedding, TimeFiLM
+from ..utils.time_embedding import TimeEmbedding, TimeFiLM
 
 __all__ = ['ReconHead']
 
@@ -37,14 +37,15 @@ class ReconHead(BaseModule):
             'linear' (ablation "+ L_R" without a separate h'): one 1x1 convolution on
             the finest level, no time input.
         embed_dim, time_dim: Time embedding sizes (as in the DiffusionEncoder).
-        loss_weight: lambda_R, applied in :meth:`loss` (paper: 5 for MiT/DAFormer, 1
-            for DeepLabV2).
+        loss_weight: lambda_R, applied in :meth:`loss`; required (its default is
+            :class:`~mmseg_dida.models.uda.DiDA`'s ``lambda_r``: the paper's 5 for
+            MiT/DAFormer, 1 for DeepLabV2 set in those configs).
     """
 
     def __init__(self, in_channels: Sequence[int] = (64, 128, 320, 512),
                  in_index: Sequence[int] = (0, 1, 2, 3), channels: int = 64,
                  out_channels: int = 3, arch: str = 'full', embed_dim: int = 16,
-                 time_dim: int = 256, loss_weight: float = 1.0, init_cfg=None):
+                 time_dim: int = 256, *, loss_weight: float, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if loss_weight <= 0:
             raise ValueError(f'ReconHead: loss_weight (lambda_R) must be > 0, got '

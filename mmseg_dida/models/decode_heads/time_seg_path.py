@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..backbones.diffusion_encoder import TimeEmbedding, TimeFiLM
+from ..utils.time_embedding import TimeEmbedding, TimeFiLM
 
 __all__ = ['TimeConditionedSegPath']
 

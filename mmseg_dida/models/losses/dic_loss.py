@@ -48,12 +48,13 @@ class DICLoss(nn.Module):
     degraded target images.
 
     Args:
-        loss_weight: lambda_D (paper: 0.5).
+        loss_weight: lambda_D, required (its default, the paper's 0.5, is
+            :class:`~mmseg_dida.models.uda.DiDA`'s ``lambda_d``).
         ignore_index: Label of ignored pixels (255).
         align_corners: For resizing logits to the labels' size.
     """
 
-    def __init__(self, loss_weight: float = 0.5, ignore_index: int = 255,
+    def __init__(self, *, loss_weight: float, ignore_index: int = 255,
                  align_corners: bool = False):
         super().__init__()
         if loss_weight < 0:

@@ -66,30 +66,9 @@ class EMATeacher(nn.Module):
                                      student.named_parameters(), memo, 'parameter')
         self._buffer_map = self._match_names(model.named_buffers(),
                                       student.named_buffers(), memo, 'buffer')
-        # Student tensors the teacher has no copy of, and the renames: a checkpoint
-        # written when the teacher was a full copy of the student still loads.
-        kept = set(self._param_map.values()) | set(self._buffer_map.values())
-        self._dropped = {n for n, _ in student.named_parameters()} | {
-            n for n, _ in student.named_buffers()}
-        self._dropped -= kept
-        self._register_load_state_dict_pre_hook(self._load_full_copy_layout)
         for p in self.model.parameters():
             p.requires_grad_(False)
         disable_stochastic_layers(self.model)
-
-    def _load_full_copy_layout(self, state_dict, prefix, *args):
-        """Map a full-student-copy teacher state (student names, stripped parts
-        included) onto this teacher's names; no-op for the current layout."""
-        base = prefix + 'model.'
-        renames = {**self._param_map, **self._buffer_map}
-        legacy = [t for t, s in renames.items() if t != s
-                  and base + t not in state_dict and base + s in state_dict]
-        if not legacy:
-            return
-        for t in legacy:
-            state_dict[base + t] = state_dict.pop(base + renames[t])
-        for name in self._dropped:
-            state_dict.pop(base + name, None)
 
     @staticmethod
     def _match_names(teacher_named, student_named, memo: dict, kind: str) -> Dict[str, str]:

@@ -54,7 +54,9 @@ def test_dic_loss_against_reference_loop():
 def test_dic_loss_validates():
     with pytest.raises(ValueError, match='lambda_D'):
         MODELS.build(dict(type='DICLoss', loss_weight=-1))
-    loss = MODELS.build(dict(type='DICLoss'))
+    with pytest.raises(TypeError, match='loss_weight'):  # lambda_D's default is DiDA's
+        MODELS.build(dict(type='DICLoss'))
+    loss = MODELS.build(dict(type='DICLoss', loss_weight=1.0))
     with pytest.raises(ValueError, match='logits for'):
         loss(torch.zeros(3, 2, 4, 4), torch.zeros(2, 4, 4), num_src=1)
 

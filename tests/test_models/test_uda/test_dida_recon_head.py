@@ -15,7 +15,7 @@ def _feats(n=2):
 
 def test_full_head_shape_time_dependence_and_mse():
     head = MODELS.build(dict(type='ReconHead', in_channels=[8, 16, 24, 32],
-                             channels=16))
+                             channels=16, loss_weight=1.0))
     feats = _feats()
     t = torch.tensor([3, 90])
     pred = head(feats, t)
@@ -34,11 +34,11 @@ def test_full_head_shape_time_dependence_and_mse():
 
 def test_linear_head_reads_finest_level_only():
     head = MODELS.build(dict(type='ReconHead', in_channels=[8, 16, 24, 32],
-                             arch='linear'))
+                             arch='linear', loss_weight=1.0))
     feats = _feats()
     pred = head(feats, torch.tensor([0, 0]))
     ref = F.conv2d(feats[0], head.pred.weight, head.pred.bias)
     assert torch.allclose(pred, ref, atol=1e-6)
     assert sum(p.numel() for p in head.parameters()) == 8 * 3 + 3
     with pytest.raises(ValueError, match="'full' or 'linear'"):
-        MODELS.build(dict(type='ReconHead', arch='unet'))
+        MODELS.build(dict(type='ReconHead', arch='unet', loss_weight=1.0))

@@ -110,19 +110,16 @@ def test_student_changed_after_teacher_is_an_error():
         teacher.update(student, 1)
 
 
-def test_loads_a_state_saved_when_the_teacher_was_a_full_copy():
-    """Checkpoints written before the teacher was stripped hold the teacher under
-    the student's names, stripped parts included: they still load, strictly."""
-    student = _Wrapped()
-    old = EMATeacher(student)  # full copy (the old layout)
+def test_a_state_in_the_full_copy_layout_is_refused():
+    """The teacher holds only what it keeps (strip); a state holding the whole
+    student under the student's names does not load strictly."""
+    full = EMATeacher(_Wrapped())  # no strip: a full copy
+    stripped = EMATeacher(_Wrapped(), strip=[_keep_main])
+    with pytest.raises(RuntimeError, match='wrap.main.weight'):
+        stripped.load_state_dict(full.state_dict(), strict=True)
+    again = EMATeacher(_Wrapped(), strip=[_keep_main])  # its own layout round-trips
     with torch.no_grad():
-        for p in old.model.parameters():
+        for p in stripped.model.parameters():
             p.mul_(3.0)
-    new = EMATeacher(_Wrapped(), strip=[_keep_main])
-    new.load_state_dict(old.state_dict(), strict=True)
-    assert torch.equal(new.model.wrap.weight, old.model.wrap.main.weight)
-    assert torch.equal(new.model.head.bias, old.model.head.bias)
-    # the current layout round-trips unchanged
-    again = EMATeacher(_Wrapped(), strip=[_keep_main])
-    again.load_state_dict(new.state_dict(), strict=True)
-    assert torch.equal(again.model.wrap.weight, new.model.wrap.weight)
+    again.load_state_dict(stripped.state_dict(), strict=True)
+    assert torch.equal(again.model.wrap.weight, stripped.model.wrap.weight)
