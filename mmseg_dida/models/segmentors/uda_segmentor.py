@@ -40,6 +40,8 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import add_prefix
 from torch import Tensor, nn
 
+from ..losses.loss_keys import is_loss_key
+
 __all__ = ['TrainForward', 'UDASegmentor', 'EncoderDecoderUDA', 'as_uda_segmentor',
            'as_label_map', 'crop_box', 'head_loss', 'sum_losses']
 
@@ -67,9 +69,8 @@ def as_label_map(labels: Tensor) -> Tensor:
 
 
 def sum_losses(losses: Dict[str, Tensor]) -> Tensor:
-    """The sum of the entries whose key contains 'loss' (what mmengine back-propagates
-    of a loss dict)."""
-    values = [v for k, v in losses.items() if 'loss' in k]
+    """The sum of the losses of a loss dict (the entries :func:`is_loss_key` names)."""
+    values = [v for k, v in losses.items() if is_loss_key(k)]
     if not values:
         raise ValueError(f'sum_losses: no loss among {sorted(losses)}')
     total = values[0]
