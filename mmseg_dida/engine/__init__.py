@@ -1,2 +1,3 @@
 from . import hooks  # noqa: F401
+from .bf16_optim_wrapper import BF16OptimWrapper  # noqa: F401
 from .loops import MultiTestLoop, MultiValLoop  # noqa: F401

@@ -96,7 +96,8 @@ class ReconHead(BaseModule):
 
     def loss(self, feats: Sequence[Tensor], t: Tensor, target: Tensor) -> Tensor:
         """lambda_R * L_R: the mean squared error of the prediction against
-        ``target``, times ``loss_weight``."""
-        pred = self(feats, t)
-        mse = F.mse_loss(pred, self.match_target(pred, target.to(pred.dtype)))
+        ``target``, times ``loss_weight``. In float32 under mixed precision: the
+        prediction is cast up, the target (eps) is never rounded to bf16/fp16."""
+        pred = self(feats, t).float()
+        mse = F.mse_loss(pred, self.match_target(pred, target.float()))
         return self.loss_weight * mse

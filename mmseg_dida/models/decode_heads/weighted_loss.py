@@ -86,8 +86,10 @@ class SegWeightLossMixin:
         if seg_label.dim() != 4 or seg_label.shape[1] != 1:
             raise ValueError(f'{type(self).__name__}: seg_label must be (N, 1, H, W), '
                              f'got {tuple(seg_label.shape)}')
+        # float32 from here: under autocast the resize would run in bf16/fp16, and
+        # on the CPU a loss_decode's own softmax or log_softmax in bf16.
         seg_logits = resize(
-            input=seg_logits,
+            input=seg_logits.float(),
             size=seg_label.shape[2:],
             mode='bilinear',
             align_corners=self.align_corners)

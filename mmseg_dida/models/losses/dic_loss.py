@@ -36,7 +36,8 @@ def weighted_cross_entropy(logits: Tensor, label: Tensor,
         label: (N, H, W) long.
         weight: (N, H, W) per-pixel weights or None (all 1).
     """
-    ce = F.cross_entropy(logits, label, reduction='none', ignore_index=ignore_index)
+    ce = F.cross_entropy(logits.float(), label, reduction='none',
+                         ignore_index=ignore_index)
     if weight is not None:
         ce = ce * weight.to(ce.dtype)
     return ce.mean()
@@ -90,8 +91,8 @@ class DICLoss(nn.Module):
             raise ValueError(f'DICLoss: {seg_logits.shape[0]} logits for '
                              f'{labels.shape[0]} labels')
         if seg_loss is None and seg_logits.shape[-2:] != labels.shape[-2:]:
-            seg_logits = F.interpolate(
-                seg_logits, size=labels.shape[-2:], mode='bilinear',
+            seg_logits = F.interpolate(  # float32: not in autocast's bf16/fp16
+                seg_logits.float(), size=labels.shape[-2:], mode='bilinear',
                 align_corners=self.align_corners)
         if not 0 <= num_src <= labels.shape[0] or labels.shape[0] == 0:
             raise ValueError(f'DICLoss: num_src={num_src} for a batch of '

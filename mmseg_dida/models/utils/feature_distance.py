@@ -56,7 +56,7 @@ def masked_feat_dist(feat: Tensor, feat_ref: Tensor, mask: Optional[Tensor] = No
     feature maps. ``denominator`` replaces the local count of selected pixels (used to
     make a distributed mean exact). With no selected pixel the result is 0 (kept in the
     graph), where the original DAFormer code would give NaN."""
-    dist = torch.norm(feat - feat_ref, p=2, dim=1)
+    dist = torch.norm(feat.float() - feat_ref.float(), p=2, dim=1)  # fp32 under AMP
     if mask is not None:
         dist = dist[mask]
     count = float(dist.numel()) if denominator is None else float(denominator)
