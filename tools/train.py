@@ -34,6 +34,9 @@ from mmseg_dida.utils.launch import (
     shutdown_distributed,
 )
 
+# --amp PRECISION -> the optimiser wrapper that trains in it
+AMP_WRAPPERS = {'fp16': 'AmpOptimWrapper', 'bf16': 'BF16OptimWrapper'}
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a segmentor')
@@ -43,8 +46,10 @@ def parse_args(argv=None):
         '--resume', action='store_true', default=False,
         help='resume from the latest checkpoint in the work_dir automatically')
     parser.add_argument(
-        '--amp', action='store_true', default=False,
-        help='enable automatic-mixed-precision training (CUDA)')
+        '--amp', nargs='?', const='fp16', choices=tuple(AMP_WRAPPERS), default=None,
+        help='mixed-precision training: fp16 (a bare --amp; CUDA only: mmengine\'s '
+        'AmpOptimWrapper, dynamic loss scaling) or bf16 (CPU or CUDA: '
+        'BF16OptimWrapper, bfloat16 autocast, no loss scaling)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value pairs such as '
@@ -58,29 +63,52 @@ def parse_args(argv=None):
         help='job launcher')
     # torch.distributed.launch passes --local-rank (torch>=2.0) or --local_rank
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(bare_amp(sys.argv[1:] if argv is None else argv))
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
+def bare_amp(argv):
+    """``--amp CONFIG.py`` (the bare flag before the config, as before --amp took a
+    value) read as ``--amp=fp16 CONFIG.py``."""
+    argv = list(argv)
+    for i, arg in enumerate(argv[:-1]):
+        if arg == '--amp' and argv[i + 1].endswith('.py'):
+            argv[i] = '--amp=fp16'
+    return argv
+
+
+def set_mixed_precision(cfg, precision: str) -> None:
+    """``--amp``: the config's plain ``OptimWrapper`` becomes the wrapper of
+    ``precision`` (:data:`AMP_WRAPPERS`); fp16 gets dynamic loss scaling."""
+    import torch
+    wanted = AMP_WRAPPERS[precision]
+    if precision == 'fp16' and not torch.cuda.is_available():
+        raise UserError('--amp trains with fp16 on CUDA and no CUDA device is '
+                        'available here; use --amp bf16 on the CPU, or drop --amp')
+    if precision == 'bf16' and torch.cuda.is_available() and \
+            not torch.cuda.is_bf16_supported():
+        raise UserError('--amp bf16: this CUDA device does not support bfloat16; use '
+                        '--amp (fp16)')
+    optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_type == wanted:
+        print_log(f'--amp {precision}: the config already uses {wanted}.',
+                  logger='current', level=logging.WARNING)
+        return
+    if optim_type not in ('OptimWrapper', 'mmengine.OptimWrapper'):
+        raise UserError(f'--amp {precision} turns optim_wrapper.type OptimWrapper into '
+                        f'{wanted} and cannot convert {optim_type}')
+    cfg.optim_wrapper.type = wanted
+    if precision == 'fp16':
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    print_log(f'--amp {precision}: optim_wrapper.type = {wanted}', logger='current')
+
+
 def build_cfg(args):
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            raise UserError('--amp trains with fp16 on CUDA and no CUDA device is '
-                            'available here; drop --amp on CPU')
-        optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_type == 'AmpOptimWrapper':
-            print_log('AMP training is already enabled in your config.',
-                      logger='current', level=logging.WARNING)
-        else:
-            if optim_type != 'OptimWrapper':
-                raise UserError(f'--amp needs optim_wrapper.type OptimWrapper, got '
-                                f'{optim_type}')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+        set_mixed_precision(cfg, args.amp)
     note = prepare_training(cfg, args.resume)
     if args.check_data and launcher_rank() == 0:
         try:

@@ -1,0 +1,100 @@
+"""tools/train.py --amp: fp16 (a bare --amp; CUDA only) or bf16 (CPU or CUDA)."""
+import importlib.util
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TRAIN = osp.join(REPO, 'tools/train.py')
+CONFIG = osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py')
+FAST = [
+    'model.segmentor.data_preprocessor.size=(64,128)', 'train_dataloader.batch_size=1',
+    'default_hooks.logger.interval=1', 'default_hooks.visualization.draw=False',
+    'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+    'default_hooks.checkpoint.interval=2',
+] + [f'{dl}.{k}' for dl in ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                            'val_cfg.extra.source.dataloader',
+                            'test_cfg.extra.source.dataloader')
+     for k in ('num_workers=0', 'persistent_workers=False')]
+
+spec = importlib.util.spec_from_file_location('train_tool', TRAIN)
+train_tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_tool)
+
+
+@pytest.mark.parametrize('argv,amp', [
+    (['c.py'], None),
+    (['c.py', '--amp'], 'fp16'),
+    (['c.py', '--amp', '--work-dir', 'w'], 'fp16'),
+    (['--amp', 'c.py'], 'fp16'),  # the bare flag before the config, as it used to be
+    (['c.py', '--amp', 'bf16'], 'bf16'),
+    (['--amp', 'bf16', 'c.py'], 'bf16'),
+])
+def test_amp_flag(argv, amp):
+    args = train_tool.parse_args(argv)
+    assert (args.config, args.amp) == ('c.py', amp)
+
+
+def test_amp_flag_refuses_other_precisions(capsys):
+    with pytest.raises(SystemExit):
+        train_tool.parse_args(['c.py', '--amp', 'fp32'])
+    assert "invalid choice: 'fp32'" in capsys.readouterr().err
+
+
+def _cfg(optim_type=None):
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3))))
+    if optim_type is not None:
+        cfg.optim_wrapper.type = optim_type
+    return cfg
+
+
+def test_conversion_of_the_optim_wrapper(cpu_only, monkeypatch):
+    cfg = _cfg('OptimWrapper')
+    train_tool.set_mixed_precision(cfg, 'bf16')
+    assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
+    cfg = _cfg()  # mmengine's default type
+    train_tool.set_mixed_precision(cfg, 'bf16')
+    assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
+    train_tool.set_mixed_precision(cfg, 'bf16')  # already: unchanged
+    assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
+    with pytest.raises(train_tool.UserError, match='cannot convert AmpOptimWrapper'):
+        train_tool.set_mixed_precision(_cfg('AmpOptimWrapper'), 'bf16')
+    with pytest.raises(train_tool.UserError, match='use --amp bf16 on the CPU'):
+        train_tool.set_mixed_precision(_cfg('OptimWrapper'), 'fp16')
+    import torch
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = _cfg('OptimWrapper')
+    train_tool.set_mixed_precision(cfg, 'fp16')
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.loss_scale) == (
+        'AmpOptimWrapper', 'dynamic')
+    with pytest.raises(train_tool.UserError, match='cannot convert BF16OptimWrapper'):
+        train_tool.set_mixed_precision(_cfg('BF16OptimWrapper'), 'fp16')
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: False)
+    with pytest.raises(train_tool.UserError, match='does not support bfloat16'):
+        train_tool.set_mixed_precision(_cfg('OptimWrapper'), 'bf16')
+
+
+def test_bare_amp_without_cuda_is_one_error_line(cpu_only, capsys, tmp_path):
+    status = train_tool.main(['--amp', CONFIG, '--work-dir', str(tmp_path / 'w')])
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f'error: {CONFIG}: --amp trains with fp16 on CUDA and no CUDA device is '
+        'available here; use --amp bf16 on the CPU, or drop --amp']
+
+
+def test_amp_bf16_trains_dida_on_the_cpu(tiny_benchmark, run_tool, tmp_path):
+    """Two iterations of DAFormer + DiDA with --amp bf16, then the validation; the
+    run's config and log name the bf16 wrapper."""
+    work = tmp_path / 'work'
+    res = run_tool([TRAIN, CONFIG, '--amp', 'bf16', '--work-dir', str(work),
+                    '--cfg-options'] + FAST, cwd=tiny_benchmark)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert '--amp bf16: optim_wrapper.type = BF16OptimWrapper' in log
+    dumped = Config.fromfile(str(work / osp.basename(CONFIG)))
+    assert dumped.optim_wrapper.type == 'BF16OptimWrapper'
+    assert 'Iter(train) [2/2]' in log and 'loss_recon' in log
+    assert 'mIoU' in log  # the validation after training (fp32)
+    assert osp.isfile(work / 'iter_2.pth')
