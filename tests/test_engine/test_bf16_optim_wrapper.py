@@ -23,7 +23,7 @@ from mmseg_dida.models.utils.feature_distance import masked_feat_dist
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'test_models',
                                 'test_uda'))
-from uda_toy import make_batch, tiny_segmentor  # noqa: E402
+from uda_toy import make_batch, tiny_hrda, tiny_segmentor  # noqa: E402
 
 init_default_scope('mmseg')
 
@@ -37,13 +37,19 @@ class FP16Wrapper(OptimWrapper):
             yield
 
 
-def dacs(dida=False):
+DIDA = dict(type='DiDA', recon_channels=8)
+MIC = dict(type='MIC', mask_block_size=8)
+# method -> (student, plug-ins)
+METHODS = dict(daformer=(tiny_segmentor, []), daformer_dida=(tiny_segmentor, [DIDA]),
+               mic_hrda_dida=(tiny_hrda, [MIC, DIDA]))
+
+
+def dacs(method='daformer'):
     torch.manual_seed(0)
-    cfg = dict(type='DACS', segmentor=tiny_segmentor(), pseudo_weight_ignore_top=0,
+    segmentor, plugins = METHODS[method]
+    cfg = dict(type='DACS', segmentor=segmentor(), pseudo_weight_ignore_top=0,
                pseudo_weight_ignore_bottom=0, imnet_feature_dist_lambda=0.005,
-               imnet_feature_dist_classes=None)
-    if dida:
-        cfg['plugins'] = [dict(type='DiDA', recon_channels=8)]
+               imnet_feature_dist_classes=None, plugins=plugins)
     model = MODELS.build(cfg)
     model.init_weights()
     return model.train()
@@ -180,15 +186,17 @@ def test_feature_distance_is_float32():
                                                       ref.bfloat16().float()))
 
 
-@pytest.mark.parametrize('dida', [False, True], ids=['daformer', 'daformer_dida'])
-def test_uda_step_under_bf16(dida, cpu_only):
-    """One DACS step (+ DiDA): forward passes in bf16, every logged loss, the pseudo
-    labels' confidence, the parameters, gradients and the EMA teacher in float32."""
-    model = dacs(dida)
+@pytest.mark.parametrize('method', sorted(METHODS))
+def test_uda_step_under_bf16(method, cpu_only):
+    """One DACS step (DAFormer, + DiDA, MIC(HRDA) + DiDA): forward passes in bf16,
+    every logged loss, the pseudo labels' confidence, the parameters, gradients and
+    the EMA teacher in float32."""
+    model = dacs(method)
     ow = wrapper(model)
     seen = set()
-    model.student.decode_head.conv_seg.register_forward_hook(
-        lambda m, i, o: seen.add(o.dtype))
+    classifier = [m for m in model.student.decode_head.modules()
+                  if isinstance(m, torch.nn.Conv2d)][-1]
+    classifier.register_forward_hook(lambda m, i, o: seen.add(o.dtype))
     before = [p.detach().clone() for p in model.student.parameters()]
     model.vis_images = {}  # keep the step's pseudo-label confidence
     model.train_step(make_batch(seed=0), ow)
@@ -197,8 +205,10 @@ def test_uda_step_under_bf16(dida, cpu_only):
     assert seen == {torch.bfloat16}
     losses = {k: v for k, v in log.items() if 'loss' in k}
     assert 'src.decode.loss_ce' in losses and 'mix.decode.loss_ce' in losses
-    if dida:
+    if 'dida' in method:
         assert {'loss_dic_src', 'loss_dic_tgt', 'loss_recon'} <= set(losses)
+    if 'mic' in method:
+        assert {'src.decode.hr.loss_ce', 'masked.decode.loss_ce'} <= set(losses)
     assert {v.dtype for v in losses.values()} == {torch.float32}, {
         k: v.dtype for k, v in losses.items()}
     assert model.vis_images['pseudo_confidence'].dtype == torch.float32
