@@ -1,0 +1,52 @@
+"""DiDA's ``memory_saving`` modes: how the degraded passes bound their memory.
+
+One name from the config to its use: ``DiDA(memory_saving=...)`` validates the name
+here, decides with :attr:`MemorySaving.per_domain` whether the source and target
+degraded passes are separate loss groups, and hands the same name to the
+:class:`~mmseg_dida.models.backbones.DiffusionEncoder`, which reads
+:attr:`~MemorySaving.checkpoint_g_prime` and :attr:`~MemorySaving.checkpoint_g`.
+The losses and gradients are the same in every mode (up to float rounding; with
+BatchNorm in training mode the batch statistics of per-domain passes are those of
+each domain's batch).
+"""
+from typing import NamedTuple
+
+__all__ = ['MemorySaving', 'MEMORY_SAVING', 'DEFAULT_MEMORY_SAVING', 'memory_saving_mode']
+
+
+class MemorySaving(NamedTuple):
+    """What a mode does.
+
+    Attributes:
+        per_domain: The degraded source pass and the degraded target pass are two
+            loss groups, each back-propagated before the next is computed: the
+            activations of one domain are held at a time (no recomputation).
+        checkpoint_g_prime: Activation checkpointing of g' (its forward is
+            recomputed in backward: one more g' forward per step).
+        checkpoint_g: Activation checkpointing of g in the degraded passes (the
+            clean path is never checkpointed), so that g's and g''s activations are
+            not held together.
+    """
+    per_domain: bool
+    checkpoint_g_prime: bool
+    checkpoint_g: bool
+
+
+# Memory 'none' > 'per_domain' > 'g_prime' > 'encoders'; time the other way
+# (tools/benchmarks/RESULTS.md, tools/benchmarks/gpu_memory.py).
+MEMORY_SAVING = {
+    'none': MemorySaving(per_domain=False, checkpoint_g_prime=False, checkpoint_g=False),
+    'per_domain': MemorySaving(per_domain=True, checkpoint_g_prime=False,
+                               checkpoint_g=False),
+    'g_prime': MemorySaving(per_domain=True, checkpoint_g_prime=True, checkpoint_g=False),
+    'encoders': MemorySaving(per_domain=True, checkpoint_g_prime=True, checkpoint_g=True),
+}
+DEFAULT_MEMORY_SAVING = 'none'  # one batched degraded pass, one backward
+
+
+def memory_saving_mode(name: str, owner: str) -> MemorySaving:
+    """The mode called ``name``; a ValueError naming ``owner`` and the choices."""
+    if not isinstance(name, str) or name not in MEMORY_SAVING:
+        raise ValueError(f'{owner}: memory_saving must be one of '
+                         f'{list(MEMORY_SAVING)}, got {name!r}')
+    return MEMORY_SAVING[name]
