@@ -129,15 +129,17 @@ SEGMENTS = ('source', 'mixed', 'plugin', 'update')
 
 def _after_each_group(model, hooks: list) -> None:
     """Call every function in ``hooks`` after each loss group's backward pass of
-    DACS (the list may be changed later)."""
-    backward = model._backward
+    DACS (the list may be changed later): DACS asks for the next group right after
+    it has back-propagated the last one."""
+    loss_groups = model.loss_groups
 
-    def instrumented(losses, optim_wrapper, log_vars):
-        backward(losses, optim_wrapper, log_vars)
-        for hook in hooks:
-            hook()
+    def instrumented(ctx):
+        for group in loss_groups(ctx):
+            yield group
+            for hook in hooks:
+                hook()
 
-    model._backward = instrumented
+    model.loss_groups = instrumented
 
 
 def _segments(start: float, marks: list, end: float) -> dict:
@@ -342,7 +344,7 @@ def main():
             print(f'{v:<13} peak {peak:8.0f} MB  state {runs[0]["state_mb"]:8.0f} MB  '
                   f'mem x {peak / base:.2f}')
         if args.out:
-            from mmseg_dida.utils.checkpoint import atomic_write_text
+            from mmseg_dida.utils.atomic_files import atomic_write_text
             atomic_write_text(args.out, json.dumps(dict(args=vars(args), memory=memory),
                                                    indent=1))
         return
@@ -370,7 +372,7 @@ def main():
             f'{s["parts"][k]:.3f} ({s["segment_flops"][k] / 1e9:.1f})'
             for k in SEGMENTS))
     if args.out:
-        from mmseg_dida.utils.checkpoint import atomic_write_text
+        from mmseg_dida.utils.atomic_files import atomic_write_text
         atomic_write_text(args.out, json.dumps(dict(args=vars(args), summary=summary,
                                                     runs=results, memory=memory),
                                                indent=1))

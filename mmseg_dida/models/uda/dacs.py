@@ -19,14 +19,19 @@ The student is reached only through its contract
 with per-pixel weights), so that the same step trains mmseg's ``EncoderDecoder``
 (DAFormer) and HRDA's multi-resolution segmentor.
 
-Each loss group has its own backward pass (as in DAFormer, to bound memory) through the
-optimiser wrapper (AMP-aware); the step is taken once after all of them. Under
+The step is that list: :meth:`DACS.loss_groups` yields the named loss groups in order
+(source, mixed, then each plug-in's) and :meth:`DACS.backward_groups` back-propagates
+each through the optimiser wrapper (AMP-aware) before the next is computed (as in
+DAFormer, to bound memory). A loss is an entry whose key
+:func:`~mmseg_dida.models.losses.loss_keys.is_loss_key` names, as for mmengine and the
+student contract. The optimiser step is taken once after all groups. Under
 :class:`~mmseg_dida.models.uda.wrappers.UDADistributedWrapper` the gradients are averaged
 over processes once between the last backward pass and the step.
 """
 import copy
-from contextlib import nullcontext
-from typing import Dict, List, Optional, Sequence, Tuple
+from contextlib import closing, nullcontext
+from dataclasses import replace
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -36,6 +41,7 @@ from mmengine.optim import OptimWrapper
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ..losses.loss_keys import is_loss_key
 from ..segmentors.uda_segmentor import TrainForward, UDASegmentor, as_uda_segmentor
 from ..utils.feature_distance import masked_feat_dist, thing_class_mask
 from ..utils.mixing import class_mix, get_class_masks
@@ -243,88 +249,108 @@ class DACS(BaseModel):
 
     def forward_backward(self, data: dict, optim_wrapper: OptimWrapper
                          ) -> Dict[str, Tensor]:
-        """Compute every loss group of the step and back-propagate each; no step.
-
-        Returns the log variables (detached scalars)."""
+        """Back-propagate the step's loss groups (:meth:`loss_groups`); no optimiser
+        step. Returns the log: every group's entries, detached, and their total
+        ``loss`` (the sum of the entries :func:`is_loss_key` names)."""
         if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
             raise ValueError('DACS: gradient accumulation (accumulative_counts > 1) is '
                              'not supported by the multi-backward UDA step')
+        ctx = self.step_context(data)
+        self.update_teacher(ctx.iteration)
+        log_vars = self.backward_groups(self.loss_groups(ctx), optim_wrapper)
+        self.local_iter += 1
+        log_vars['loss'] = sum(v for k, v in log_vars.items() if is_loss_key(k))
+        return log_vars
+
+    def loss_groups(self, ctx: UDAStepContext
+                    ) -> Iterator[Tuple[str, Dict[str, Tensor]]]:
+        """The step's named loss groups, in order: L_S (+ lambda_FD L_FD) of the
+        source batch, L_T of the mixed batch (logged with the batch confidence q^T as
+        ``pseudo_weight``), then each plug-in's groups. The caller back-propagates each
+        group before it asks for the next, so the teacher labels the target after the
+        source backward pass."""
+        yield 'source', self.source_losses(ctx)
+        if self.teacher is not None:
+            ctx = self.with_pseudo_labels(ctx)
+            yield 'mixed', {'pseudo_weight': ctx.pseudo_weight.flatten()[0],
+                            **self.mixed_losses(ctx)}
+        for plugin in self.plugins:
+            yield from self.plugin_groups(plugin, ctx)
+
+    def backward_groups(self, groups: Iterator[Tuple[str, Dict[str, Tensor]]],
+                        optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
+        """Compute the named loss groups one at a time (in the optimiser wrapper's
+        context: AMP's autocast), back-propagate the sum of each group's losses
+        (:func:`is_loss_key`; each entry's mean, as mmengine's ``parse_losses``), log
+        every entry and drop the group before the next is computed, so that one group's
+        graph is alive at a time. Returns the log (detached; a key present in several
+        groups summed)."""
+        log: Dict[str, Tensor] = {}
+        with closing(groups):
+            while True:
+                with optim_wrapper.optim_context(self):
+                    group = next(groups, None)
+                if group is None:
+                    return log
+                name, losses = group
+                for key, value in losses.items():
+                    if not isinstance(value, Tensor):
+                        raise TypeError(f'DACS: the {name} loss group returned {key}='
+                                        f'{type(value).__name__}; losses must be tensors')
+                values = {k: v.mean() for k, v in losses.items()}
+                loss = sum(v for k, v in values.items() if is_loss_key(k))
+                if isinstance(loss, Tensor) and loss.requires_grad:
+                    optim_wrapper.backward(loss)
+                log = sum_loss_groups([log, {k: v.detach() for k, v in values.items()}])
+                del group, losses, values, loss
+
+    def step_context(self, data: dict) -> UDAStepContext:
+        """The context of a step on the UDA batch ``data`` (keys 'source' and
+        'target'): both halves through the student's data preprocessor, the source
+        labels stacked once; no pseudo labels yet (:meth:`with_pseudo_labels`)."""
         if set(data) != {'source', 'target'}:
             raise KeyError("DACS: a UDA batch has the keys 'source' and 'target', got "
                            f'{sorted(data)}')
         src = self.student.data_preprocessor(data['source'], True)
         tgt = self.student.data_preprocessor(data['target'], True)
-        src_img, src_samples = src['inputs'], src['data_samples']
-        tgt_img, tgt_samples = tgt['inputs'], tgt['data_samples']
-        src_gt = stack_labels(src_samples)
-        it = int(self.local_iter)
-        log_vars = {}
-        self.keep_vis(src_img=src_img, src_label=src_gt, tgt_img=tgt_img)
+        src_gt = stack_labels(src['data_samples'])
+        self.keep_vis(src_img=src['inputs'], src_label=src_gt, tgt_img=tgt['inputs'])
+        return UDAStepContext(
+            student=self.student, teacher=self.teacher_model,
+            src_inputs=src['inputs'], src_data_samples=src['data_samples'],
+            tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
+            pseudo_label=None, pseudo_weight=None, iteration=int(self.local_iter),
+            src_labels=src_gt[:, 0],
+            imnet_feature_distance=(None if self.imnet_model is None
+                                    else self.feature_distance),
+            vis_images=self.vis_images)
 
-        if self.teacher is not None:
-            if it == 0:
-                self.teacher.copy_from(self.student)
-            else:
-                self.teacher.update(self.student, it)
+    def update_teacher(self, iteration: int) -> None:
+        """The EMA teacher before step ``iteration``: a copy of the student at the
+        first step, the EMA update afterwards (none in source-only mode)."""
+        if self.teacher is None:
+            return
+        if iteration == 0:
+            self.teacher.copy_from(self.student)
+        else:
+            self.teacher.update(self.student, iteration)
 
-        # L_S (+ L_FD): source cross-entropy and ImageNet feature distance.
-        with optim_wrapper.optim_context(self):
-            losses = self.source_losses(src_img, src_samples, src_gt=src_gt)
-        self._backward(losses, optim_wrapper, log_vars)
-
-        pseudo_label = pseudo_weight = weight_masked = None
-        if self.teacher is not None:
-            with optim_wrapper.optim_context(self):
-                pseudo_label, pseudo_weight = self.pseudo_label(tgt_img, tgt_samples)
-            weight_masked = self.mask_pseudo_weight(pseudo_weight, tgt_samples)
-            self.keep_vis(pseudo_label=pseudo_label, pseudo_weight=weight_masked)
-            if self.record_pseudo_labels:
-                self.last_pseudo_labels = pseudo_label.detach()
-            log_vars['pseudo_weight'] = pseudo_weight.flatten()[0].detach()
-            # L_T: mixed batch with confidence-weighted pseudo labels.
-            with optim_wrapper.optim_context(self):
-                losses = self.mixed_losses(src_img, src_samples, tgt_img,
-                                           pseudo_label, weight_masked, src_gt=src_gt)
-            self._backward(losses, optim_wrapper, log_vars)
-
-        if len(self.plugins):
-            ctx = UDAStepContext(
-                student=self.student, teacher=self.teacher_model,
-                src_inputs=src_img, src_data_samples=src_samples,
-                tgt_inputs=tgt_img, tgt_data_samples=tgt_samples,
-                pseudo_label=pseudo_label, pseudo_weight=pseudo_weight,
-                iteration=it, src_labels=src_gt[:, 0],
-                pseudo_weight_masked=weight_masked,
-                imnet_feature_distance=(None if self.imnet_model is None
-                                        else self.feature_distance),
-                vis_images=self.vis_images)
-            for plugin in self.plugins:
-                log_vars.update(self.plugin_losses(plugin, ctx, optim_wrapper))
-
-        self.local_iter += 1
-        log_vars['loss'] = sum(v for k, v in log_vars.items()
-                               if k.startswith('loss') or '.loss' in k)
-        return log_vars
+    def plugin_groups(self, plugin: BaseUDAPlugin, ctx: UDAStepContext
+                      ) -> Iterator[Tuple[str, Dict[str, Tensor]]]:
+        """A plug-in's loss groups, named by its class. For a plug-in that
+        ``preserves_norm_buffers`` the student's normalisation buffers are restored
+        after the backward pass of its last group (the caller back-propagates each
+        group before it asks for the next)."""
+        scope = (preserved_norm_buffers(self.student)
+                 if plugin.preserves_norm_buffers else nullcontext())
+        with scope:
+            for losses in plugin.loss_groups(ctx):
+                yield type(plugin).__name__, losses
 
     def plugin_losses(self, plugin: BaseUDAPlugin, ctx: UDAStepContext,
                       optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
-        """Compute and back-propagate a plug-in's loss groups one at a time; return
-        their log. For a plug-in that ``preserves_norm_buffers`` the student's
-        normalisation buffers are restored after its last backward pass."""
-        scope = (preserved_norm_buffers(self.student)
-                 if plugin.preserves_norm_buffers else nullcontext())
-        group_logs = []
-        with scope:
-            groups = plugin.loss_groups(ctx)
-            while True:
-                with optim_wrapper.optim_context(self):
-                    losses = next(groups, None)
-                if losses is None:
-                    break
-                losses = plugin.check_losses(losses, type(plugin).__name__)
-                group_logs.append({})
-                self._backward(losses, optim_wrapper, group_logs[-1])
-        return sum_loss_groups(group_logs)
+        """Back-propagate one plug-in's loss groups; return their log."""
+        return self.backward_groups(self.plugin_groups(plugin, ctx), optim_wrapper)
 
     def keep_vis(self, **images: Tensor) -> None:
         """Keep ``images`` (detached) when a visualisation hook asked for this step's."""
@@ -335,29 +361,16 @@ class DACS(BaseModel):
     def teacher_model(self) -> Optional[nn.Module]:
         return None if self.teacher is None else self.teacher.model
 
-    def _backward(self, losses: Dict[str, Tensor], optim_wrapper: OptimWrapper,
-                  log_vars: dict) -> None:
-        if not losses:
-            return
-        loss, group_log = self.parse_losses(losses)
-        if loss.requires_grad:
-            optim_wrapper.backward(loss)
-        for key, value in group_log.items():
-            if key != 'loss':
-                log_vars[key] = value.detach()
-
     # --------------------------------------------------------------- loss groups
-    def source_losses(self, src_img: Tensor, src_samples: List, *,
-                      src_gt: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """L_S and, when enabled, lambda_FD * L_FD (keys ``src.*``); ``src_gt``: the
-        samples' labels stacked, (N, 1, H, W), when the caller has them."""
-        if src_gt is None:
-            src_gt = stack_labels(src_samples)
-        losses, out = self.seg.uda_forward_loss(src_img, src_gt)
+    def source_losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
+        """L_S and, when enabled, lambda_FD * L_FD of the source batch (keys
+        ``src.*``)."""
+        src_gt = ctx.src_labels[:, None]
+        losses, out = self.seg.uda_forward_loss(ctx.src_inputs, src_gt)
         losses = {f'src.{k}': v for k, v in losses.items()}
         if self.imnet_model is not None:
             losses['src.loss_imnet_feat_dist'] = self.feature_distance(
-                src_img, src_gt, out)
+                ctx.src_inputs, src_gt, out)
         return losses
 
     def feature_distance(self, img: Tensor, gt: Tensor, out: TrainForward) -> Tensor:
@@ -421,18 +434,28 @@ class DACS(BaseModel):
         """ClassMix masks (N, 1, H, W) from the source labels (N, 1, H, W)."""
         return get_class_masks(src_labels)
 
-    def mixed_losses(self, src_img: Tensor, src_samples: List, tgt_img: Tensor,
-                     pseudo_label: Tensor, pseudo_weight: Tensor, *,
-                     src_gt: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """L_T on the ClassMix-ed, strongly augmented batch (keys ``mix.*``)."""
-        if src_gt is None:
-            src_gt = stack_labels(src_samples)
-        masks = self.class_masks(src_gt)
-        mixed_img = class_mix(masks, src_img, tgt_img)
+    def with_pseudo_labels(self, ctx: UDAStepContext) -> UDAStepContext:
+        """``ctx`` with the teacher's pseudo labels p^T of the clean target images,
+        their weight q^T and that weight masked (:meth:`mask_pseudo_weight`)."""
+        label, weight = self.pseudo_label(ctx.tgt_inputs, ctx.tgt_data_samples)
+        masked = self.mask_pseudo_weight(weight, ctx.tgt_data_samples)
+        self.keep_vis(pseudo_label=label, pseudo_weight=masked)
+        if self.record_pseudo_labels:
+            self.last_pseudo_labels = label.detach()
+        return replace(ctx, pseudo_label=label, pseudo_weight=weight,
+                       pseudo_weight_masked=masked)
+
+    def mixed_losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
+        """L_T on the ClassMix-ed, strongly augmented batch (keys ``mix.*``): source
+        labels where source pixels are pasted (weight 1), the pseudo labels elsewhere
+        (weight ``ctx.pseudo_weight_masked``)."""
+        masks = self.class_masks(ctx.src_labels[:, None])
+        mixed_img = class_mix(masks, ctx.src_inputs, ctx.tgt_inputs)
         mixed_img = self.strong_aug(mixed_img,
                                     *normalisation_of(self.student.data_preprocessor))
-        mixed_label = class_mix(masks, src_gt[:, 0], pseudo_label)
-        mixed_weight = class_mix(masks, torch.ones_like(pseudo_weight), pseudo_weight)
+        mixed_label = class_mix(masks, ctx.src_labels, ctx.pseudo_label)
+        weight = ctx.pseudo_weight_masked
+        mixed_weight = class_mix(masks, torch.ones_like(weight), weight)
         self.keep_vis(mix_img=mixed_img, mix_label=mixed_label)
         losses, _ = self.seg.uda_forward_loss(mixed_img, mixed_label, mixed_weight)
         return {f'mix.{k}': v for k, v in losses.items()}

@@ -25,6 +25,7 @@ from mmengine.dist import get_rank
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ..losses.loss_keys import is_loss_key
 from ..segmentors.uda_segmentor import as_uda_segmentor
 from ..utils.strong_transforms import StrongAugmentation, normalisation_of
 from .plugin import BaseUDAPlugin, UDAStepContext
@@ -142,8 +143,6 @@ class MIC(BaseUDAPlugin):
         """(images, labels (N, H, W), per-pixel weights or None) of the masked pass,
         before augmentation and masking."""
         src_labels = ctx.src_labels
-        if src_labels is None:
-            src_labels = torch.stack([s.gt_sem_seg.data[0] for s in ctx.src_data_samples])
         images = 'source' if ctx.pseudo_label is None else self.images
         if images == 'source':  # also a source-only host: no pseudo labels
             return ctx.src_inputs, src_labels, None
@@ -184,5 +183,5 @@ class MIC(BaseUDAPlugin):
         mean, std = normalisation_of(ctx.student.data_preprocessor)
         masked = self.masked_images(images, mean, std, ctx.vis_images)
         losses, _ = as_uda_segmentor(ctx.student).uda_forward_loss(masked, labels, weight)
-        return {f'masked.{k}': (v * self.loss_weight if 'loss' in k else v)
+        return {f'masked.{k}': (v * self.loss_weight if is_loss_key(k) else v)
                 for k, v in losses.items()}

@@ -25,7 +25,6 @@ left as the host's own passes set them.
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
-import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
@@ -85,7 +84,7 @@ class UDAStepContext:
     pseudo_label: Optional[Tensor]
     pseudo_weight: Optional[Tensor]
     iteration: int
-    src_labels: Optional[Tensor] = None
+    src_labels: Tensor
     pseudo_weight_masked: Optional[Tensor] = None
     imnet_feature_distance: Optional[Callable[[Tensor, Tensor, Any], Tensor]] = None
     vis_images: Optional[Dict[str, Tensor]] = None
@@ -124,7 +123,9 @@ class BaseUDAPlugin(BaseModule):
         """Return named, already-weighted losses (keys start with ``loss_``).
 
         Values that are not to be back-propagated (statistics to log) are returned as
-        detached tensors whose key does not contain ``loss``.
+        detached tensors whose key is not a loss key
+        (:func:`~mmseg_dida.models.losses.loss_keys.is_loss_key`: it does not contain
+        ``loss``).
         """
         raise NotImplementedError
 
@@ -135,11 +136,3 @@ class BaseUDAPlugin(BaseModule):
         (:func:`sum_loss_groups`).
         Default: one group, :meth:`losses`."""
         yield self.losses(ctx)
-
-    @staticmethod
-    def check_losses(losses: Dict[str, Tensor], owner: str) -> Dict[str, Tensor]:
-        for key, value in losses.items():
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f'{owner} returned {key}={type(value).__name__}; '
-                                'plug-in losses must be tensors')
-        return losses

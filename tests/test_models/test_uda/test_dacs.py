@@ -1,5 +1,6 @@
 """The DACS/DAFormer self-training step, checked numerically on a toy MiT."""
 import copy
+import dataclasses
 import os
 import sys
 
@@ -9,8 +10,10 @@ import torch.nn.functional as F
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
+from torch import nn
 
 import mmseg_dida  # noqa: F401
+from mmseg_dida.models.losses.loss_keys import is_loss_key
 from mmseg_dida.models.uda import BaseUDAPlugin
 from mmseg_dida.models.uda.dacs import batch_confidence_weight
 
@@ -36,6 +39,28 @@ class _RecordingPlugin(BaseUDAPlugin):
         self.ctx = ctx
         feat = ctx.student.extract_feat(ctx.tgt_inputs)[-1]
         return {'loss_toy': self.weight * feat.pow(2).mean()}
+
+
+@MODELS.register_module(force=True)
+class _TwoGroupsPlugin(BaseUDAPlugin):
+    """Two loss groups on parameters of its own: a loss key that neither starts with
+    'loss' nor follows a '.', a logged statistic with gradients, and what had been
+    back-propagated when each group was computed."""
+
+    def __init__(self, bad_value=False):
+        super().__init__()
+        self.q = nn.Parameter(torch.tensor(2.0))
+        self.p = nn.Parameter(torch.tensor(3.0))
+        self.bad_value = bad_value
+        self.seen = []
+
+    def loss_groups(self, ctx):
+        head = ctx.student.decode_head.conv_seg.weight
+        self.seen.append((head.grad is not None, self.q.grad))
+        yield {'aux_loss_q': self.q ** 2, 'stat_p': 5 * self.p}
+        self.seen.append((head.grad is not None, self.q.grad.clone()))
+        yield {'aux_loss_q': 3 * self.q,
+               'stat_p': 1.0 if self.bad_value else self.p.detach()}
 
 
 def build(**kwargs):
@@ -107,6 +132,46 @@ def test_step_losses_plugin_context_and_attach_order():
     assert ctx.teacher is model.teacher.model
 
 
+def test_step_is_the_ordered_loss_groups_with_one_loss_rule():
+    """source, mixed, then the plug-in's groups, each back-propagated before the next
+    is computed; a key is back-propagated and counted in the total iff is_loss_key."""
+    model = build(plugins=[dict(type='_TwoGroupsPlugin')], pseudo_threshold=0.26)
+    names, groups = [], model.loss_groups
+
+    def named_groups(ctx):
+        for name, losses in groups(ctx):
+            names.append(name)
+            yield name, losses
+
+    model.loss_groups = named_groups
+    log = model.forward_backward(make_batch(), sgd(model))
+    plugin = model.plugins[0]
+    assert names == ['source', 'mixed', '_TwoGroupsPlugin', '_TwoGroupsPlugin']
+    # L_S and L_T were back-propagated before the plug-in's first group; its first
+    # group (d q^2 / dq = 4) before its second
+    assert plugin.seen[0] == (True, None)
+    assert plugin.seen[1][0] and plugin.seen[1][1].item() == 4.0
+    assert plugin.q.grad.item() == 4.0 + 3.0
+    assert plugin.p.grad is None  # 'stat_p' has gradients but is not a loss key
+    # the log: a key of several groups summed; the total is every loss key of the log
+    assert log['aux_loss_q'].item() == 4.0 + 6.0
+    assert log['stat_p'].item() == 15.0 + 3.0
+    total = sum(v for k, v in log.items() if k != 'loss' and is_loss_key(k))
+    assert torch.equal(log['loss'], total)
+    assert list(log) == ['src.decode.loss_ce', 'src.decode.acc_seg',
+                         'src.loss_imnet_feat_dist', 'pseudo_weight',
+                         'mix.decode.loss_ce', 'mix.decode.acc_seg', 'aux_loss_q',
+                         'stat_p', 'loss']
+    assert all(not v.requires_grad for v in log.values())
+
+
+def test_non_tensor_loss_value_names_its_group():
+    model = build(plugins=[dict(type='_TwoGroupsPlugin', bad_value=True)])
+    with pytest.raises(TypeError, match="the _TwoGroupsPlugin loss group returned "
+                                        "stat_p=float; losses must be tensors"):
+        model.train_step(make_batch(), sgd(model))
+
+
 def test_teacher_follows_ema_of_student():
     model = build(imnet_feature_dist_lambda=0.0)
     ow = sgd(model, 0.05)
@@ -126,11 +191,10 @@ def test_mixed_loss_is_confidence_weighted_ce():
     """L_T against a reference derived by hand: all-target and all-source masks."""
     model = build(imnet_feature_dist_lambda=0.0, color_jitter_probability=1.0,
                   blur=False)
-    batch = make_batch()
-    src = model.student.data_preprocessor(batch['source'], True)
-    tgt = model.student.data_preprocessor(batch['target'], True)
+    ctx = model.step_context(make_batch())
     pl = torch.randint(0, 4, (2, 64, 64), generator=torch.Generator().manual_seed(0))
     w = torch.rand(2, 64, 64, generator=torch.Generator().manual_seed(1))
+    ctx = dataclasses.replace(ctx, pseudo_label=pl, pseudo_weight_masked=w)
 
     def ref(img, label, weight):
         logits = model.student.decode_head(model.student.extract_feat(img))
@@ -140,14 +204,15 @@ def test_mixed_loss_is_confidence_weighted_ce():
         return (ce * weight).mean()
 
     model.class_masks = lambda lbl: torch.zeros_like(lbl, dtype=torch.float)
-    loss = model.mixed_losses(src['inputs'], src['data_samples'], tgt['inputs'], pl, w)
+    loss = model.mixed_losses(ctx)
     assert loss['mix.decode.loss_ce'].item() == pytest.approx(
-        ref(tgt['inputs'], pl, w).item(), rel=1e-5)
+        ref(ctx.tgt_inputs, pl, w).item(), rel=1e-5)
     model.class_masks = lambda lbl: torch.ones_like(lbl, dtype=torch.float)
-    loss = model.mixed_losses(src['inputs'], src['data_samples'], tgt['inputs'], pl, w)
-    src_gt = torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']])
+    loss = model.mixed_losses(ctx)
+    src_gt = torch.stack([s.gt_sem_seg.data[0] for s in ctx.src_data_samples])
+    assert torch.equal(ctx.src_labels, src_gt)
     assert loss['mix.decode.loss_ce'].item() == pytest.approx(
-        ref(src['inputs'], src_gt, torch.ones_like(w)).item(), rel=1e-5)
+        ref(ctx.src_inputs, src_gt, torch.ones_like(w)).item(), rel=1e-5)
 
 
 def test_source_only_step_is_plain_sgd_on_source_ce():
@@ -171,8 +236,7 @@ def test_feature_distance_against_frozen_initial_model():
     model.init_weights()
     # The ImageNet model starts equal to the student, so L_FD = 0 at first ...
     batch = make_batch()
-    src = model.student.data_preprocessor(batch['source'], True)
-    losses = model.source_losses(src['inputs'], src['data_samples'])
+    losses = model.source_losses(model.step_context(batch))
     # (eval-mode attention takes another kernel: equal up to float rounding)
     assert losses['src.loss_imnet_feat_dist'].item() == pytest.approx(0.0, abs=1e-4)
     assert not any(p.requires_grad for p in model.imnet_model.parameters())
@@ -180,7 +244,7 @@ def test_feature_distance_against_frozen_initial_model():
     before = [p.clone() for p in model.imnet_model.parameters()]
     model.train_step(batch, sgd(model, 0.1))
     assert all(torch.equal(a, b) for a, b in zip(before, model.imnet_model.parameters()))
-    losses = model.source_losses(src['inputs'], src['data_samples'])
+    losses = model.source_losses(model.step_context(batch))
     assert losses['src.loss_imnet_feat_dist'].item() > 1e-3
 
 

@@ -80,7 +80,8 @@ def context(model, seed=0):
         src_inputs=src['inputs'], src_data_samples=src['data_samples'],
         tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
         pseudo_label=torch.randint(0, C, (2, H, W)),
-        pseudo_weight=torch.full((2, H, W), 0.7), iteration=0)
+        pseudo_weight=torch.full((2, H, W), 0.7), iteration=0,
+        src_labels=torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']]))
 
 
 def test_attach_wraps_student_teacher_keeps_only_g():

@@ -81,7 +81,8 @@ def _context(model, seed=0):
         src_inputs=src['inputs'], src_data_samples=src['data_samples'],
         tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
         pseudo_label=torch.randint(0, 4, (2, 64, 64), generator=g),
-        pseudo_weight=torch.full((2, 64, 64), 0.6), iteration=0)
+        pseudo_weight=torch.full((2, 64, 64), 0.6), iteration=0,
+        src_labels=torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']]))
 
 
 @pytest.mark.parametrize('saving', ['none', 'per_domain', 'g_prime', 'encoders'])

@@ -45,8 +45,9 @@ def old_feature_distance(self, img, gt, feats):
     return self.fd_lambda * masked_feat_dist(feat, feat_ref, mask, mask.sum().item())
 
 
-def old_source_losses(self, src_img, src_samples, *, src_gt=None):
-    losses, feats = old_segmentor_loss(self.student, src_img, src_samples)
+def old_source_losses(self, ctx):
+    src_img, src_gt = ctx.src_inputs, ctx.src_labels[:, None]
+    losses, feats = old_segmentor_loss(self.student, src_img, ctx.src_data_samples)
     losses = {f'src.{k}': v for k, v in losses.items()}
     if self.imnet_model is not None:
         losses['src.loss_imnet_feat_dist'] = self.feature_distance(src_img, src_gt,
@@ -54,8 +55,10 @@ def old_source_losses(self, src_img, src_samples, *, src_gt=None):
     return losses
 
 
-def old_mixed_losses(self, src_img, src_samples, tgt_img, pseudo_label, pseudo_weight,
-                     *, src_gt=None):
+def old_mixed_losses(self, ctx):
+    src_img, src_samples, tgt_img = ctx.src_inputs, ctx.src_data_samples, ctx.tgt_inputs
+    pseudo_label, pseudo_weight = ctx.pseudo_label, ctx.pseudo_weight_masked
+    src_gt = ctx.src_labels[:, None]
     masks = self.class_masks(src_gt)
     mixed_img = class_mix(masks, src_img, tgt_img)
     pre = self.student.data_preprocessor
