@@ -12,7 +12,6 @@ uda = dict(
     pseudo_threshold=0.968,
     pseudo_weight_ignore_top=15,
     pseudo_weight_ignore_bottom=120,
-    mix='class',
     color_jitter_strength=0.2,
     color_jitter_probability=0.2,
     blur=True,

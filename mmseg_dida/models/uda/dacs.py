@@ -101,7 +101,6 @@ class DACS(BaseModel):
             Default 15 (DAFormer, Cityscapes targets); HRDA/MIC use 0 and the target
             samples' ``valid_pseudo_mask`` (``crop_pseudo_margins``) instead.
         pseudo_weight_ignore_bottom (int): Same at the bottom. Default 120 (DAFormer).
-        mix (str): ``'class'`` (ClassMix) is the only mixing. Default 'class'.
         color_jitter_strength (float): Default 0.2.
         color_jitter_probability (float): Default 0.2.
         blur (bool): Gaussian blur in the strong augmentation. Default True.
@@ -123,7 +122,6 @@ class DACS(BaseModel):
                  pseudo_threshold: float = 0.968,
                  pseudo_weight_ignore_top: int = 15,
                  pseudo_weight_ignore_bottom: int = 120,
-                 mix: str = 'class',
                  color_jitter_strength: float = 0.2,
                  color_jitter_probability: float = 0.2,
                  blur: bool = True,
@@ -137,8 +135,6 @@ class DACS(BaseModel):
         if not isinstance(segmentor, (dict, nn.Module)):
             raise TypeError('DACS: segmentor must be a config dict, got '
                             f'{type(segmentor).__name__}')
-        if mix != 'class':
-            raise ValueError(f"DACS: mix must be 'class' (ClassMix), got {mix!r}")
         if not 0.0 < pseudo_threshold <= 1.0:
             raise ValueError('DACS: pseudo_threshold must be in (0, 1], got '
                              f'{pseudo_threshold}')

@@ -9,10 +9,12 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
+from mmseg_dida.utils.config_errors import explain_build_error
 
 sys.path.insert(0, osp.dirname(__file__))
 from uda_toy import make_batch  # noqa: E402
@@ -37,7 +39,7 @@ def test_config_values(path):
     m = cfg.model
     name = osp.basename(path)
     assert m.type == 'DACS' and m.segmentor.type == 'EncoderDecoder'
-    assert (m.alpha, m.pseudo_threshold, m.mix) == (0.999, 0.968, 'class')
+    assert (m.alpha, m.pseudo_threshold) == (0.999, 0.968) and 'mix' not in m
     assert (m.color_jitter_strength, m.color_jitter_probability, m.blur) == (0.2, 0.2,
                                                                             True)
     assert cfg.model_wrapper_cfg.type == 'UDADistributedWrapper'
@@ -60,6 +62,20 @@ def test_config_values(path):
     head = m.segmentor.decode_head.type
     assert head == {'mitb5': 'DAFormerHead', 'dlv2': 'DLV2Head'}.get(
         name.split('_')[-2], 'WeightedSegformerHead')
+
+
+def test_config_with_the_removed_mix_key_fails_in_one_line():
+    """DACS lost its ``mix`` argument (ClassMix was its only mixing): a config that
+    still sets it is refused with one line naming the key."""
+    cfg = Config.fromfile(BENCHMARK)
+    cfg.model.mix = 'class'
+    init_default_scope('mmseg')
+    with pytest.raises(TypeError) as err:
+        MODELS.build(cfg.model)
+    line = explain_build_error(cfg, err.value)
+    assert line.startswith("model.mix: DACS has no argument 'mix' (it takes segmentor, "
+                           'plugins, '), line
+    assert '\n' not in line
 
 
 def _shrink(seg):
