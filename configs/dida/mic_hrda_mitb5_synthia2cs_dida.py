@@ -1,5 +1,5 @@
 # MIC(HRDA, MiT-B5) + DiDA, synthia2cs: two plug-ins, MIC then DiDA.
 _base_ = ['../mic/mic_hrda_mitb5_synthia2cs.py', '../_base_/uda/dida.py']
-model = dict(plugins=[*_base_.model.plugins, _base_.dida])
+model = dict(plugins=[*_base_.model.plugins, _base_.dida_mitb5])
 # DiDAHook's degraded-path diagnostics measure a single-scale head: off for HRDA.
 custom_hooks = [*_base_.uda_hooks, dict(_base_.dida_hook, diag_interval=0)]

@@ -26,5 +26,11 @@ dida = dict(
     update_norm_stats=False,
     # 'per_domain' / 'g_prime' / 'encoders': less memory, more time (see DiDA)
     memory_saving='none')
+# The paper's MiT-B5 configs (512 crops; HRDA/MIC: 1024 with 512 detail crops): g' is
+# checkpointed (memory_saving='g_prime': the same losses and gradients, one more g'
+# forward per step), so DiDA peaks at <= 1.6x its baseline with AMP and HRDA / MIC(HRDA)
+# + DiDA fit a 24 GB card (estimates: docs/gpu_memory_table.md). DeepLabV2 configs keep
+# 'none': with BatchNorm, per-domain passes would change the degraded batch statistics.
+dida_mitb5 = dict(dida, memory_saving='g_prime')
 dida_hook = dict(type='DiDAHook', vis_interval=4000, diag_interval=1000,
                  save_deploy=True)
