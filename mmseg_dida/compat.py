@@ -26,7 +26,7 @@ is imported):
 * :func:`atomic_runner_checkpoints` -- mmengine writes a checkpoint in place (a
   killed process leaves a truncated file that the next ``--resume`` or test reads).
   Its ``save_checkpoint`` then writes local files through
-  :func:`mmseg_dida.utils.checkpoint.atomic_torch_save` (temporary file in the same
+  :func:`mmseg_dida.utils.atomic_files.atomic_torch_save` (temporary file in the same
   folder, fsync, rename): a checkpoint file is complete or absent. Remote backends
   (``backend_args``, ``s3://``...) are left to mmengine.
 * :func:`amp_without_accelerator` -- mmengine's ``AmpOptimWrapper`` refuses to be
@@ -197,7 +197,7 @@ def atomic_runner_checkpoints() -> None:
                         backend_args=None):
         if file_client_args is None and backend_args is None and \
                 '://' not in str(filename):
-            from .utils.checkpoint import atomic_torch_save
+            from .utils.atomic_files import atomic_torch_save
             atomic_torch_save(checkpoint, str(filename))
             return
         original(checkpoint, filename, file_client_args=file_client_args,

@@ -33,13 +33,19 @@ from mmseg.registry import MODELS  # noqa: E402
 from torch import Tensor, nn
 
 import mmseg_dida  # noqa: F401  (compat + registration)
-from mmseg_dida.engine.hooks.dida_hook import save_deployable  # noqa: E402
-from mmseg_dida.models.uda.dida import deploy_config, deploy_segmentor  # noqa: E402
-from mmseg_dida.utils.checkpoint import (  # noqa: E402
-    CheckpointMismatchError,
-    CheckpointReadError,
+from mmseg_dida.deploy import (  # noqa: E402
+    deploy_config,
+    deploy_segmentor,
+    save_deployable,
+    training_segmentor,
+)
+from mmseg_dida.utils.model_loading import (  # noqa: E402
     build_model_from_checkpoint,
     strip_pretrained_init,
+)
+from mmseg_dida.utils.state_mapping import (  # noqa: E402
+    CheckpointMismatchError,
+    CheckpointReadError,
 )
 
 
@@ -61,7 +67,7 @@ def verify(model, cfg: Config, ckpt_path: str, size=(64, 128)) -> dict:
     state = torch.load(ckpt_path, map_location='cpu')['state_dict']
     plain.load_state_dict(state, strict=True)
     plain.eval()
-    student = getattr(model, 'student', model)
+    student = training_segmentor(model)
     baseline = MODELS.build(model_cfg)  # the baseline architecture, fresh
     names = [n for n, _ in plain.named_parameters()]
     same_names = names == [n for n, _ in baseline.named_parameters()]

@@ -12,12 +12,7 @@ import sys
 from mmengine.config import DictAction
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
-from mmseg_dida.utils.checkpoint import (
-    CheckpointMismatchError,
-    CheckpointReadError,
-    atomic_write_text,
-    load_model_weights,
-)
+from mmseg_dida.utils.atomic_files import atomic_write_text
 from mmseg_dida.utils.launch import (
     UserError,
     build_runner,
@@ -25,7 +20,9 @@ from mmseg_dida.utils.launch import (
     load_config,
     shutdown_distributed,
 )
+from mmseg_dida.utils.model_loading import load_model_weights
 from mmseg_dida.utils.report import format_metrics
+from mmseg_dida.utils.state_mapping import CheckpointMismatchError, CheckpointReadError
 
 
 def parse_args(argv=None):

@@ -22,7 +22,7 @@ from mmseg_dida.datasets.transforms.checks import (
     scan_dataset,
 )
 from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, NonFiniteLossError, TrainingStopped
-from mmseg_dida.utils.checkpoint import atomic_write_text
+from mmseg_dida.utils.atomic_files import atomic_write_text
 from mmseg_dida.utils.config_errors import explain_build_error
 from mmseg_dida.utils.launch import (
     UserError,

@@ -32,13 +32,9 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..datasets.transforms.checks import insert_data_checks
-from .checkpoint import (
-    checkpoint_problem,
-    find_resume_checkpoint,
-    remove_stale_temporaries,
-    resume_candidates,
-)
+from .atomic_files import remove_stale_temporaries
 from .config_errors import ConfigError, check_config, check_overrides, explain_build_error
+from .resume_discovery import checkpoint_problem, find_resume_checkpoint, resume_candidates
 
 
 class UserError(Exception):

@@ -41,7 +41,7 @@ from reliability_utils import (  # noqa: E402
 )
 
 from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, GracefulStopHook  # noqa: E402
-from mmseg_dida.utils.checkpoint import checkpoint_problem  # noqa: E402
+from mmseg_dida.utils.resume_discovery import checkpoint_problem  # noqa: E402
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
 import dist_launch  # noqa: E402

@@ -15,7 +15,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
-from mmseg_dida.engine.hooks.dida_hook import save_deployable
+from mmseg_dida.deploy import save_deployable
 from mmseg_dida.utils.visualization import label_palette
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',

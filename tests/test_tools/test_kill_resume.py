@@ -28,7 +28,7 @@ from reliability_utils import (  # noqa: E402
     train_command,
 )
 
-from mmseg_dida.utils.checkpoint import checkpoint_problem  # noqa: E402
+from mmseg_dida.utils.resume_discovery import checkpoint_problem  # noqa: E402
 
 ITERS = 6
 ARGS = ['--cfg-options'] + FAST + schedule(ITERS, ckpt_interval=1, keep=1,

@@ -52,10 +52,8 @@ from tqdm import tqdm
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.models.uda.dida import DiDA
 from mmseg_dida.models.utils.degradation import Degradation
-from mmseg_dida.utils.checkpoint import (
-    atomic_write,
-    build_model_from_checkpoint,
-)
+from mmseg_dida.utils.atomic_files import atomic_write
+from mmseg_dida.utils.model_loading import build_model_from_checkpoint
 
 DEFAULT_TIMESTEPS = tuple(range(0, 100, 10))
 

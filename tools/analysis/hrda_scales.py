@@ -53,7 +53,7 @@ from mmseg_dida.models.decode_heads.hrda_head import (  # noqa: E402
 )
 from mmseg_dida.models.segmentors.uda_segmentor import crop_box  # noqa: E402
 from mmseg_dida.models.utils.degradation import Degradation  # noqa: E402
-from mmseg_dida.utils.checkpoint import atomic_write  # noqa: E402
+from mmseg_dida.utils.atomic_files import atomic_write  # noqa: E402
 
 VIEWS = ('fused', 'lr', 'hr')
 DEFAULT_TIMESTEPS = (0, 25, 50, 75, 90)

@@ -691,7 +691,7 @@ def cases(configs, amp: str, memory_saving: str):
 
 def save(rows: List[dict], args, device: str, code: dict, command: str) -> None:
     """Write the rows (``--json``) and their table (``--markdown``)."""
-    from mmseg_dida.utils.checkpoint import atomic_write_text
+    from mmseg_dida.utils.atomic_files import atomic_write_text
     if args.json:
         atomic_write_text(args.json, json.dumps(dict(
             device=device, headroom=args.headroom, context_gb=args.context_gb,
@@ -704,7 +704,7 @@ def save(rows: List[dict], args, device: str, code: dict, command: str) -> None:
 def render(paths: List[str], out: Optional[str], headroom: float,
            context_gb: float) -> int:
     """Write (or print) the table of the rows in the JSON files ``paths``."""
-    from mmseg_dida.utils.checkpoint import atomic_write_text
+    from mmseg_dida.utils.atomic_files import atomic_write_text
     rows, code, commands = [], None, []
     for path in paths:
         with open(path) as f:

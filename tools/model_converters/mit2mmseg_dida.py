@@ -33,7 +33,7 @@ from collections import OrderedDict
 import torch
 
 from mmseg_dida.models.utils.weight_loading import PretrainedLoadError, load_source_checkpoint
-from mmseg_dida.utils.checkpoint import atomic_torch_save
+from mmseg_dida.utils.atomic_files import atomic_torch_save
 
 _PATCH = re.compile(r'^patch_embed(\d)\.(proj|norm)\.(weight|bias)$')
 _BLOCK = re.compile(r'^block(\d)\.(\d+)\.(.+)$')

@@ -22,7 +22,7 @@ import sys
 from collections import OrderedDict
 
 from mmseg_dida.models.utils.weight_loading import PretrainedLoadError, load_source_checkpoint
-from mmseg_dida.utils.checkpoint import atomic_torch_save
+from mmseg_dida.utils.atomic_files import atomic_torch_save
 
 _VALID = re.compile(
     r'^(stem\.\d+\.|conv1\.|bn1\.|layer\d+\.\d+\.(conv\d|bn\d|downsample\.\d)\.)'

@@ -137,5 +137,5 @@ def _class_keys(runs: Runs) -> List[str]:
 
 def write_atomic(path: str, text: str) -> None:
     """Write ``text`` complete or not at all (temporary file, fsync, rename)."""
-    from mmseg_dida.utils.checkpoint import atomic_write_text
+    from mmseg_dida.utils.atomic_files import atomic_write_text
     atomic_write_text(path, text)

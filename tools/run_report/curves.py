@@ -70,7 +70,7 @@ def plot_curves(runs: Series, path: str, title: str = '') -> List[str]:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    from mmseg_dida.utils.checkpoint import atomic_write
+    from mmseg_dida.utils.atomic_files import atomic_write
     try:
         with atomic_write(path, 'wb') as f:  # complete or absent
             fig.savefig(f, format='png', dpi=100)

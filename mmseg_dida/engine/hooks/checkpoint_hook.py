@@ -36,7 +36,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from mmseg.registry import HOOKS
 
-from ...utils.checkpoint import atomic_write_text
+from ...utils.atomic_files import atomic_write_text
 from .. import resume_state
 
 __all__ = ['ResumableCheckpointHook']

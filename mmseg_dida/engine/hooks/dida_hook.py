@@ -13,14 +13,12 @@
   normalisation buffers and every random stream left as they were);
 * after training: write a deployable checkpoint -- the plain segmentor h o g, with
   g', the time MLP/FiLMs, h', the EMA teacher and the ImageNet model stripped -- and
-  its plain mmseg config (see :func:`save_deployable`).
+  its plain mmseg config (:func:`mmseg_dida.deploy.save_deployable`).
 """
-import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmengine.config import Config
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -28,35 +26,14 @@ from mmseg.registry import HOOKS
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from ...deploy import save_deployable
 from ...models.backbones.diffusion_encoder import DiffusionEncoder
-from ...models.uda.dida import DiDA, deploy_config, deploy_segmentor
+from ...models.uda.dida import DiDA
 from ...models.utils.norm_buffers import preserved_norm_buffers
-from ...utils.checkpoint import atomic_torch_save, atomic_write_text
 from ...utils.visualization import colourise
 
-__all__ = ['DiDAHook', 'save_deployable', 'degradation_strip', 'degraded_path_stats',
+__all__ = ['DiDAHook', 'degradation_strip', 'degraded_path_stats',
            'degraded_prediction_strip', 'strip_inputs']
-
-
-def save_deployable(model: nn.Module, cfg: Optional[Config], out_dir: str,
-                    name: str = 'deploy') -> Tuple[str, Optional[str]]:
-    """Write ``<out_dir>/<name>.pth`` (``{'meta': ..., 'state_dict': ...}`` of the
-    deployed segmentor, loadable by mmseg's ``init_model``/``load_from``) and, when a
-    config is given, ``<out_dir>/<name>_config.py`` (plain mmseg segmentor config).
-    Works for baseline UDA runs (no DiffusionEncoder) and DiDA runs alike."""
-    segmentor = deploy_segmentor(model)
-    state = {k: v.detach().cpu() for k, v in segmentor.state_dict().items()}
-    meta = dict(num_params=sum(p.numel() for p in segmentor.parameters()),
-                dataset_meta=getattr(model, 'dataset_meta', None))
-    cfg_path = None
-    if cfg is not None:
-        plain = deploy_config(cfg)
-        cfg_path = osp.join(out_dir, f'{name}_config.py')
-        meta['config'] = plain.pretty_text
-        atomic_write_text(cfg_path, plain.pretty_text)  # complete or absent
-    ckpt_path = osp.join(out_dir, f'{name}.pth')
-    atomic_torch_save(dict(meta=meta, state_dict=state), ckpt_path)
-    return ckpt_path, cfg_path
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from ...utils.checkpoint import atomic_write_text
+from ...utils.atomic_files import atomic_write_text
 
 __all__ = ['PseudoLabelStatsHook', 'target_label_path']
 

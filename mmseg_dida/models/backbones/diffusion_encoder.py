@@ -16,7 +16,8 @@ unchanged::
         feats = segmentor.extract_feat(x_t)     # g(x_t) + z_hat
     feats = segmentor.extract_feat(x)           # exactly g(x)
 
-At deployment the wrapper is replaced by g (:meth:`DiffusionEncoder.deploy`).
+At deployment the wrapper is replaced by g (:meth:`DiffusionEncoder.deploy_module`,
+:mod:`mmseg_dida.deploy`).
 """
 import copy
 import math
@@ -208,9 +209,18 @@ class DiffusionEncoder(BaseModule):
             for film in self.film:
                 film.reset_modulation()
 
-    def deploy(self) -> nn.Module:
-        """The deployed backbone: g alone (g', the time MLP and the FiLMs dropped)."""
+    # ------------------------------------------------------------------- deploy
+    def deploy_module(self) -> nn.Module:
+        """The deployed backbone: g alone (g', the time MLP and the FiLMs dropped;
+        the deploy contract of :mod:`mmseg_dida.deploy`)."""
         return self.backbone
+
+    @staticmethod
+    def deployed_state_key(key: str) -> Optional[str]:
+        """The key of this wrapper's state tensor ``key`` in g (its
+        :meth:`deploy_module`): g's own tensors are held under ``backbone.``; every
+        other tensor (g', the time MLP, the FiLMs) is training-only (None)."""
+        return key[len('backbone.'):] if key.startswith('backbone.') else None
 
     @staticmethod
     def _run(module: nn.Module, x: Tensor, use_cp: bool):

@@ -14,18 +14,17 @@ multi-resolution path); L_R (Eq. 5,
 :class:`~mmseg_dida.models.decode_heads.ReconHead`) is the reconstruction of eps.
 g + g' is the :class:`~mmseg_dida.models.backbones.DiffusionEncoder` that this plug-in
 puts around the student's backbone in :meth:`DiDA.attach`; at deployment it is
-replaced by g again (:func:`deploy_segmentor`), so the deployed model is exactly the
-baseline's architecture.
+replaced by g again (:func:`mmseg_dida.deploy.deploy_segmentor`), so the deployed
+model is exactly the baseline's architecture.
 """
-import copy
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.config import Config, ConfigDict
-from mmseg.registry import HOOKS, MODELS
+from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...deploy import replace_wrappers
 from ..backbones.diffusion_encoder import COMPENSATION_INITS, DiffusionEncoder
 from ..decode_heads.time_seg_path import TimeConditionedSegPath
 from ..segmentors.uda_segmentor import (
@@ -39,7 +38,7 @@ from ..utils.degradation import ViewNoise, ViewNoiseTransform
 from ..utils.feature_distance import masked_feat_dist
 from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
 
-__all__ = ['DiDA', 'deploy_segmentor', 'deploy_config', 'strip_diffusion_encoders']
+__all__ = ['DiDA']
 
 RECON_ARCHS = ('full', 'linear', None)
 SEG_PATHS = ('shared', 'time_conditioned')
@@ -261,7 +260,7 @@ class DiDA(BaseUDAPlugin):
     def strip_teacher(self, model: nn.Module) -> nn.Module:
         """The teacher only labels clean target images, for which the
         DiffusionEncoder is exactly g: it keeps g, not g', the FiLMs or h'."""
-        return strip_diffusion_encoders(model)
+        return replace_wrappers(model)
 
     # ------------------------------------------------------------ degraded path
     def degraded_forward(self, student: nn.Module, x_t: Tensor, t: Tensor,
@@ -467,54 +466,3 @@ def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f'DiDA: {name} must be one of {list(choices)}, '
                          f'got {value!r}')
-
-
-# ----------------------------------------------------------------------- deploy
-def strip_diffusion_encoders(module: nn.Module) -> nn.Module:
-    """Replace, in place, every DiffusionEncoder inside ``module`` by its g (the
-    wrapper's g', time MLP and FiLMs are dropped); returns ``module`` (or g when
-    ``module`` is itself a DiffusionEncoder)."""
-    if isinstance(module, DiffusionEncoder):
-        return module.deploy()
-    for name, child in module.named_children():
-        if isinstance(child, DiffusionEncoder):
-            setattr(module, name, child.deploy())
-        else:
-            strip_diffusion_encoders(child)
-    return module
-
-
-def deploy_segmentor(model: nn.Module) -> nn.Module:
-    """The deployable segmentor of a training model: the student of a UDA model (or
-    the segmentor itself), with every DiffusionEncoder replaced by its g. g', the
-    time MLP and FiLMs, h', the teacher and the ImageNet model are left behind.
-    Returns a deep copy; ``model`` is not changed."""
-    segmentor = getattr(model, 'student', model)
-    return strip_diffusion_encoders(copy.deepcopy(segmentor))
-
-
-def deploy_config(cfg: Config) -> Config:
-    """A plain mmseg segmentor config from a UDA training config: ``model`` becomes
-    the UDA model's ``segmentor`` (keeping the data preprocessor), the hooks that
-    only make sense while training a UDA model (their class sets
-    ``training_only = True``: DiDA's, the UDA pictures) are dropped; data, evaluation
-    and runtime settings are kept."""
-    cfg = copy.deepcopy(cfg)
-    model = cfg.model
-    if 'segmentor' in model:
-        seg = ConfigDict(copy.deepcopy(model.segmentor))
-        if 'data_preprocessor' not in seg and 'data_preprocessor' in model:
-            seg.data_preprocessor = model.data_preprocessor
-        cfg.model = seg
-    hooks = cfg.get('custom_hooks', None) or []
-    cfg.custom_hooks = [h for h in hooks if not _training_only_hook(h)]
-    return cfg
-
-
-def _training_only_hook(hook_cfg: dict) -> bool:
-    hook_type = hook_cfg.get('type')
-    if not isinstance(hook_type, str):
-        return getattr(hook_type, 'training_only', False)
-    with HOOKS.switch_scope_and_registry(None) as registry:
-        cls = registry.get(hook_type)
-    return getattr(cls, 'training_only', False)

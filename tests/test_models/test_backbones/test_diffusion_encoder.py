@@ -131,7 +131,7 @@ def test_ablation_modes():
     with none.timestep(t):
         out = none(x)
     assert all(torch.equal(a, b) for a, b in zip(out, none.backbone(x)))
-    assert isinstance(none.deploy(), type(none.backbone))
+    assert isinstance(none.deploy_module(), type(none.backbone))
     with pytest.raises(ValueError, match='mode must be one of'):
         DiffusionEncoder(TINY_MIT, mode='half')
 

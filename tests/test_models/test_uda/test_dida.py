@@ -11,8 +11,8 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import mmseg_dida  # noqa: F401
+from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.backbones import DiffusionEncoder
-from mmseg_dida.models.uda.dida import deploy_segmentor
 from mmseg_dida.models.uda.plugin import UDAStepContext
 
 H, W, C = 32, 64, 4
@@ -390,15 +390,3 @@ def test_degraded_feature_distance_references():
     assert img is ctx.src_inputs and gt_shape == (2, 1, H, W) and f_shape[0] == 2
     assert out['loss_dic_fd'] > 0
 
-
-def test_deploy_config_drops_training_only_hooks_by_attribute():
-    from mmengine.config import Config
-
-    from mmseg_dida.models.uda.dida import deploy_config
-    cfg = Config(dict(model=uda_cfg(), custom_hooks=[
-        dict(type='UDAVisualizationHook'), dict(type='DiDAHook'),
-        dict(type='EmptyCacheHook'), dict(type='NotARegisteredHook')]))
-    plain = deploy_config(cfg)
-    assert plain.model.type == 'EncoderDecoder'
-    assert [h['type'] for h in plain.custom_hooks] == ['EmptyCacheHook',
-                                                        'NotARegisteredHook']

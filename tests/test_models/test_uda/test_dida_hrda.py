@@ -12,9 +12,9 @@ from mmengine.optim import OptimWrapper
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
+from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.segmentors import HRDAEncoderDecoder
-from mmseg_dida.models.uda.dida import deploy_segmentor
 from mmseg_dida.models.uda.plugin import UDAStepContext
 from mmseg_dida.models.utils import norm_buffers
 

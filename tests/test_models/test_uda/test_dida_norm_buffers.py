@@ -13,7 +13,7 @@ from mmseg.registry import MODELS
 from torch import nn
 
 import mmseg_dida  # noqa: F401
-from mmseg_dida.models.uda.dida import deploy_segmentor
+from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.uda.plugin import UDAStepContext
 from mmseg_dida.models.utils import norm_buffers, preserved_norm_buffers
 
