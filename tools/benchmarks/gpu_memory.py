@@ -377,7 +377,7 @@ def _strip_pretrained(node):
 
 def dida_modes() -> List[str]:
     """The DiDA plug-in's fixed memory modes, in its own order."""
-    from mmseg_dida.models.uda.dida import MEMORY_SAVING
+    from mmseg_dida.models.utils.memory_saving import MEMORY_SAVING
     return [m for m in MEMORY_SAVING if m != 'auto']
 
 

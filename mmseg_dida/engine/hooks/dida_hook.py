@@ -206,7 +206,6 @@ class DiDAHook(Hook):
         if runner.iter == 0:
             for name, enc in model.named_modules():
                 if (isinstance(enc, DiffusionEncoder) and enc.mode == 'full'
-                        and enc.init_g_prime == 'backbone'
                         and not enc.g_prime_synced):
                     enc.sync_g_prime()
                     runner.logger.info(f"DiDAHook: initialised g' from g in {name} "

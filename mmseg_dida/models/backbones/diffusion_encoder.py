@@ -20,7 +20,6 @@ At deployment the wrapper is replaced by g (:meth:`DiffusionEncoder.deploy_modul
 :mod:`mmseg_dida.deploy`).
 """
 import copy
-import math
 from contextlib import contextmanager
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -30,68 +29,12 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['sinusoidal_embedding', 'TimeEmbedding', 'TimeFiLM', 'DiffusionEncoder']
+from ..utils.memory_saving import DEFAULT_MEMORY_SAVING, memory_saving_mode
+from ..utils.time_embedding import COMPENSATION_INITS, TimeEmbedding, TimeFiLM
+
+__all__ = ['DiffusionEncoder']
 
 MODES = ('full', 'g_time', 'none')
-COMPENSATION_INITS = ('default', 'zero')
-
-
-def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Transformer/DDPM sinusoidal embedding of integer timesteps, (N,) -> (N, dim):
-    [cos(t w_k), sin(t w_k)], w_k = max_period^(-k / (dim / 2)), k < dim / 2."""
-    if dim % 2:
-        raise ValueError(f'sinusoidal_embedding: dim must be even, got {dim}')
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) *
-                      torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float().view(-1, 1) * freqs.view(1, -1)
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-
-
-class TimeEmbedding(nn.Module):
-    """Embed(t): sinusoidal(``embed_dim``) -> Linear -> GELU -> Linear(``time_dim``)."""
-
-    def __init__(self, embed_dim: int = 16, time_dim: int = 256):
-        super().__init__()
-        self.embed_dim = embed_dim
-        self.mlp = nn.Sequential(
-            nn.Linear(embed_dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
-
-    def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(sinusoidal_embedding(t, self.embed_dim))
-
-
-class TimeFiLM(nn.Module):
-    """Eq. 4 at one level: z * (MLP_s(e) + 1) + MLP_b(e), with
-    (MLP_s, MLP_b) = split(Linear(SiLU(e), 2 C)).
-
-    ``init='zero'`` starts the modulation at z * 0 + 0 = 0 for every t (weights 0,
-    MLP_s bias -1, MLP_b bias 0); ``'default'`` keeps torch's Linear initialisation
-    (scale and shift near 0, i.e. z * ~1 + ~0)."""
-
-    def __init__(self, time_dim: int, channels: int, init: str = 'default'):
-        super().__init__()
-        if init not in COMPENSATION_INITS:
-            raise ValueError(f'TimeFiLM: init must be one of {COMPENSATION_INITS}, '
-                             f'got {init!r}')
-        self.channels = channels
-        self.init = init
-        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 2 * channels))
-        self.reset_modulation()
-
-    @torch.no_grad()
-    def reset_modulation(self) -> None:
-        """Apply ``init`` to the output layer (nothing for 'default')."""
-        if self.init == 'zero':
-            linear = self.mlp[-1]
-            linear.weight.zero_()
-            linear.bias.zero_()
-            linear.bias[:self.channels] = -1.0
-
-    def forward(self, z: Tensor, emb: Tensor) -> Tensor:
-        scale, shift = self.mlp(emb).chunk(2, dim=1)
-        shape = (z.shape[0], self.channels) + (1, ) * (z.dim() - 2)
-        return z * (scale.view(shape) + 1) + shift.view(shape)
 
 
 @MODELS.register_module()
@@ -107,26 +50,24 @@ class DiffusionEncoder(BaseModule):
             forward of a 64x64 zero image.
         embed_dim: Sinusoidal embedding size (16).
         time_dim: Width of the time MLP and its output (256).
-        init_g_prime: 'backbone' (default): g' starts as a copy of g's weights, taken
-            in :meth:`init_weights` (i.e. after g's pretrained weights are loaded);
-            'scratch': g' keeps the independent initialisation of its own modules.
         compensation_init: 'default' (torch's initialisation of the FiLM MLPs: at step
             0 z_hat ~ z', so with g' a copy of g the fused features are ~2 g) or
             'zero' (MLP_s gives scale + 1 = 0 and MLP_b = 0 for every t: z_hat = 0 at
             step 0, the fused features start as g(x_t); Eq. 4 is unchanged and the
             modulation is learnt from there). Mode 'g_time' has no z' and keeps
             'default' (a zero FiLM would zero its features).
-        with_cp: Activation checkpointing of g' (recomputed in backward; saves memory).
-        cp_backbone: Also checkpoint g inside degraded passes (the clean path is never
-            checkpointed), so that g's and g''s activations are not held together.
+        memory_saving: DiDA's memory saving mode
+            (:data:`~mmseg_dida.models.utils.memory_saving.MEMORY_SAVING`); this
+            wrapper reads its activation checkpointing of g' and of g in degraded
+            passes (the clean path is never checkpointed).
         init_cfg: mmengine init config of the wrapper itself.
     """
 
     def __init__(self, backbone: Union[dict, nn.Module], mode: str = 'full',
                  level_channels: Optional[Sequence[int]] = None, embed_dim: int = 16,
-                 time_dim: int = 256, init_g_prime: str = 'backbone',
-                 compensation_init: str = 'default', with_cp: bool = False,
-                 cp_backbone: bool = False, init_cfg: Optional[dict] = None):
+                 time_dim: int = 256, compensation_init: str = 'default',
+                 memory_saving: str = DEFAULT_MEMORY_SAVING,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if mode not in MODES:
             raise ValueError(f'DiffusionEncoder: mode must be one of {MODES}, '
@@ -137,19 +78,17 @@ class DiffusionEncoder(BaseModule):
         if compensation_init == 'zero' and mode != 'full':
             raise ValueError("DiffusionEncoder: compensation_init='zero' needs "
                              f"mode='full' (z_hat = FiLM(g'(x_t))), got mode={mode!r}")
-        if init_g_prime not in ('backbone', 'scratch'):
-            raise ValueError("DiffusionEncoder: init_g_prime must be 'backbone' or "
-                             f"'scratch', got {init_g_prime!r}")
+        saving = memory_saving_mode(memory_saving, 'DiffusionEncoder')
         if isinstance(backbone, DiffusionEncoder):
             raise TypeError('DiffusionEncoder: the backbone is already a '
                             'DiffusionEncoder')
         self.backbone = backbone if isinstance(backbone, nn.Module) else \
             MODELS.build(backbone)
         self.mode = mode
-        self.init_g_prime = init_g_prime
         self.compensation_init = compensation_init
-        self.with_cp = with_cp
-        self.cp_backbone = cp_backbone
+        self.memory_saving = memory_saving
+        self.checkpoint_g_prime = saving.checkpoint_g_prime
+        self.checkpoint_g = saving.checkpoint_g
         self._t: Optional[Tensor] = None
         self.g_prime_synced = False
         if mode == 'none':
@@ -162,13 +101,10 @@ class DiffusionEncoder(BaseModule):
         self.film = nn.ModuleList(
             TimeFiLM(time_dim, c, compensation_init) for c in self.level_channels)
         if mode == 'full':
+            # g' starts as a copy of g's weights, taken in init_weights (after g's
+            # pretrained weights are loaded); it must not load g's file again.
             self.g_prime = copy.deepcopy(self.backbone)
-            if init_g_prime == 'scratch':
-                for m in self.g_prime.modules():
-                    if m is not self.g_prime and hasattr(m, 'reset_parameters'):
-                        m.reset_parameters()
-            # g' must not load g's pretrained file again: its weights come from g.
-            self.g_prime._is_init = init_g_prime == 'backbone'
+            self.g_prime._is_init = True
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -203,7 +139,7 @@ class DiffusionEncoder(BaseModule):
 
     def init_weights(self) -> None:
         super().init_weights()
-        if self.mode == 'full' and self.init_g_prime == 'backbone':
+        if self.mode == 'full':
             self.sync_g_prime()
         if self.mode != 'none':
             for film in self.film:
@@ -241,7 +177,7 @@ class DiffusionEncoder(BaseModule):
         if t.shape != (x.shape[0], ):
             raise ValueError(f'DiffusionEncoder: timestep shape {tuple(t.shape)} does '
                              f'not match the batch size {x.shape[0]}')
-        feats = self._run(self.backbone, x, self.cp_backbone)
+        feats = self._run(self.backbone, x, self.checkpoint_g)
         single = isinstance(feats, Tensor)
         feats = [feats] if single else list(feats)
         if self.mode == 'none':
@@ -252,7 +188,7 @@ class DiffusionEncoder(BaseModule):
         emb = self.time_embed(t.to(x.device))
         if self.mode == 'g_time':
             return feats, [film(z, emb) for film, z in zip(self.film, feats)], single
-        zp = self._run(self.g_prime, x, self.with_cp)
+        zp = self._run(self.g_prime, x, self.checkpoint_g_prime)
         zp = [zp] if isinstance(zp, Tensor) else list(zp)
         fused = [z + film(z_, emb) for film, z, z_ in zip(self.film, feats, zp)]
         return feats, fused, single

@@ -36,7 +36,8 @@ from ..segmentors.uda_segmentor import (
 )
 from ..utils.degradation import ViewNoise, ViewNoiseTransform
 from ..utils.feature_distance import masked_feat_dist
-from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
+from ..utils.memory_saving import DEFAULT_MEMORY_SAVING, memory_saving_mode
+from .plugin import BaseUDAPlugin, UDAStepContext
 
 __all__ = ['DiDA']
 
@@ -44,13 +45,6 @@ RECON_ARCHS = ('full', 'linear', None)
 SEG_PATHS = ('shared', 'time_conditioned')
 LD_T_WEIGHTS = ('uniform', 'abar')
 FD_REFERENCES = ('imnet', 'clean')
-# memory_saving preset -> (one pass + backward per domain, checkpoint g', checkpoint g)
-MEMORY_SAVING = {
-    'none': (False, False, False),
-    'per_domain': (True, False, False),
-    'g_prime': (True, True, False),
-    'encoders': (True, True, True),
-}
 
 
 @MODELS.register_module()
@@ -74,28 +68,17 @@ class DiDA(BaseUDAPlugin):
             ``loss_weight``; must be > 0 when ``recon`` is set.
         recon_channels: Width of h'.
         embed_dim, time_dim: Time embedding sizes (16, 256).
-        init_g_prime: 'backbone' (g' starts from g's weights) or 'scratch'.
         compensation_init: 'default' (paper code: FiLM MLPs with torch's init, so
             z_hat ~ g'(x_t) ~ g(x_t) at step 0) or 'zero' (z_hat = 0 at step 0; see
             :class:`DiffusionEncoder`).
-        memory_saving: How the degraded pass bounds its memory; the losses and
-            gradients are the same in every mode (up to float rounding; BatchNorm
-            batch statistics then come from per-domain batches, as with
-            ``batch_domains=False``).
-            'none' (default): one batched degraded pass over source and target, one
-            backward. 'per_domain': the source pass and the target pass are two loss
-            groups, each back-propagated before the next is computed, so the
-            activations of one domain are held at a time (no recomputation).
-            'g_prime': 'per_domain' plus activation checkpointing of g' (its forward
-            is recomputed in backward: one more g' forward per step). 'encoders':
-            'g_prime' plus checkpointing of g in the degraded passes (the clean path
-            is never checkpointed). Measured (tools/benchmarks/RESULTS.md): memory
-            'none' > 'per_domain' > 'g_prime' > 'encoders', time the other way.
-        batch_domains: One degraded forward over source and target together (default)
-            instead of one per domain. Identical maths for LayerNorm networks; with
-            BatchNorm in training mode the batch statistics are then those of the
-            joint degraded batch. The per-domain memory savings imply per-domain
-            passes.
+        memory_saving: How the degraded passes bound their memory
+            (:mod:`mmseg_dida.models.utils.memory_saving`; the losses and gradients
+            are the same in every mode). 'none' (default): one batched degraded pass
+            over source and target, one backward. 'per_domain': the source pass and
+            the target pass are two loss groups, each back-propagated before the
+            next (with BatchNorm in training mode each pass has its domain's batch
+            statistics). 'g_prime': 'per_domain' plus activation checkpointing of g'.
+            'encoders': 'g_prime' plus checkpointing of g in the degraded passes.
         update_norm_stats: False (default): the degraded passes use batch statistics
             but leave the student's running statistics (what inference and the
             exported model use) unchanged; the host restores them around this
@@ -137,9 +120,9 @@ class DiDA(BaseUDAPlugin):
     def __init__(self, degradation: Optional[dict] = None, mode: str = 'full',
                  recon: Optional[str] = 'full', lambda_d: float = 0.5,
                  lambda_r: float = 5.0, recon_channels: int = 64, embed_dim: int = 16,
-                 time_dim: int = 256, init_g_prime: str = 'backbone',
-                 compensation_init: str = 'default', memory_saving: str = 'none',
-                 batch_domains: bool = True, update_norm_stats: bool = False,
+                 time_dim: int = 256, compensation_init: str = 'default',
+                 memory_saving: str = DEFAULT_MEMORY_SAVING,
+                 update_norm_stats: bool = False,
                  ld_t_weight: str = 'uniform', ld_max_t: Optional[int] = None,
                  seg_path: str = 'shared', degraded_fd_weight: float = 0.0,
                  degraded_fd_reference: str = 'imnet',
@@ -149,7 +132,7 @@ class DiDA(BaseUDAPlugin):
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         _check_choice('recon', recon, RECON_ARCHS)
-        _check_choice('memory_saving', memory_saving, MEMORY_SAVING)
+        saving = memory_saving_mode(memory_saving, 'DiDA')
         _check_choice('mode', mode, ('full', 'g_time', 'none'))
         _check_choice('seg_path', seg_path, SEG_PATHS)
         _check_choice('ld_t_weight', ld_t_weight, LD_T_WEIGHTS)
@@ -182,22 +165,20 @@ class DiDA(BaseUDAPlugin):
             raise ValueError('DiDA: degraded_frozen_modules must be a list of module '
                              f'names, got {degraded_frozen_modules!r}')
         self.memory_saving = memory_saving
-        self.per_domain_backward, cp_g_prime, cp_g = MEMORY_SAVING[memory_saving]
-        if (cp_g_prime or cp_g) and any(m == 'backbone' or m.startswith('backbone.')
-                                        for m in degraded_frozen_modules):
+        if (saving.checkpoint_g_prime or saving.checkpoint_g) and any(
+                m == 'backbone' or m.startswith('backbone.')
+                for m in degraded_frozen_modules):
             raise ValueError('DiDA: degraded_frozen_modules inside the backbone cannot '
                              f'be combined with memory_saving={memory_saving!r} (its '
                              'checkpointed passes are recomputed outside the scope)')
         self.degradation = MODELS.build(degradation or dict(type='Degradation'))
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
         self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
-                                init_g_prime=init_g_prime,
                                 compensation_init=compensation_init,
-                                with_cp=cp_g_prime, cp_backbone=cp_g)
+                                memory_saving=memory_saving)
         self.recon = recon
         self.lambda_r = lambda_r
         self.recon_channels = recon_channels
-        self.batch_domains = batch_domains
         self.preserves_norm_buffers = not update_norm_stats
         self.ld_t_weight = ld_t_weight
         self.ld_max_t = ld_max_t
@@ -304,8 +285,6 @@ class DiDA(BaseUDAPlugin):
         src = ctx.src_inputs
         n = src.shape[0]
         labels = ctx.src_labels
-        if labels is None:
-            labels = torch.stack([s.gt_sem_seg.data for s in ctx.src_data_samples])
         labels = labels.reshape(n, *labels.shape[-2:]).long().to(src.device)
         use_tgt = ctx.pseudo_label is not None
         views = None
@@ -326,8 +305,7 @@ class DiDA(BaseUDAPlugin):
         stats = dict(dida_t=t.float().mean().detach(),
                      dida_abar=self.degradation.abar[t].mean().detach())
         tgt_weight = self.target_weight(ctx) if use_tgt else None
-        per_domain = use_tgt and (self.per_domain_backward or not self.batch_domains)
-        if not per_domain:
+        if not (use_tgt and memory_saving_mode(self.memory_saving, 'DiDA').per_domain):
             losses = self._chunk_losses(ctx, x_t, t, target, labels, n, tgt_weight,
                                         **_views(views, slice(None)))
             yield {**losses, **stats}
@@ -335,17 +313,13 @@ class DiDA(BaseUDAPlugin):
         # Per domain: [0, n) degraded source, [n, 2n) degraded target. L_R is the
         # mean over both halves, i.e. each half contributes half of its own L_R.
         src_half, tgt_half = slice(0, n), slice(n, 2 * n)
-        halves = [self._chunk_losses(ctx, x_t[src_half], t[src_half],
-                                     _part(target, src_half), labels[src_half], n,
-                                     None, recon_scale=0.5,
-                                     **_views(views, src_half))]
-        if self.per_domain_backward:
-            yield halves.pop()
-        halves.append(self._chunk_losses(ctx, x_t[tgt_half], t[tgt_half],
-                                         _part(target, tgt_half), labels[tgt_half], 0,
-                                         tgt_weight, recon_scale=0.5,
-                                         **_views(views, tgt_half)))
-        yield {**sum_loss_groups(halves), **stats}
+        yield self._chunk_losses(ctx, x_t[src_half], t[src_half],
+                                 _part(target, src_half), labels[src_half], n, None,
+                                 recon_scale=0.5, **_views(views, src_half))
+        yield {**self._chunk_losses(ctx, x_t[tgt_half], t[tgt_half],
+                                    _part(target, tgt_half), labels[tgt_half], 0,
+                                    tgt_weight, recon_scale=0.5,
+                                    **_views(views, tgt_half)), **stats}
 
     @staticmethod
     def target_weight(ctx: UDAStepContext) -> Tensor:
@@ -429,12 +403,6 @@ class DiDA(BaseUDAPlugin):
         with torch.no_grad():
             ref = seg.backbone_feat(view)[-1].detach()
         return self.degraded_fd_weight * masked_feat_dist(feat, ref)
-
-    def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
-        """All of :meth:`loss_groups` in one dict (a key in several groups summed).
-        Computing them at once keeps every group's graph alive: the training step
-        uses :meth:`loss_groups`."""
-        return sum_loss_groups(self.loss_groups(ctx))
 
 
 def _part(value: Optional[Tensor], index: slice) -> Optional[Tensor]:

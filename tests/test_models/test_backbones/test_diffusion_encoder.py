@@ -6,11 +6,9 @@ import torch
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
-from mmseg_dida.models.backbones.diffusion_encoder import (
-    DiffusionEncoder,
-    TimeFiLM,
-    sinusoidal_embedding,
-)
+from mmseg_dida.models.backbones.diffusion_encoder import DiffusionEncoder
+from mmseg_dida.models.utils.memory_saving import MEMORY_SAVING
+from mmseg_dida.models.utils.time_embedding import TimeFiLM, sinusoidal_embedding
 
 TINY_MIT = dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
                 num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
@@ -102,17 +100,25 @@ def test_gradients_reach_g_prime_only_through_degraded_pass():
     assert sum(p.grad.abs().sum() for p in enc.g_prime.parameters()) > 0
 
 
-def test_checkpointed_g_prime_gives_same_gradients():
+def test_checkpointed_encoders_give_same_gradients():
     x = torch.randn(2, 3, 64, 64)
     t = torch.tensor([7, 70])
-    grads = []
-    for cp in (False, True):
-        enc = _build(with_cp=cp)
+    grads = {}
+    for mode in MEMORY_SAVING:
+        torch.manual_seed(0)
+        enc = _build(memory_saving=mode)
         enc.train()
+        assert (enc.checkpoint_g_prime, enc.checkpoint_g) == (
+            MEMORY_SAVING[mode].checkpoint_g_prime, MEMORY_SAVING[mode].checkpoint_g)
         with enc.timestep(t):
             sum(f.pow(2).sum() for f in enc(x)).backward()
-        grads.append([p.grad.clone() for p in enc.g_prime.parameters()])
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
+        grads[mode] = {n: p.grad.clone() for n, p in enc.named_parameters()}
+    assert set(grads['none']) == set(grads['encoders'])
+    for mode in ('g_prime', 'encoders'):  # g' (and g) recomputed in backward
+        assert all(torch.allclose(grads['none'][n], g, atol=1e-5)
+                   for n, g in grads[mode].items())
+    with pytest.raises(ValueError, match="memory_saving must be one of"):
+        _build(memory_saving='chunked')
 
 
 def test_ablation_modes():

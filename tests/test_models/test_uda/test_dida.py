@@ -13,7 +13,7 @@ from mmseg.structures import SegDataSample
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.backbones import DiffusionEncoder
-from mmseg_dida.models.uda.plugin import UDAStepContext
+from mmseg_dida.models.uda.plugin import UDAStepContext, sum_loss_groups
 
 H, W, C = 32, 64, 4
 SEGMENTOR = dict(
@@ -128,7 +128,7 @@ def test_teacher_ema_follows_g_not_g_prime():
 def test_losses_gradient_paths():
     model = build()
     ctx = context(model)
-    losses = model.plugins[0].losses(ctx)
+    losses = sum_loss_groups(model.plugins[0].loss_groups(ctx))
     assert set(losses) == {'loss_dic_src', 'loss_dic_tgt', 'loss_recon', 'dida_t',
                            'dida_abar'}
     assert not losses['dida_t'].requires_grad
@@ -151,12 +151,12 @@ def test_lambda_scaling_and_batching_equivalence():
     model = build(lambda_d=1.0, lambda_r=1.0)
     ctx = context(model)
     torch.manual_seed(5)
-    a = model.plugins[0].losses(ctx)
-    model2 = build(lambda_d=0.5, lambda_r=5.0, batch_domains=False)
+    a = sum_loss_groups(model.plugins[0].loss_groups(ctx))
+    model2 = build(lambda_d=0.5, lambda_r=5.0, memory_saving='per_domain')
     ctx2 = context(model2)
     ctx2.pseudo_label = ctx.pseudo_label
     torch.manual_seed(5)
-    b = model2.plugins[0].losses(ctx2)
+    b = sum_loss_groups(model2.plugins[0].loss_groups(ctx2))
     # same weights, same draws: LayerNorm network -> batching changes nothing
     assert b['loss_dic_src'].item() == pytest.approx(0.5 * a['loss_dic_src'].item(),
                                                      rel=1e-5)
@@ -279,7 +279,7 @@ def test_source_only_context_gives_source_terms_only():
     ctx = context(model)
     ctx.pseudo_label = ctx.pseudo_weight = None
     torch.manual_seed(0)
-    losses = model.plugins[0].losses(ctx)
+    losses = sum_loss_groups(model.plugins[0].loss_groups(ctx))
     assert 'loss_dic_tgt' not in losses
     assert torch.isfinite(losses['loss_dic_src']) and losses['loss_recon'] > 0
 
@@ -320,7 +320,7 @@ def test_ld_weight_by_t_and_max_t():
     # every image at t >= ld_max_t: no L_D at all, L_R still trains h'
     model = build(ld_max_t=50)
     _fixed_t(model, [80, 90])
-    losses = model.plugins[0].losses(context(model))
+    losses = sum_loss_groups(model.plugins[0].loss_groups(context(model)))
     assert losses['loss_dic_src'].item() == 0 and losses['loss_dic_tgt'].item() == 0
     assert losses['loss_recon'] > 0
 
@@ -334,7 +334,7 @@ def test_time_conditioned_seg_path_has_its_own_fusion():
     head = model.student.decode_head
     path = plugin.seg_path_module
     assert path is not None and path.fusion is not head.fusion_conv
-    losses = plugin.losses(context(model))
+    losses = sum_loss_groups(plugin.loss_groups(context(model)))
     (losses['loss_dic_src'] + losses['loss_dic_tgt']).backward()
 
     def grad(module):
@@ -359,7 +359,7 @@ def test_degraded_feature_distance_references():
     _fixed_t(model, [30, 60])
     plugin.degradation.generator()  # seeded now, so its state can be replayed
     state = plugin.degradation.rng_state()
-    losses = plugin.losses(ctx)
+    losses = sum_loss_groups(plugin.loss_groups(ctx))
     # clean reference: 0.5 * mean L2 distance of the degraded source features (last
     # level) to the student's own clean features, recomputed from the same draws
     plugin.degradation.set_rng_state(state)
@@ -376,7 +376,7 @@ def test_degraded_feature_distance_references():
     # 'imnet' (the default reference) needs the host's feature distance
     model = build(degraded_fd_weight=0.5)
     with pytest.raises(RuntimeError, match="needs the host's ImageNet feature"):
-        model.plugins[0].losses(context(model))
+        sum_loss_groups(model.plugins[0].loss_groups(context(model)))
     calls = []
 
     def host_fd(img, gt, out):  # out: the student's degraded forward (contract)
@@ -385,7 +385,7 @@ def test_degraded_feature_distance_references():
 
     ctx = context(model)
     ctx.imnet_feature_distance = host_fd
-    out = model.plugins[0].losses(ctx)
+    out = sum_loss_groups(model.plugins[0].loss_groups(ctx))
     img, gt_shape, f_shape = calls[0]
     assert img is ctx.src_inputs and gt_shape == (2, 1, H, W) and f_shape[0] == 2
     assert out['loss_dic_fd'] > 0

@@ -15,7 +15,7 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.segmentors import HRDAEncoderDecoder
-from mmseg_dida.models.uda.plugin import UDAStepContext
+from mmseg_dida.models.uda.plugin import UDAStepContext, sum_loss_groups
 from mmseg_dida.models.utils import norm_buffers
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -76,7 +76,7 @@ def test_degraded_losses_are_hrdas_own_weighted_losses_and_recon_reads_the_crop(
     assert isinstance(enc, DiffusionEncoder)
     ctx = context(model)
     torch.manual_seed(11)
-    losses = plugin.losses(ctx)
+    losses = sum_loss_groups(plugin.loss_groups(ctx))
     assert set(losses) == {'loss_dic_src', 'loss_dic_tgt', 'loss_recon', 'dida_t',
                            'dida_abar'}
     # by hand, with the same draws: t and eps from the degradation's seed, the crop
@@ -106,7 +106,7 @@ def test_degraded_losses_are_hrdas_own_weighted_losses_and_recon_reads_the_crop(
 
 def test_gradients_reach_g_prime_and_both_heads():
     model = build()
-    losses = model.plugins[0].losses(context(model))
+    losses = sum_loss_groups(model.plugins[0].loss_groups(context(model)))
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     enc = model.student.backbone
     head = model.student.decode_head
@@ -193,7 +193,7 @@ def test_segment_degraded_and_degraded_fd_with_hrda():
     feats, logits = plugin.segment_degraded(model.student, ctx.src_inputs, t)
     assert feats[0].shape[-2:] == (8, 8)  # the 32x32 detail crop at stride 4
     assert logits.shape[-2:] == (16, 16)  # fused, HR output grid of the whole image
-    losses = plugin.losses(ctx)
+    losses = sum_loss_groups(plugin.loss_groups(ctx))
     assert losses['loss_dic_fd'] > 0
 
 
@@ -206,7 +206,7 @@ def test_ld_scale_weights_replace_hrdas_loss_weights_in_ld_only():
         model = build(plugins=[{**DIDA, 'ld_scale_weights': weights}])
         ctx = context(model)
         torch.manual_seed(11)
-        results[name] = model.plugins[0].losses(ctx)
+        results[name] = sum_loss_groups(model.plugins[0].loss_groups(ctx))
     for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
         assert torch.equal(results['same'][k], results['default'][k]), k
     assert not torch.equal(results['lr']['loss_dic_src'],
@@ -261,7 +261,7 @@ def test_noise_per_view_degrades_each_view_at_its_resolution():
     model = build(plugins=[{**DIDA, 'noise_per_view': True}])
     plugin, ctx = model.plugins[0], context(model)
     torch.manual_seed(11)
-    losses = plugin.losses(ctx)
+    losses = sum_loss_groups(plugin.loss_groups(ctx))
     # by hand with the same draws (degradation seed, global generator for the crop)
     plugin.degradation.set_rng_state(None)
     t = plugin.degradation.sample_pair_t(2)
@@ -319,7 +319,7 @@ def test_noise_per_view_is_the_papers_degradation_for_a_single_scale_student():
     for per_view in (False, True):
         model = build(segmentor=tiny_segmentor(),
                       plugins=[{**DIDA, 'noise_per_view': per_view}])
-        out.append(model.plugins[0].losses(context(model)))
+        out.append(sum_loss_groups(model.plugins[0].loss_groups(context(model))))
     for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
         assert torch.equal(out[0][k], out[1][k]), k
     with pytest.raises(ValueError, match="noise_per_view needs degradation kind='noise'"):
@@ -345,7 +345,7 @@ def test_recon_target_with_lowres_noise_is_the_crops_own_noise(factor):
     for seed in (11, 12, 13):  # several crop draws
         plugin.degradation.set_rng_state(None)
         torch.manual_seed(seed)
-        loss = plugin.losses(ctx)['loss_recon']
+        loss = sum_loss_groups(plugin.loss_groups(ctx))['loss_recon']
         plugin.degradation.set_rng_state(None)
         deg = plugin.degradation.degrade_pair(ctx.src_inputs, ctx.tgt_inputs)
         torch.manual_seed(seed)
@@ -379,7 +379,7 @@ def test_target_term_of_ld_ignores_pixels_outside_the_valid_mask(segmentor):
         ctx.pseudo_label = labels
         plugin.degradation.set_rng_state(None)
         torch.manual_seed(11)
-        return plugin.losses(ctx)['loss_dic_tgt']
+        return sum_loss_groups(plugin.loss_groups(ctx))['loss_dic_tgt']
 
     labels = ctx.pseudo_label.clone()
     masked = target_term(labels)
