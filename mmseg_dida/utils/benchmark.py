@@ -96,6 +96,25 @@ def data_root_options(cfg: Config, data_root: str) -> List[str]:
     return opts
 
 
+def add_data_arguments(parser) -> None:
+    """``--gap`` and ``--data-root`` of the benchmark tools; :func:`data_root_of`
+    fills the default root after parsing."""
+    parser.add_argument('--gap', default=procedural.DEFAULT_GAP,
+                        choices=list(procedural.GAPS),
+                        help='gap preset of the benchmark (default: full)')
+    parser.add_argument('--data-root', default=None,
+                        help='the benchmark folder, relative to the current directory '
+                             '(default: data/procedural, or data/procedural_<gap>); '
+                             'generated if missing')
+
+
+def data_root_of(args):
+    """``args`` with ``data_root`` set to the gap's default folder when not given."""
+    if args.data_root is None:
+        args.data_root = procedural.default_root(args.gap)
+    return args
+
+
 def benchmark_data(data_root: str, gap: str) -> dict:
     """The metadata of the procedural benchmark at ``data_root``, generated there for
     the gap preset ``gap`` (default size and counts) if missing. A benchmark of another

@@ -31,12 +31,14 @@ import sys
 
 from mmengine.config import Config
 
-from mmseg_dida.datasets.procedural import DEFAULT_GAP, GAPS, default_root
+from mmseg_dida.datasets.procedural import DEFAULT_GAP, default_root
 from mmseg_dida.utils.benchmark import (
     METHODS,
     REPO,
     TrainJob,
+    add_data_arguments,
     benchmark_data,
+    data_root_of,
     data_root_options,
     per_class,
     test_metrics,
@@ -59,16 +61,8 @@ def parse_args(argv=None):
     p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs', 'accuracy'))
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                    help='config overrides for training and testing (e.g. a smoke run)')
-    p.add_argument('--gap', default=DEFAULT_GAP, choices=list(GAPS),
-                   help='gap preset of the benchmark (default: full)')
-    p.add_argument('--data-root', default=None,
-                   help='the benchmark folder, relative to the current directory '
-                        '(default: data/procedural, or data/procedural_<gap>); '
-                        'generated if missing')
-    args = p.parse_args(argv)
-    if args.data_root is None:
-        args.data_root = default_root(args.gap)
-    return args
+    add_data_arguments(p)
+    return data_root_of(p.parse_args(argv))
 
 
 def data_options(config: str, data_root: str) -> list:
