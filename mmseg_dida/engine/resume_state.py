@@ -12,38 +12,21 @@ so that a resumed run continues exactly as the uninterrupted one.
 One :func:`capture` per process; the checkpoint holds the list over ranks. The data
 position needs no entry: it is the iteration count (one batch per iteration).
 """
-import random
 from typing import Dict, Iterator, List, Optional, Tuple
 
-import numpy as np
 import torch
 from mmengine.model import is_model_wrapper
 
+from ..utils.random_state import (
+    has_rng_state,
+    module_device,
+    module_generators,
+    process_rng_state,
+    set_process_rng_state,
+)
+
 __all__ = ['process_rng_state', 'set_process_rng_state', 'stateful_generators',
            'capture', 'restore']
-
-
-def process_rng_state() -> dict:
-    """The random states of this process (python, numpy, torch CPU and CUDA)."""
-    state = dict(python=random.getstate(), numpy=np.random.get_state(),
-                 torch=torch.get_rng_state())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_process_rng_state(state: dict) -> None:
-    """Restore :func:`process_rng_state`."""
-    random.setstate(state['python'])
-    np.random.set_state(state['numpy'])
-    torch.set_rng_state(state['torch'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def _has_rng_state(obj) -> bool:
-    return callable(getattr(obj, 'rng_state', None)) and callable(
-        getattr(obj, 'set_rng_state', None))
 
 
 def _datasets(dataset, name: str = 'data') -> Iterator[Tuple[str, object]]:
@@ -63,18 +46,11 @@ def stateful_generators(model: torch.nn.Module, dataset=None) -> Dict[str, objec
     of ``dataset`` that offer ``rng_state``/``set_rng_state``, by name."""
     if is_model_wrapper(model):
         model = model.module
-    found = {f'model.{n}' if n else 'model': m for n, m in model.named_modules()
-             if _has_rng_state(m)}
+    found = {f'model.{n}' if n else 'model': m
+             for n, m in module_generators(model).items()}
     if dataset is not None:
-        found.update({n: d for n, d in _datasets(dataset) if _has_rng_state(d)})
+        found.update({n: d for n, d in _datasets(dataset) if has_rng_state(d)})
     return found
-
-
-def _device(obj) -> Optional[torch.device]:
-    if isinstance(obj, torch.nn.Module):
-        for t in list(obj.parameters()) + list(obj.buffers()):
-            return t.device
-    return None
 
 
 def capture(model: torch.nn.Module, dataset=None,
@@ -96,7 +72,7 @@ def restore(state: dict, model: torch.nn.Module, dataset=None
     restored = []
     for name, obj in gens.items():
         if name in saved:
-            obj.set_rng_state(saved[name], _device(obj))
+            obj.set_rng_state(saved[name], module_device(obj))
             restored.append(name)
     unmatched = sorted(set(saved) ^ set(gens))
     return sorted(restored), unmatched

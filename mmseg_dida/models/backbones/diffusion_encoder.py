@@ -78,7 +78,7 @@ class DiffusionEncoder(BaseModule):
         if compensation_init == 'zero' and mode != 'full':
             raise ValueError("DiffusionEncoder: compensation_init='zero' needs "
                              f"mode='full' (z_hat = FiLM(g'(x_t))), got mode={mode!r}")
-        saving = memory_saving_mode(memory_saving, 'DiffusionEncoder')
+        memory_saving_mode(memory_saving, 'DiffusionEncoder')
         if isinstance(backbone, DiffusionEncoder):
             raise TypeError('DiffusionEncoder: the backbone is already a '
                             'DiffusionEncoder')
@@ -86,9 +86,7 @@ class DiffusionEncoder(BaseModule):
             MODELS.build(backbone)
         self.mode = mode
         self.compensation_init = compensation_init
-        self.memory_saving = memory_saving
-        self.checkpoint_g_prime = saving.checkpoint_g_prime
-        self.checkpoint_g = saving.checkpoint_g
+        self.set_memory_saving(memory_saving)
         self._t: Optional[Tensor] = None
         self.g_prime_synced = False
         if mode == 'none':
@@ -105,6 +103,14 @@ class DiffusionEncoder(BaseModule):
             # pretrained weights are loaded); it must not load g's file again.
             self.g_prime = copy.deepcopy(self.backbone)
             self.g_prime._is_init = True
+
+    def set_memory_saving(self, memory_saving: str) -> None:
+        """Use the activation checkpointing of ``memory_saving`` from the next pass on
+        (DiDA's ``'auto'`` changes it while training)."""
+        saving = memory_saving_mode(memory_saving, 'DiffusionEncoder')
+        self.memory_saving = memory_saving
+        self.checkpoint_g_prime = saving.checkpoint_g_prime
+        self.checkpoint_g = saving.checkpoint_g
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -48,6 +48,7 @@ from ..utils.mixing import class_mix, get_class_masks
 from ..utils.norm_buffers import preserved_norm_buffers
 from ..utils.strong_transforms import StrongAugmentation, normalisation_of
 from .ema_teacher import EMATeacher
+from .memory_fallback import replay_on_out_of_memory
 from .plugin import BaseUDAPlugin, UDAStepContext, sum_loss_groups
 
 __all__ = ['DACS', 'batch_confidence_weight']
@@ -247,13 +248,19 @@ class DACS(BaseModel):
                          ) -> Dict[str, Tensor]:
         """Back-propagate the step's loss groups (:meth:`loss_groups`); no optimiser
         step. Returns the log: every group's entries, detached, and their total
-        ``loss`` (the sum of the entries :func:`is_loss_key` names)."""
+        ``loss`` (the sum of the entries :func:`is_loss_key` names). A step that runs
+        out of GPU memory while a plug-in has a memory fallback is replayed with it
+        (:func:`~mmseg_dida.models.uda.memory_fallback.replay_on_out_of_memory`)."""
         if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
             raise ValueError('DACS: gradient accumulation (accumulative_counts > 1) is '
                              'not supported by the multi-backward UDA step')
-        ctx = self.step_context(data)
-        self.update_teacher(ctx.iteration)
-        log_vars = self.backward_groups(self.loss_groups(ctx), optim_wrapper)
+        iteration = int(self.local_iter)
+        self.update_teacher(iteration)
+        log_vars = replay_on_out_of_memory(
+            self, self.plugins,
+            lambda: self.backward_groups(self.loss_groups(self.step_context(data)),
+                                         optim_wrapper),
+            optim_wrapper, iteration)
         self.local_iter += 1
         log_vars['loss'] = sum(v for k, v in log_vars.items() if is_loss_key(k))
         return log_vars

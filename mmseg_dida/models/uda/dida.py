@@ -36,7 +36,14 @@ from ..segmentors.uda_segmentor import (
 )
 from ..utils.degradation import ViewNoise, ViewNoiseTransform
 from ..utils.feature_distance import masked_feat_dist
-from ..utils.memory_saving import DEFAULT_MEMORY_SAVING, memory_saving_mode
+from ..utils.memory_saving import (
+    AUTO,
+    DEFAULT_MEMORY_SAVING,
+    check_memory_saving,
+    initial_memory_saving,
+    memory_saving_mode,
+    next_memory_saving,
+)
 from .plugin import BaseUDAPlugin, UDAStepContext
 
 __all__ = ['DiDA']
@@ -79,6 +86,9 @@ class DiDA(BaseUDAPlugin):
             next (with BatchNorm in training mode each pass has its domain's batch
             statistics). 'g_prime': 'per_domain' plus activation checkpointing of g'.
             'encoders': 'g_prime' plus checkpointing of g in the degraded passes.
+            'auto': start with 'none' and, when a step runs out of GPU memory,
+            replay it with the next mode (:meth:`memory_fallback`): the run settles
+            at the fastest mode that fits the card.
         update_norm_stats: False (default): the degraded passes use batch statistics
             but leave the student's running statistics (what inference and the
             exported model use) unchanged; the host restores them around this
@@ -132,7 +142,7 @@ class DiDA(BaseUDAPlugin):
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         _check_choice('recon', recon, RECON_ARCHS)
-        saving = memory_saving_mode(memory_saving, 'DiDA')
+        check_memory_saving(memory_saving, 'DiDA')
         _check_choice('mode', mode, ('full', 'g_time', 'none'))
         _check_choice('seg_path', seg_path, SEG_PATHS)
         _check_choice('ld_t_weight', ld_t_weight, LD_T_WEIGHTS)
@@ -164,10 +174,11 @@ class DiDA(BaseUDAPlugin):
                 isinstance(m, str) for m in degraded_frozen_modules):
             raise ValueError('DiDA: degraded_frozen_modules must be a list of module '
                              f'names, got {degraded_frozen_modules!r}')
-        self.memory_saving = memory_saving
-        if (saving.checkpoint_g_prime or saving.checkpoint_g) and any(
-                m == 'backbone' or m.startswith('backbone.')
-                for m in degraded_frozen_modules):
+        self.memory_saving = memory_saving  # as configured (a mode or 'auto')
+        self.active_memory_saving = initial_memory_saving(memory_saving)
+        self.frozen_in_backbone = any(m == 'backbone' or m.startswith('backbone.')
+                                      for m in degraded_frozen_modules)
+        if not self._fits_frozen_modules(self.active_memory_saving):
             raise ValueError('DiDA: degraded_frozen_modules inside the backbone cannot '
                              f'be combined with memory_saving={memory_saving!r} (its '
                              'checkpointed passes are recomputed outside the scope)')
@@ -175,7 +186,7 @@ class DiDA(BaseUDAPlugin):
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
         self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
                                 compensation_init=compensation_init,
-                                memory_saving=memory_saving)
+                                memory_saving=self.active_memory_saving)
         self.recon = recon
         self.lambda_r = lambda_r
         self.recon_channels = recon_channels
@@ -194,6 +205,35 @@ class DiDA(BaseUDAPlugin):
         self.noise_per_view = bool(noise_per_view)
         self.recon_head: Optional[nn.Module] = None
         self.seg_path_module: Optional[nn.Module] = None
+
+    # ------------------------------------------------------------ memory saving
+    def _fits_frozen_modules(self, mode: str) -> bool:
+        """Checkpointed passes are recomputed outside ``degraded_frozen_modules``'s
+        scope, so a mode that checkpoints cannot serve frozen backbone modules."""
+        saving = memory_saving_mode(mode, 'DiDA')
+        return not (self.frozen_in_backbone and
+                    (saving.checkpoint_g_prime or saving.checkpoint_g))
+
+    def memory_fallback(self) -> Optional[str]:
+        """The mode an out-of-memory step is replayed with: with ``memory_saving=
+        'auto'`` the next mode of :data:`~mmseg_dida.models.utils.memory_saving.
+        MEMORY_SAVING` after the one in use; None otherwise, and after the last."""
+        if self.memory_saving != AUTO:
+            return None
+        nxt = next_memory_saving(self.active_memory_saving)
+        return nxt if nxt is not None and self._fits_frozen_modules(nxt) else None
+
+    def use_memory_fallback(self, student: nn.Module) -> str:
+        """Switch to :meth:`memory_fallback` (the degraded passes' loss groups and
+        the student's DiffusionEncoder from the next pass on); returns what changed."""
+        nxt = self.memory_fallback()
+        if nxt is None:
+            raise RuntimeError(f'DiDA: no memory saving mode after '
+                               f'{self.active_memory_saving!r}')
+        old, self.active_memory_saving = self.active_memory_saving, nxt
+        if isinstance(student.backbone, DiffusionEncoder):
+            student.backbone.set_memory_saving(nxt)
+        return f'DiDA memory_saving {old!r} -> {nxt!r}'
 
     # ------------------------------------------------------------------- attach
     def attach(self, uda_model: nn.Module) -> None:
@@ -305,7 +345,8 @@ class DiDA(BaseUDAPlugin):
         stats = dict(dida_t=t.float().mean().detach(),
                      dida_abar=self.degradation.abar[t].mean().detach())
         tgt_weight = self.target_weight(ctx) if use_tgt else None
-        if not (use_tgt and memory_saving_mode(self.memory_saving, 'DiDA').per_domain):
+        if not (use_tgt and
+                memory_saving_mode(self.active_memory_saving, 'DiDA').per_domain):
             losses = self._chunk_losses(ctx, x_t, t, target, labels, n, tgt_weight,
                                         **_views(views, slice(None)))
             yield {**losses, **stats}

@@ -119,6 +119,17 @@ class BaseUDAPlugin(BaseModule):
         copy. Default: ``model`` unchanged."""
         return model
 
+    def memory_fallback(self) -> Optional[str]:
+        """What this plug-in would change to use less memory when a step runs out of
+        it (:mod:`~mmseg_dida.models.uda.memory_fallback`: the step is then replayed),
+        or None when it has nothing to change. Default: None."""
+        return None
+
+    def use_memory_fallback(self, student: nn.Module) -> str:
+        """Make the change :meth:`memory_fallback` names (called only when it is not
+        None); returns a description for the log."""
+        raise NotImplementedError
+
     def losses(self, ctx: UDAStepContext) -> Dict[str, Tensor]:
         """Return named, already-weighted losses (keys start with ``loss_``).
 

@@ -8,10 +8,18 @@ degraded passes are separate loss groups, and hands the same name to the
 The losses and gradients are the same in every mode (up to float rounding; with
 BatchNorm in training mode the batch statistics of per-domain passes are those of
 each domain's batch).
-"""
-from typing import NamedTuple
 
-__all__ = ['MemorySaving', 'MEMORY_SAVING', 'DEFAULT_MEMORY_SAVING', 'memory_saving_mode']
+``'auto'`` is not a mode but a choice made while training: start with the fastest
+mode and, whenever a step runs out of GPU memory, replay that step with the next mode
+of :data:`MEMORY_SAVING` (same random numbers, nothing of the failed attempt kept:
+:mod:`mmseg_dida.models.uda.memory_fallback`). The run thus settles at the fastest
+mode that fits the card; on a CPU it stays at the fastest.
+"""
+from typing import NamedTuple, Optional
+
+__all__ = ['MemorySaving', 'MEMORY_SAVING', 'DEFAULT_MEMORY_SAVING', 'AUTO',
+           'memory_saving_mode', 'check_memory_saving', 'initial_memory_saving',
+           'next_memory_saving']
 
 
 class MemorySaving(NamedTuple):
@@ -33,7 +41,8 @@ class MemorySaving(NamedTuple):
 
 
 # Memory 'none' > 'per_domain' > 'g_prime' > 'encoders'; time the other way
-# (tools/benchmarks/RESULTS.md, tools/benchmarks/gpu_memory.py).
+# (tools/benchmarks/RESULTS.md, tools/benchmarks/gpu_memory.py). 'auto' walks this
+# order, so it must stay fastest first.
 MEMORY_SAVING = {
     'none': MemorySaving(per_domain=False, checkpoint_g_prime=False, checkpoint_g=False),
     'per_domain': MemorySaving(per_domain=True, checkpoint_g_prime=False,
@@ -42,6 +51,7 @@ MEMORY_SAVING = {
     'encoders': MemorySaving(per_domain=True, checkpoint_g_prime=True, checkpoint_g=True),
 }
 DEFAULT_MEMORY_SAVING = 'none'  # one batched degraded pass, one backward
+AUTO = 'auto'
 
 
 def memory_saving_mode(name: str, owner: str) -> MemorySaving:
@@ -50,3 +60,26 @@ def memory_saving_mode(name: str, owner: str) -> MemorySaving:
         raise ValueError(f'{owner}: memory_saving must be one of '
                          f'{list(MEMORY_SAVING)}, got {name!r}')
     return MEMORY_SAVING[name]
+
+
+def check_memory_saving(name: str, owner: str) -> str:
+    """``name`` if it is a mode or ``'auto'``; a ValueError naming ``owner``
+    otherwise."""
+    if name != AUTO and (not isinstance(name, str) or name not in MEMORY_SAVING):
+        raise ValueError(f'{owner}: memory_saving must be one of '
+                         f'{list(MEMORY_SAVING) + [AUTO]}, got {name!r}')
+    return name
+
+
+def initial_memory_saving(name: str) -> str:
+    """The mode a run configured with ``name`` starts in: ``name`` itself, or the
+    fastest mode for ``'auto'``."""
+    return next(iter(MEMORY_SAVING)) if name == AUTO else name
+
+
+def next_memory_saving(name: str) -> Optional[str]:
+    """The mode after ``name`` in :data:`MEMORY_SAVING` (less memory, more time), or
+    None after the last."""
+    names = list(MEMORY_SAVING)
+    i = names.index(name)
+    return names[i + 1] if i + 1 < len(names) else None
