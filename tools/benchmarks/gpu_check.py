@@ -1,4 +1,4 @@
-"""Everything a lent GPU is for, in one run of at most ``--budget-s`` seconds (8 min):
+"""Everything a lent GPU is for, in one run of at most ``--budget-s`` seconds (9 min):
 
 1. ``env``: torch, CUDA, the card and the code's commit;
 2. ``tests``: the CUDA tests (``pytest -k cuda``) and the tests that pin themselves to
@@ -12,7 +12,11 @@
    its own process with its warm-up steps, 3 interleaved rounds, the median
    (``dida_overhead.py``);
 5. ``toy_job``: seconds per iteration of the toy main job (DAFormer + DiDA on the
-   procedural benchmark, ``tools/train.py``), fp32 and ``--amp``.
+   procedural benchmark, ``tools/train.py``), fp32 and ``--amp``;
+6. ``auto_fit``: HRDA + DiDA (MiT-B5, the paper's crops, ``memory_saving='auto'``) in
+   24 GB of the card (``--memory-limit-gb 24``), fp32 and AMP: the mode it settles at
+   after its out-of-memory replays and that mode's measured peak (the estimates predict
+   ``per_domain`` with AMP).
 
 Every part has its own time limit and records its error instead of stopping the rest.
 Writes ``gpu_check.json`` and ``gpu_check.md`` (and every part's log under ``logs/``)
@@ -40,6 +44,7 @@ from typing import Callable, Dict, List, Optional
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(HERE))
 GiB = 2**30
+PARTS = ['env', 'tests', 'memory', 'step_times', 'toy_job', 'auto_fit']
 
 MEMORY_CONFIGS = [
     'configs/daformer/daformer_mitb5_gta2cs.py',
@@ -54,9 +59,12 @@ DRY_MEMORY_CONFIGS = [
     'configs/dida/daformer_mit_tiny_procedural_dida.py',
 ]
 TOY_CONFIG = 'configs/dida/daformer_mit_tiny_procedural_dida.py'
+AUTO_FIT_CONFIG = 'configs/dida/hrda_mitb5_gta2cs_dida.py'
+AUTO_FIT_GB = 24
 #: seconds each part may take (GPU run; the dry run on a slow shared CPU gets more)
-LIMITS = dict(env=15, tests=75, memory=150, step_times=150, toy_job=80)
-DRY_LIMITS = dict(env=60, tests=600, memory=600, step_times=900, toy_job=600)
+LIMITS = dict(env=15, tests=75, memory=135, step_times=130, toy_job=80, auto_fit=100)
+DRY_LIMITS = dict(env=60, tests=600, memory=600, step_times=900, toy_job=600,
+                  auto_fit=600)
 
 
 class Check:
@@ -349,6 +357,35 @@ def part_toy_job(check: Check) -> dict:
 DRY_SIZE = ['--size', '64', '128', '--batch', '1']
 
 
+def part_auto_fit(check: Check) -> dict:
+    """Which mode ``memory_saving='auto'`` settles at in AUTO_FIT_GB of the card (dry
+    run: the toy DiDA config on the CPU, which never runs out: its first mode)."""
+    out_json = osp.join(check.out, 'auto_fit.json')
+    cmd = _python() + [osp.join(HERE, 'gpu_memory.py'), '--memory-saving', 'auto',
+                       '--json', out_json]
+    if check.dry_run:
+        cmd += [osp.join(REPO, TOY_CONFIG), '--device', 'cpu'] + DRY_SIZE
+    else:
+        cmd += [osp.join(REPO, AUTO_FIT_CONFIG), '--device', 'cuda', '--amp', 'both',
+                '--warmup', '2', '--memory-limit-gb', str(AUTO_FIT_GB)]
+    error = None
+    try:
+        check.run(cmd, 'auto_fit', check.limits['auto_fit'])
+    except RuntimeError as e:  # a row that ran out in every mode is a finding too
+        error = str(e)
+    if not osp.isfile(out_json):
+        raise RuntimeError(error or 'auto_fit: no rows written')
+    with open(out_json) as f:
+        rows = json.load(f)['rows']
+    out = dict(limit_gb=None if check.dry_run else AUTO_FIT_GB, rows=[
+        dict(config=r['config'], amp=r['amp'], used=r.get('memory_saving_used'),
+             measured_gb=r['peak_bytes'] / GiB if 'peak_bytes' in r else None,
+             error=r.get('error')) for r in rows])
+    if error:
+        out['error_note'] = error
+    return out
+
+
 # --------------------------------------------------------------------- report
 def markdown(report: dict) -> str:
     parts = report['parts']
@@ -397,6 +434,16 @@ def markdown(report: dict) -> str:
             lines.append(f"| {v} | {s['step_s_median']:.3f} | {s['step_s_best']:.3f} | "
                          f"{s['rounds']} | {s['time_ratio_median']:.2f} | "
                          f"{s['flop_ratio']:.2f} |")
+    fit = parts.get('auto_fit', {})
+    if fit.get('rows'):
+        limit = fit.get('limit_gb')
+        lines += ['', f"## memory_saving='auto' in {limit} GB" if limit else
+                  "## memory_saving='auto' (dry run: no limit)", '',
+                  '| config | AMP | settles at | measured GB | error |', '|---|---|---|---|---|']
+        for r in fit['rows']:
+            gb = f"{r['measured_gb']:.2f}" if r.get('measured_gb') is not None else '-'
+            lines.append(f"| {r['config']} | {r['amp']} | {r.get('used') or '-'} | {gb} | "
+                         f"{(r.get('error') or '-')[:80]} |")
     toy = parts.get('toy_job', {})
     runs = {k: v for k, v in toy.items() if isinstance(v, dict) and 's_per_iter' in v}
     if runs:
@@ -413,13 +460,12 @@ def main(argv=None) -> int:
     p.add_argument('--dry-run', action='store_true',
                    help='CPU, tiny sizes: check the script itself')
     p.add_argument('--budget-s', type=float, default=None,
-                   help='seconds for all parts (default 480; dry run 3000)')
-    p.add_argument('--parts', nargs='+', default=None,
-                   choices=['env', 'tests', 'memory', 'step_times', 'toy_job'])
+                   help='seconds for all parts (default 540; dry run 3600)')
+    p.add_argument('--parts', nargs='+', default=None, choices=PARTS)
     args = p.parse_args(argv)
-    budget = args.budget_s or (3000.0 if args.dry_run else 480.0)
+    budget = args.budget_s or (3600.0 if args.dry_run else 540.0)
     check = Check(args.out, args.dry_run, budget)
-    parts = args.parts or ['env', 'tests', 'memory', 'step_times', 'toy_job']
+    parts = args.parts or PARTS
     if 'memory' in parts:  # CPU work (one process per config) beside the GPU parts
         configs = DRY_MEMORY_CONFIGS if args.dry_run else MEMORY_CONFIGS
         for i, config in enumerate(configs):
@@ -428,7 +474,7 @@ def main(argv=None) -> int:
                 'on', '--json', osp.join(check.out, f'memory_estimated_{i}.json')] + (
                     DRY_SIZE if args.dry_run else []), f'memory_estimated_{i}')
     fns = dict(env=part_env, tests=part_tests, memory=part_memory,
-               step_times=part_step_times, toy_job=part_toy_job)
+               step_times=part_step_times, toy_job=part_toy_job, auto_fit=part_auto_fit)
     for name in parts:
         check.part(name, fns[name])
     for name, proc in check.background.items():  # a part that never collected it

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything a lent GPU is for, in one command of at most 8 minutes (see
+# Everything a lent GPU is for, in one command of at most 9 minutes (see
 # tools/benchmarks/gpu_check.py for the parts): the CUDA tests, measured vs estimated
 # peak memory of DAFormer / HRDA / MIC(HRDA) +- DiDA at the paper's crops (AMP), step
 # times (warm-up, 3 interleaved rounds, median) and the toy main job's seconds per

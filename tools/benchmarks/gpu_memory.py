@@ -535,14 +535,21 @@ def _quiet_logger():
 
 def measure(config: str, device: str, amp: bool = False,
             memory_saving: Optional[str] = None, size=None, batch=None,
-            warmup: int = 1, full_first_step: bool = False) -> dict:
+            warmup: int = 1, full_first_step: bool = False,
+            memory_limit_gb: Optional[float] = None) -> dict:
     """One configuration in this process: build, first step(s), then the peak of one
     more step. Returns a result row (bytes).
 
     On CUDA the first steps are ``warmup`` full steps; on fake and CPU tensors the
     optimiser's state is allocated by :func:`prime_optimizer` (what the first step
     leaves behind; ``full_first_step`` runs a full step instead, which gives the same
-    peak at twice the time)."""
+    peak at twice the time).
+
+    ``memory_limit_gb`` (CUDA): the process may allocate only that much of the card
+    (``torch.cuda.set_per_process_memory_fraction``), e.g. 24 to see which mode DiDA's
+    ``memory_saving='auto'`` settles at on a 24 GB card. ``memory_saving_used`` in the
+    row is the DiDA mode of the measured step (for ``'auto'`` on fake or CPU tensors,
+    which never run out of memory: its first mode)."""
     _quiet_logger()
     t0, c0 = time.time(), time.process_time()
     cfg, crop, batch = load_case(config, memory_saving, size, batch)
@@ -550,6 +557,12 @@ def measure(config: str, device: str, amp: bool = False,
                batch=batch, amp=bool(amp),
                memory_saving=(memory_saving or _config_mode(cfg)) if has_dida(cfg)
                else None, device=device)
+    if memory_limit_gb is not None:
+        if device != 'cuda':
+            raise ValueError('--memory-limit-gb needs --device cuda')
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_gb * GiB / total))
+        row['memory_limit_gb'] = memory_limit_gb
     model, optim, fake_mode = build(cfg, device, amp)
     row['params'] = sum(p.numel() for p in model.parameters())
     row['trainable'] = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -574,6 +587,10 @@ def measure(config: str, device: str, amp: bool = False,
         row.update(peak_bytes=counted['peak'], state_bytes=counted['static'])
         if fake_mode is not None:
             row['assumptions'] = counted['assumptions']
+    used = [p.active_memory_saving for p in getattr(model, 'plugins', [])
+            if hasattr(p, 'active_memory_saving')]
+    if used:
+        row['memory_saving_used'] = used[0]
     row['seconds'] = round(time.time() - t0, 1)
     row['cpu_seconds'] = round(time.process_time() - c0, 1)
     return row
@@ -738,6 +755,9 @@ def main(argv=None):
                    help='override the crop (h w), e.g. for a quick check')
     p.add_argument('--batch', type=int, default=None, help='override the batch size')
     p.add_argument('--warmup', type=int, default=2, help='CUDA: steps before the measured one')
+    p.add_argument('--memory-limit-gb', type=float, default=None,
+                   help='CUDA: let the process allocate only this much of the card '
+                        "(e.g. 24: which mode memory_saving='auto' settles at there)")
     p.add_argument('--headroom', type=float, default=1.1)
     p.add_argument('--context-gb', type=float, default=0.5)
     p.add_argument('--json', default=None, help='write the rows as JSON')
@@ -758,7 +778,8 @@ def main(argv=None):
     if args.child:  # one row, in a fresh process
         mode = None if args.memory_saving == 'config' else args.memory_saving
         print('RESULT ' + json.dumps(measure(args.configs[0], device, args.amp == 'on',
-                                             mode, args.size, args.batch, args.warmup)))
+                                             mode, args.size, args.batch, args.warmup,
+                                             memory_limit_gb=args.memory_limit_gb)))
         return 0
     code = code_state()
     command = 'python tools/benchmarks/gpu_memory.py ' + ' '.join(
@@ -777,13 +798,15 @@ def main(argv=None):
                     cmd += ['--size', *map(str, args.size)]
                 if args.batch:
                     cmd += ['--batch', str(args.batch)]
+                if args.memory_limit_gb is not None:
+                    cmd += ['--memory-limit-gb', str(args.memory_limit_gb)]
                 try:
                     row = run_child(cmd, config, 'memory')
                 except SystemExit as e:  # run_child stops with the child's stderr
                     raise RuntimeError(str(e)[-2000:]) from None
             else:
                 row = measure(config, device, amp, mode, args.size, args.batch,
-                              args.warmup)
+                              args.warmup, memory_limit_gb=args.memory_limit_gb)
         except Exception as e:  # one failed row does not stop the table
             row = dict(config=osp.relpath(osp.abspath(config), REPO), amp=amp,
                        memory_saving=mode, device=device,
@@ -791,6 +814,8 @@ def main(argv=None):
         peak = (f"peak {row['peak_bytes'] / GiB:.2f} GB (state "
                 f"{row['state_bytes'] / GiB:.2f} GB)" if 'peak_bytes' in row
                 else row['error'])
+        if row.get('memory_saving_used') not in (None, row.get('memory_saving')):
+            peak += f" with {row['memory_saving_used']}"
         print(f"{method_name(config):<28} {'AMP ' if amp else 'fp32'} "
               f"{mode or '-':<10} {peak}  [{time.time() - t0:.0f} s]", flush=True)
         return row
