@@ -1,32 +1,13 @@
-# Cityscapes -> ACDC, HRDA/MIC high-resolution setting: 1024x1024 crops.
-# Values of lhoyer/MIC seg/configs/_base_/datasets/uda_cityscapesHR_to_acdcHR_1024x1024.py:
-# the 512-px setting's datasets, loaders and evaluator with twice its resizes and crop.
+# Cityscapes -> ACDC, HRDA/MIC's high-resolution setting: 1024x1024 crops. The 512-px
+# pair with its datasets' _hr forms (twice the resizes).
 _base_ = ['./uda_cityscapes_to_acdc_512x512.py']
 crop_size = (1024, 1024)
-source_train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=(2048, 1024), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs'),
-]
-target_train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1920, 1080), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackUDAInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1920, 1080), keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs'),
-]
-source_train = dict(pipeline=source_train_pipeline)
-target_train = dict(pipeline=target_train_pipeline)
-target_val = dict(pipeline=test_pipeline)
+source_train = _base_.cityscapes_source_hr
+target_train = _base_.acdc_target_hr
+target_val = _base_.acdc_val_hr
 train_dataloader = dict(dataset=dict(source=source_train, target=target_train))
 val_dataloader = dict(dataset=target_val)
 test_dataloader = val_dataloader
+source_train_pipeline = source_train.pipeline
+target_train_pipeline = target_train.pipeline
+test_pipeline = target_val.pipeline

@@ -1,60 +1,17 @@
-# SYNTHIA -> Cityscapes, DAFormer 512-px setting: 512x512 crops.
-# Values of lhoyer/MIC seg/configs/_base_/datasets/uda_synthia_to_cityscapes_512x512.py
-# (mmseg 0.x img_scale=(w, h) with keep_ratio -> Resize(scale=(w, h), keep_ratio=True));
-# normalisation and padding live in the model's data preprocessor. The target is
-# read without labels; rare class sampling is switched on by the method configs via
-# train_dataloader.dataset.rare_class_sampling.
-# SYNTHIA labels 16 of the 19 classes: the evaluator also reports mIoU16 (and mIoU13).
+# SYNTHIA -> Cityscapes, DAFormer's 512-px setting: 512x512 crops. The datasets are
+# described in synthia.py and cityscapes.py, the loaders, evaluator and loops in
+# uda_loaders.py; the evaluator also reports SYNTHIA's 16 (and 13) classes.
+_base_ = ['./synthia.py', './cityscapes.py', './uda_loaders.py']
 crop_size = (512, 512)
-source_train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=(1280, 760), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs'),
-]
-target_train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1024, 512), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackUDAInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1024, 512), keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs'),
-]
-source_train = dict(
-    type='SynthiaDataset', data_root='data/synthia', pipeline=source_train_pipeline,
-    data_prefix=dict(img_path='RGB', seg_map_path='GT/LABELS'))
-target_train = dict(
-    type='CityscapesDataset', data_root='data/cityscapes', pipeline=target_train_pipeline,
-    data_prefix=dict(img_path='leftImg8bit/train'))
-target_val = dict(
-    type='CityscapesDataset', data_root='data/cityscapes', pipeline=test_pipeline,
-    data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'))
-train_dataloader = dict(
-    batch_size=2, num_workers=4, persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type='UDADataset', source=source_train, target=target_train))
-val_dataloader = dict(
-    batch_size=1, num_workers=4, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=target_val)
+source_train = _base_.synthia_source
+target_train = _base_.cityscapes_target
+target_val = _base_.cityscapes_val
+train_dataloader = dict(dataset=dict(source=source_train, target=target_train))
+val_dataloader = dict(dataset=target_val)
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='SubsetIoUMetric', iou_metrics=['mIoU'],
-    subsets=dict(
-        mIoU16=['road', 'sidewalk', 'building', 'wall', 'fence', 'pole',
-                'traffic light', 'traffic sign', 'vegetation', 'sky', 'person',
-                'rider', 'car', 'bus', 'motorcycle', 'bicycle'],
-        mIoU13=['road', 'sidewalk', 'building', 'traffic light', 'traffic sign',
-                'vegetation', 'sky', 'person', 'rider', 'car', 'bus', 'motorcycle',
-                'bicycle']))
+val_evaluator = _base_.synthia_evaluator
 test_evaluator = val_evaluator
-# mmengine's runner needs the loops beside the loaders and evaluators.
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# The pipelines under their own names too (tools/infer.py reads test_pipeline).
+source_train_pipeline = source_train.pipeline
+target_train_pipeline = target_train.pipeline
+test_pipeline = target_val.pipeline
