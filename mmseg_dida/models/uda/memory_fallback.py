@@ -20,8 +20,12 @@ The optimiser step comes after, once, so a replay never changes the weights twic
 the EMA teacher is updated by the caller before the passes. With several processes
 (:class:`~mmseg_dida.models.uda.wrappers.UDADistributedWrapper`) every process learns
 whether any process ran out (one all-reduce of a flag per step) and all replay
-together, so that they keep one setting. A process that runs out while no plug-in has
-a fallback left raises the error as it is.
+together, so that they keep one setting. The step's own collectives (DACS sums pseudo
+label and feature-distance counts over processes) must then have run on every process:
+that holds when the processes run out in a plug-in's passes, which come last, as they
+do with equal cards and batch shapes; a process that ran out before them would leave
+the others waiting. A process that runs out while no plug-in has a fallback left
+raises the error as it is.
 """
 import gc
 from typing import Callable, Dict, Sequence, TypeVar
