@@ -26,10 +26,7 @@ from mmseg_dida.deploy import (
     wrapper_classes,
 )
 from mmseg_dida.models.backbones import DiffusionEncoder
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'test_models',
-                            'test_uda'))
-from uda_toy import flat_segmentor  # noqa: E402
+from tests.helpers.uda import flat_segmentor
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG = flat_segmentor()

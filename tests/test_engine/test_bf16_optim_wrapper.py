@@ -3,8 +3,6 @@ losses of the package in float32 under it (CPU autocast; CUDA where one is visib
 
 Each dtype check is also run against a wrong wrapper (none, or fp16 autocast) to show
 that it would catch one."""
-import os
-import sys
 from contextlib import contextmanager
 from types import SimpleNamespace
 
@@ -20,10 +18,7 @@ from mmseg_dida.engine import BF16OptimWrapper
 from mmseg_dida.engine.bf16_optim_wrapper import autocast_device_type
 from mmseg_dida.models.losses.dic_loss import weighted_cross_entropy
 from mmseg_dida.models.utils.feature_distance import masked_feat_dist
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'test_models',
-                                'test_uda'))
-from uda_toy import make_batch, tiny_hrda, tiny_segmentor  # noqa: E402
+from tests.helpers.uda import make_batch, tiny_hrda, tiny_segmentor
 
 init_default_scope('mmseg')
 

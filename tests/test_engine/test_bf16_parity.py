@@ -28,9 +28,6 @@ the dtype checks of ``test_bf16_optim_wrapper.py``. bf16 master weights (paramet
 rounded to bf16 after each step, so that updates below a weight's bf16 spacing are
 lost) pass with DAFormer (0.21 % / 2.8 % / 0.47 %) and fail only narrowly with DiDA
 (0.61 % / 3.9 % / 2.2 %): 30 steps are too few to show that drift reliably."""
-import os
-import sys
-
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
@@ -38,10 +35,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'test_models',
-                                'test_uda'))
-from uda_toy import make_batch, tiny_segmentor  # noqa: E402
+from tests.helpers.uda import make_batch, tiny_segmentor
 
 init_default_scope('mmseg')
 

@@ -4,9 +4,6 @@ Exact configuration: no BN, no dropout, fixed ClassMix masks (a function of the 
 no colour jitter/blur; the batch confidence q^T and the FD mask count are reduced over
 processes by the model, the wrapper averages every gradient once per step.
 """
-import os
-import sys
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -15,10 +12,7 @@ from mmseg.registry import MODEL_WRAPPERS
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.models.uda import UDADistributedWrapper
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'test_models',
-                                'test_uda'))
-from uda_toy import STEPS, WORLD, ddp_worker, exact_dacs, make_batch, run_steps  # noqa: E402,E501
+from tests.helpers.uda import STEPS, WORLD, ddp_worker, exact_dacs, make_batch, run_steps
 
 
 @pytest.mark.skipif(not dist.is_available(), reason='torch.distributed unavailable')

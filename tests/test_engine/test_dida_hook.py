@@ -1,8 +1,6 @@
 """DiDAHook: g' initialisation only at iteration 0, x_t strips, deployable export."""
 import copy
 import logging
-import os.path as osp
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,10 +14,7 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.engine.hooks.dida_hook import degradation_strip, degraded_path_stats
 from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.utils import norm_buffers
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
-                             'test_uda'))
-from uda_toy import flat_segmentor  # noqa: E402
+from tests.helpers.uda import flat_segmentor
 
 SEG = flat_segmentor()
 

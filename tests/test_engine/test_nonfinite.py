@@ -8,8 +8,6 @@ torch's CPU GradScaler; fp16 autocast needs CUDA, the scaler logic is the same).
   stops a run of non-finite losses after ``max_consecutive`` iterations.
 """
 import logging
-import os
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -20,10 +18,7 @@ from mmseg.registry import MODELS
 import mmseg_dida  # noqa: F401
 from mmseg_dida.engine.hooks import NonFiniteLossError, NonFiniteLossHook
 from mmseg_dida.models.uda import BaseUDAPlugin
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'test_models',
-                                'test_uda'))
-from uda_toy import make_batch, tiny_segmentor  # noqa: E402
+from tests.helpers.uda import make_batch, tiny_segmentor
 
 
 @MODELS.register_module(force=True)

@@ -4,8 +4,6 @@ resumed run continues, and a training stream that does not depend on the hook.""
 import copy
 import json
 import os
-import os.path as osp
-import sys
 from types import SimpleNamespace
 
 import cv2
@@ -19,10 +17,7 @@ from mmseg.structures import SegDataSample
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.engine.hooks.pseudo_label_hook import target_label_path
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
-                             'test_uda'))
-from uda_toy import flat_segmentor, make_batch  # noqa: E402
+from tests.helpers.uda import flat_segmentor, make_batch
 
 
 def test_target_label_path_is_cityscapes_layout():

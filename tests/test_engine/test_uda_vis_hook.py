@@ -3,7 +3,6 @@ asked, what the pictures show, and that Local PNGs and TensorBoard events are wr
 import copy
 import glob
 import os.path as osp
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,10 +19,7 @@ from mmseg_dida.engine.hooks.dida_hook import degraded_prediction_strip, strip_i
 from mmseg_dida.models.uda.plugin import BaseUDAPlugin
 from mmseg_dida.models.utils.norm_buffers import preserved_norm_buffers
 from mmseg_dida.utils.visualization import colourise, label_palette, panel, to_tiles
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
-                             'test_uda'))
-from uda_toy import flat_segmentor, make_batch  # noqa: E402
+from tests.helpers.uda import flat_segmentor, make_batch
 
 SEG = flat_segmentor(head_norm_cfg=dict(type='BN', requires_grad=True))
 

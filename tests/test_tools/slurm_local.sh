@@ -152,16 +152,16 @@ log "tools/dist_train.sh, 2 processes, uninterrupted"
 PYTHON=$PYTHON PORT=29732 bash "$REPO/tools/dist_train.sh" "$CONFIG" 2 \
   --work-dir "$TMP/dist" --cfg-options $OPTS > "$TMP/dist.log" 2>&1 \
   || { tail -50 "$TMP/dist.log"; exit 1; }
-"$PYTHON" - "$REPO/tests/test_tools" "$TMP/dist/iter_$ITERS.pth" "$TMP/slurm/iter_$ITERS.pth" \
+"$PYTHON" - "$TMP/dist/iter_$ITERS.pth" "$TMP/slurm/iter_$ITERS.pth" \
   "$TMP/batch/iter_$ITERS.pth" <<'EOF'
 import sys
 
-sys.path.insert(0, sys.argv[1])
-import torch  # noqa: E402
-from reliability_utils import checkpoint_diff  # noqa: E402
+import torch
 
-for name, path in zip(('login-node', 'batch'), sys.argv[3:5]):
-    diff = checkpoint_diff(path, sys.argv[2])
+from tests.helpers.reliability import checkpoint_diff  # the PYTHONPATH above
+
+for name, path in zip(('login-node', 'batch'), sys.argv[2:4]):
+    diff = checkpoint_diff(path, sys.argv[1])
     print(f'preempted {name} slurm run vs uninterrupted dist_train run, max abs '
           f'difference: {diff}')
     assert diff and all(v == 0 for v in diff.values()), diff

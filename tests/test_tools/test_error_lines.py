@@ -4,14 +4,12 @@ the mistake is visible before training."""
 import os
 import os.path as osp
 import shutil
-import sys
 
 import cv2
 import pytest
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from reliability_utils import CONFIGS, FAST, REPO, schedule  # noqa: E402
+from tests.helpers.reliability import CONFIGS, FAST, REPO, schedule
 
 TRAIN = osp.join(REPO, 'tools/train.py')
 TEST = osp.join(REPO, 'tools/test.py')

@@ -1,7 +1,6 @@
 """tools/export.py: DAFormer and DAFormer+DiDA checkpoints -> the same plain segmentor."""
 import importlib.util
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -11,10 +10,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
-                             'test_uda'))
-from uda_toy import flat_segmentor, make_batch  # noqa: E402
+from tests.helpers.uda import flat_segmentor, make_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG = flat_segmentor()

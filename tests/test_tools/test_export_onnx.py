@@ -3,7 +3,6 @@ onnxruntime, the sizes printed; the deployed checkpoint through mmseg's own API.
 import importlib.util
 import os.path as osp
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -14,10 +13,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
-                             'test_uda'))
-from uda_toy import flat_segmentor, make_batch  # noqa: E402
+from tests.helpers.uda import flat_segmentor, make_batch
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')

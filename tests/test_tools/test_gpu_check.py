@@ -6,9 +6,9 @@ import os.path as osp
 import subprocess
 import sys
 
+import gpu_check  # tools/benchmarks (pytest.ini's pythonpath)
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
-import gpu_check  # noqa: E402
 
 PARTS = ['env', 'tests', 'memory', 'step_times', 'toy_job']
 

@@ -4,15 +4,13 @@ and the table."""
 import gc
 import json
 import os.path as osp
-import sys
 
+import gpu_memory as gm  # tools/benchmarks (pytest.ini's pythonpath)
 import pytest
 import torch
+from dida_overhead import synthetic_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
-import gpu_memory as gm  # noqa: E402
-from dida_overhead import synthetic_batch  # noqa: E402
 
 TINY = osp.join(REPO, 'configs/benchmark/daformer_mit_tiny_procedural.py')
 TINY_DIDA = osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py')

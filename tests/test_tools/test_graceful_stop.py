@@ -7,7 +7,7 @@ one the uninterrupted run writes at that iteration, and the run resumed from it 
 bit for bit where the uninterrupted run ends. One process (a second SIGTERM aimed at
 the save), and 2 gloo processes with the signal sent to rank 1 only (rank 0 must stop
 after the same iteration). The uninterrupted run is the resume tests'
-(``reliability_utils.uninterrupted_run``).
+(``tests.helpers.reliability.uninterrupted_run``).
 
 In process: the handler records the first signal only, a forked worker survives a
 scheduler's signals (SIGINT, SIGUSR1 once; SIGTERM unless its parent sends it), and
@@ -23,10 +23,12 @@ import sys
 import threading
 import time
 
+import dist_launch  # tools/ (pytest.ini's pythonpath)
 import pytest
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from reliability_utils import (  # noqa: E402
+from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, GracefulStopHook
+from mmseg_dida.utils.resume_discovery import checkpoint_problem
+from tests.helpers.reliability import (
     CONFIGS,
     FAST,
     REF_ITERS,
@@ -39,12 +41,6 @@ from reliability_utils import (  # noqa: E402
     train_command,
     uninterrupted_run,
 )
-
-from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, GracefulStopHook  # noqa: E402
-from mmseg_dida.utils.resume_discovery import checkpoint_problem  # noqa: E402
-
-sys.path.insert(0, osp.join(REPO, 'tools'))
-import dist_launch  # noqa: E402
 
 ITERS = REF_ITERS
 ARGS = ['--cfg-options'] + FAST + schedule(ITERS, ckpt_interval=ITERS, val_interval=2)

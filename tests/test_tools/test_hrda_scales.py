@@ -5,22 +5,19 @@ import copy
 import csv
 import importlib.util
 import os.path as osp
-import sys
 
 import torch
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
+from tests.helpers.uda import tiny_hrda
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools/analysis/hrda_scales.py')
 spec = importlib.util.spec_from_file_location('hrda_scales', TOOL)
 hrda_scales = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(hrda_scales)
-
-sys.path.insert(0, osp.join(REPO, 'tests', 'test_models', 'test_uda'))
-from uda_toy import tiny_hrda  # noqa: E402
 
 
 def test_views_are_hrdas_own():

@@ -3,7 +3,6 @@ exported plain model and with the training checkpoint (UDA config, student)."""
 import importlib.util
 import os.path as osp
 import re
-import sys
 
 import cv2
 import numpy as np
@@ -17,10 +16,7 @@ from mmseg.registry import MODELS
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import save_deployable
 from mmseg_dida.utils.visualization import label_palette
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_models',
-                             'test_uda'))
-from uda_toy import flat_segmentor, make_batch  # noqa: E402
+from tests.helpers.uda import flat_segmentor, make_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 INFER = osp.join(REPO, 'tools/infer.py')

@@ -13,12 +13,11 @@ import os
 import os.path as osp
 import random
 import subprocess
-import sys
 import threading
 import time
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from reliability_utils import (  # noqa: E402
+from mmseg_dida.utils.resume_discovery import checkpoint_problem
+from tests.helpers.reliability import (
     CONFIGS,
     FAST,
     checkpoint_diff,
@@ -27,8 +26,6 @@ from reliability_utils import (  # noqa: E402
     tool_env,
     train_command,
 )
-
-from mmseg_dida.utils.resume_discovery import checkpoint_problem  # noqa: E402
 
 ITERS = 6
 ARGS = ['--cfg-options'] + FAST + schedule(ITERS, ckpt_interval=1, keep=1,

@@ -134,12 +134,8 @@ def test_aggregation_of_fabricated_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_curve_keys_and_parse_of_log_text(tmp_path):
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    try:
-        from run_report.curves import curve_keys, plot_curves
-        from run_report.logs import final_metrics, read_scalars
-    finally:
-        sys.path.remove(osp.join(REPO, 'tools'))
+    from run_report.curves import curve_keys, plot_curves  # tools/ (pytest.ini)
+    from run_report.logs import final_metrics, read_scalars
     fabricate_run(str(tmp_path / 'r'), 70.0, 80.0, *RUNS[1][2:4], as_keys=False)
     train, val = read_scalars(str(tmp_path / 'r'))
     assert [r['step'] for r in train] == [2, 4, 6, 8, 10]
@@ -184,9 +180,11 @@ def test_one_slurm_job_per_seed(tmp_path, monkeypatch, capsys):
     calls = tmp_path / 'calls.jsonl'
     srun = bin_dir / 'srun'
     srun.write_text(f'''#!{sys.executable}
-import json, sys
-sys.path.insert(0, {osp.dirname(__file__)!r})
-from test_multi_seed import RUNS, fabricate_run
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location('test_multi_seed', {osp.abspath(__file__)!r})
+test_multi_seed = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(test_multi_seed)
+RUNS, fabricate_run = test_multi_seed.RUNS, test_multi_seed.fabricate_run
 args = sys.argv[1:]
 with open({str(calls)!r}, 'a') as f:
     f.write(json.dumps(args) + '\\n')

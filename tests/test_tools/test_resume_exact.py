@@ -9,15 +9,12 @@ of the uninterrupted run is exactly what a run killed after k leaves, so resumin
 from a copy of it is resuming a killed run (tests/test_tools/test_kill_resume.py
 kills for real).
 """
-import os.path as osp
 import shutil
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from reliability_utils import (  # noqa: E402
+from tests.helpers.reliability import (
     CONFIGS,
     REF_ARGS,
     REF_ITERS,

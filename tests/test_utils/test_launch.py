@@ -11,10 +11,9 @@ import torch
 from mmengine.config import Config
 
 from mmseg_dida.utils import launch
+from tests.helpers.reliability import tool_env
 
 HERE = osp.dirname(osp.abspath(__file__))
-sys.path.insert(0, osp.join(osp.dirname(HERE), 'test_tools'))
-from reliability_utils import tool_env  # noqa: E402
 
 
 def _cfg():

@@ -1,8 +1,5 @@
 """mmseg_dida.utils.model_loading: strict loading (one-line refusals), the UDA <->
 plain segmentor layouts, models built from checkpoints without pretrained files."""
-import os
-import sys
-
 import pytest
 import torch
 from mmengine.config import Config, ConfigDict
@@ -17,10 +14,7 @@ from mmseg_dida.utils.model_loading import (
     strip_pretrained_init,
 )
 from mmseg_dida.utils.state_mapping import CheckpointMismatchError, CheckpointReadError
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
-                                'test_models', 'test_uda'))
-from uda_toy import flat_segmentor  # noqa: E402
+from tests.helpers.uda import flat_segmentor
 
 SEG = flat_segmentor()
 

@@ -1,9 +1,6 @@
 """mmseg_dida.utils.state_mapping: checkpoints read or refused, compared key by key,
 and a UDA student's tensors mapped to and from the plain segmentor's names by the
 wrappers' own layout (no DiffusionEncoder names in the mapping code)."""
-import os
-import sys
-
 import pytest
 import torch
 from mmengine.config import ConfigDict
@@ -22,10 +19,7 @@ from mmseg_dida.utils.state_mapping import (
     segmentor_into_student,
     student_to_segmentor,
 )
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
-                                'test_models', 'test_uda'))
-from uda_toy import flat_segmentor  # noqa: E402
+from tests.helpers.uda import flat_segmentor
 
 SEG = flat_segmentor()
 DIDA = dict(type='DiDA', recon_channels=8)

@@ -1,8 +1,6 @@
 """HRDA: crop box maths, sliding windows, scale attention fusion, loss weighting,
 slide = whole inference, and the student contract."""
 import copy
-import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -13,9 +11,7 @@ from mmseg.registry import MODELS
 import mmseg_dida  # noqa: F401
 from mmseg_dida.models.decode_heads import MultiResFeatures, fuse_scales
 from mmseg_dida.models.segmentors import as_uda_segmentor, random_crop_box, slide_boxes
-
-sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'test_uda'))
-from uda_toy import tiny_hrda  # noqa: E402
+from tests.helpers.uda import tiny_hrda
 
 
 class _Returns(torch.nn.Module):

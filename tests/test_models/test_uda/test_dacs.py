@@ -1,8 +1,6 @@
 """The DACS/DAFormer self-training step, checked numerically on a toy MiT."""
 import copy
 import dataclasses
-import os
-import sys
 
 import pytest
 import torch
@@ -16,9 +14,7 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.models.losses.loss_keys import is_loss_key
 from mmseg_dida.models.uda import BaseUDAPlugin
 from mmseg_dida.models.uda.dacs import batch_confidence_weight
-
-sys.path.insert(0, os.path.dirname(__file__))
-from uda_toy import make_batch, tiny_segmentor  # noqa: E402
+from tests.helpers.uda import make_batch, tiny_segmentor
 
 
 @MODELS.register_module(force=True)

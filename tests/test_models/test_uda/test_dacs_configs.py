@@ -3,7 +3,6 @@ import copy
 import glob
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -15,9 +14,7 @@ from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.utils.config_errors import explain_build_error
-
-sys.path.insert(0, osp.dirname(__file__))
-from uda_toy import make_batch  # noqa: E402
+from tests.helpers.uda import make_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 DAFORMER = sorted(glob.glob(osp.join(REPO, 'configs/daformer/*.py')))

@@ -2,8 +2,6 @@
 path and its own weighted losses, h' reads the detail crop's fused features, and the
 student's normalisation buffers stay untouched by DiDA (but not by MIC)."""
 import copy
-import os
-import sys
 
 import pytest
 import torch
@@ -17,9 +15,7 @@ from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.segmentors import HRDAEncoderDecoder
 from mmseg_dida.models.uda.plugin import UDAStepContext, sum_loss_groups
 from mmseg_dida.models.utils import norm_buffers
-
-sys.path.insert(0, os.path.dirname(__file__))
-from uda_toy import make_batch, tiny_hrda, tiny_segmentor  # noqa: E402
+from tests.helpers.uda import make_batch, tiny_hrda, tiny_segmentor
 
 BN = dict(type='BN', requires_grad=True)
 DIDA = dict(type='DiDA', recon_channels=8, degradation=dict(type='Degradation', seed=4))

@@ -2,8 +2,6 @@
 with batch statistics but leave every normalisation buffer of the student as the host's
 own passes set it (BatchNorm in h, and in g and g' for CNN backbones)."""
 import copy
-import os
-import sys
 
 import pytest
 import torch
@@ -16,9 +14,7 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.uda.plugin import UDAStepContext
 from mmseg_dida.models.utils import norm_buffers, preserved_norm_buffers
-
-sys.path.insert(0, os.path.dirname(__file__))
-from uda_toy import make_batch, tiny_segmentor  # noqa: E402
+from tests.helpers.uda import make_batch, tiny_segmentor
 
 BN = dict(type='BN', requires_grad=True)
 

@@ -5,7 +5,6 @@ Runner)."""
 import copy
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -16,9 +15,7 @@ from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.models.segmentors import HRDAEncoderDecoder
-
-sys.path.insert(0, osp.dirname(__file__))
-from uda_toy import make_batch  # noqa: E402
+from tests.helpers.uda import make_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 BENCHMARKS = {  # paper column -> (architecture, benchmark)

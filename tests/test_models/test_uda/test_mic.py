@@ -1,8 +1,6 @@
 """MIC: the block mask's ratio and block size, its loss against a hand-derived
 reference, and that the plug-in adds exactly its loss to the DACS step."""
 import copy
-import os
-import sys
 
 import pytest
 import torch
@@ -15,9 +13,7 @@ from mmseg_dida.models.uda import MIC, block_mask
 from mmseg_dida.models.uda.plugin import UDAStepContext
 from mmseg_dida.models.utils import norm_buffers
 from mmseg_dida.models.utils.strong_transforms import StrongAugmentation
-
-sys.path.insert(0, os.path.dirname(__file__))
-from uda_toy import make_batch, tiny_hrda, tiny_segmentor  # noqa: E402
+from tests.helpers.uda import make_batch, tiny_hrda, tiny_segmentor
 
 
 # ------------------------------------------------------------------ the mask

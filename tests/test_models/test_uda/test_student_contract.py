@@ -5,8 +5,6 @@ losses and the same parameters as the step computed the old way (mmseg's private
 samples, the feature distance on ``extract_feat(...)[-1]``, DiDA's degraded pass through
 ``decode_head(feats)`` and the DIC loss on its logits)."""
 import copy
-import os
-import sys
 import types
 
 import pytest
@@ -21,9 +19,7 @@ from mmseg_dida.models.segmentors import EncoderDecoderUDA, as_uda_segmentor
 from mmseg_dida.models.uda.dacs import stack_labels
 from mmseg_dida.models.utils.feature_distance import masked_feat_dist, thing_class_mask
 from mmseg_dida.models.utils.mixing import class_mix
-
-sys.path.insert(0, os.path.dirname(__file__))
-from uda_toy import make_batch, tiny_segmentor  # noqa: E402
+from tests.helpers.uda import make_batch, tiny_segmentor
 
 
 # ---------------------------------------------------- the step's old computations

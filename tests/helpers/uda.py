@@ -1,4 +1,10 @@
-"""Toy-size UDA model and batches shared by the DACS tests (imported by path)."""
+"""Toy-size UDA models and batches shared by the tests.
+
+* segmentors: :func:`tiny_segmentor` (MiT 8-64 channels, 64x64), :func:`flat_segmentor`
+  (8 channels per stage, 32x64: the tools' toy), :func:`tiny_hrda`;
+* batches: :func:`make_batch` (labelled source, unlabelled target), :func:`split_batch`;
+* the exact multi-process configuration of ``tests/test_engine/test_ddp_equality.py``.
+"""
 import os
 
 import torch
