@@ -3,6 +3,8 @@ loss term, the pseudo-label confidence ``pseudo_weight`` (q^T, DAFormer Eq. 3) a
 the validation mIoU (and each further dataset's ``<name>/mIoU``), a line per seed."""
 from typing import Dict, List, Mapping, Sequence, Tuple
 
+from mmseg_dida.models.losses.loss_keys import is_loss_key
+
 __all__ = ['curve_keys', 'plot_curves']
 
 Series = Mapping[int, Tuple[Sequence[dict], Sequence[dict]]]
@@ -14,7 +16,7 @@ def curve_keys(train: Sequence[dict], val: Sequence[dict]) -> List[str]:
     seen: Dict[str, None] = {}
     for rec in train:
         for k in rec:
-            if ('loss' in k and k != 'loss') or k == 'pseudo_weight':
+            if (is_loss_key(k) and k != 'loss') or k == 'pseudo_weight':
                 seen.setdefault(k, None)
     losses = [k for k in seen if k != 'pseudo_weight']
     keys = losses + (['loss'] if any('loss' in r for r in train) else [])
@@ -61,7 +63,7 @@ def plot_curves(runs: Series, path: str, title: str = '') -> List[str]:
         ax.grid(alpha=0.3)
         values = [v for line in ax.get_lines() for v in line.get_ydata()]
         positive = [v for v in values if v > 0]
-        if 'loss' in key and positive and max(positive) > 20 * min(positive):
+        if is_loss_key(key) and positive and max(positive) > 20 * min(positive):
             ax.set_yscale('log')  # losses that fall by orders of magnitude
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in list(axes.flat)[len(keys):]:

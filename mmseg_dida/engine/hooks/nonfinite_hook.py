@@ -28,6 +28,8 @@ from mmengine.dist import all_reduce, get_dist_info
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
+from ...models.losses.loss_keys import is_loss_key
+
 __all__ = ['NonFiniteLossHook', 'NonFiniteLossError']
 
 
@@ -115,7 +117,7 @@ class NonFiniteLossHook(Hook):
                     buffer.copy_(saved)
         self._buffers = []
         values = {k: float(v) for k, v in (outputs or {}).items()
-                  if 'loss' in k and isinstance(v, (torch.Tensor, float, int))
+                  if is_loss_key(k) and isinstance(v, (torch.Tensor, float, int))
                   and (not isinstance(v, torch.Tensor) or v.numel() == 1)}
         bad = not all(math.isfinite(v) for v in values.values())
         if get_dist_info()[1] > 1:  # the same decision on every process

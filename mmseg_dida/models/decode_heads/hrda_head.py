@@ -37,6 +37,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import add_prefix
 from torch import Tensor
 
+from ..losses.loss_keys import is_loss_key
 from .weighted_loss import SegWeightLossMixin, stack_seg_weight
 
 __all__ = ['HRDAHead', 'MultiResFeatures', 'fuse_scales']
@@ -281,7 +282,7 @@ class HRDAHead(SegWeightLossMixin, BaseDecodeHead):
                      scale: float) -> Dict[str, Tensor]:
         losses = self.weighted_loss_by_label(logits, labels, weight)
         if scale != 1.0:
-            losses = {k: v * scale if 'loss' in k else v for k, v in losses.items()}
+            losses = {k: v * scale if is_loss_key(k) else v for k, v in losses.items()}
         return losses
 
     def loss(self, inputs: MultiResFeatures, batch_data_samples: List,
