@@ -10,6 +10,6 @@ train_dataloader = dict(dataset=dict(source=source_train, target=target_train))
 val_dataloader = dict(dataset=target_val)
 test_dataloader = val_dataloader
 # The pipelines under their own names too (tools/infer.py reads test_pipeline).
-source_train_pipeline = source_train.pipeline
-target_train_pipeline = target_train.pipeline
-test_pipeline = target_val.pipeline
+source_train_pipeline = source_train['pipeline']
+target_train_pipeline = target_train['pipeline']
+test_pipeline = target_val['pipeline']

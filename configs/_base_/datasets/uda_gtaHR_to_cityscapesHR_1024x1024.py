@@ -9,6 +9,6 @@ target_val = _base_.cityscapes_val_hr
 train_dataloader = dict(dataset=dict(source=source_train, target=target_train))
 val_dataloader = dict(dataset=target_val)
 test_dataloader = val_dataloader
-source_train_pipeline = source_train.pipeline
-target_train_pipeline = target_train.pipeline
-test_pipeline = target_val.pipeline
+source_train_pipeline = source_train['pipeline']
+target_train_pipeline = target_train['pipeline']
+test_pipeline = target_val['pipeline']

@@ -12,6 +12,6 @@ test_dataloader = val_dataloader
 val_evaluator = _base_.synthia_evaluator
 test_evaluator = val_evaluator
 # The pipelines under their own names too (tools/infer.py reads test_pipeline).
-source_train_pipeline = source_train.pipeline
-target_train_pipeline = target_train.pipeline
-test_pipeline = target_val.pipeline
+source_train_pipeline = source_train['pipeline']
+target_train_pipeline = target_train['pipeline']
+test_pipeline = target_val['pipeline']
