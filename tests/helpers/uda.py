@@ -1,8 +1,11 @@
-"""Toy-size UDA models and batches shared by the tests.
+"""Toy-size UDA models, batches and plug-in step contexts shared by the tests.
 
 * segmentors: :func:`tiny_segmentor` (MiT 8-64 channels, 64x64), :func:`flat_segmentor`
   (8 channels per stage, 32x64: the tools' toy), :func:`tiny_hrda`;
+* :func:`build_dacs`: a DACS model around one of them, with plug-ins, from seed 0;
 * batches: :func:`make_batch` (labelled source, unlabelled target), :func:`split_batch`;
+* contexts: :func:`plugin_context` (what DACS hands its plug-ins for a batch) and
+  :func:`toy_context` (the same for ``make_batch`` with drawn pseudo labels);
 * the exact multi-process configuration of ``tests/test_engine/test_ddp_equality.py``.
 """
 import os
@@ -18,6 +21,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from mmseg_dida.models.uda import BaseUDAPlugin, UDADistributedWrapper
+from mmseg_dida.models.uda.plugin import UDAStepContext
 
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]
@@ -114,6 +118,65 @@ def split_batch(batch, parts):
              for key, half in batch.items()} for i in range(parts)]
 
 
+# ---- DACS and the contexts it hands its plug-ins
+def build_dacs(segmentor=None, plugins=(), init_weights=True, **dacs):
+    """A DACS model in training mode, built from seed 0: the student ``segmentor``
+    (a config; :func:`tiny_segmentor` by default), ``plugins`` (configs) and DACS's own
+    arguments ``dacs``; ``init_weights`` as a run does (False keeps the modules'
+    construction-time weights)."""
+    init_default_scope('mmseg')  # as a run's config does
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='DACS', segmentor=tiny_segmentor() if segmentor is None else segmentor,
+        plugins=list(plugins), **dacs))
+    if init_weights:
+        model.init_weights()
+    model.train()
+    return model
+
+
+def move_fd_reference(model, scale=0.05):
+    """Move the frozen ImageNet model (the feature distance's reference) away from the
+    student by Gaussian noise of std ``scale`` from the global generator, so that
+    L_FD > 0: at distance ~0 the gradient of the L2 norm is a unit vector set by float
+    rounding (ill-conditioned, batch dependent)."""
+    with torch.no_grad():
+        for p in model.imnet_model.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return model
+
+
+def plugin_context(model, batch, pseudo_label, pseudo_weight, **fields):
+    """The :class:`UDAStepContext` a plug-in of ``model`` sees at iteration 0 for the
+    collated UDA ``batch`` (preprocessed by the student) with the given pseudo labels
+    and weights, (N, H, W); ``fields``: further context fields
+    (``pseudo_weight_masked``)."""
+    src = model.student.data_preprocessor(batch['source'], True)
+    tgt = model.student.data_preprocessor(batch['target'], True)
+    return UDAStepContext(
+        student=model.student, teacher=model.teacher_model,
+        src_inputs=src['inputs'], src_data_samples=src['data_samples'],
+        tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
+        pseudo_label=pseudo_label, pseudo_weight=pseudo_weight, iteration=0,
+        src_labels=torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']]),
+        **fields)
+
+
+def toy_context(model, seed=0, weight=0.6, ignore_top=None):
+    """:func:`plugin_context` of ``make_batch(seed=seed)`` (two 64x64 images a domain,
+    4 classes): pseudo labels drawn from a generator seeded with ``seed``, the constant
+    pseudo weight ``weight``, and with ``ignore_top`` the masked weight
+    (``pseudo_weight_masked``) with that many top rows zeroed."""
+    g = torch.Generator().manual_seed(seed)
+    label = torch.randint(0, 4, (2, 64, 64), generator=g)
+    pseudo_weight = torch.full((2, 64, 64), weight)
+    fields = {}
+    if ignore_top is not None:
+        fields['pseudo_weight_masked'] = pseudo_weight.clone()
+        fields['pseudo_weight_masked'][:, :ignore_top] = 0
+    return plugin_context(model, make_batch(seed=seed), label, pseudo_weight, **fields)
+
+
 # ---- the exact multi-process configuration (tests/test_engine/test_ddp_equality.py)
 STEPS = 2
 WORLD = 2
@@ -132,20 +195,12 @@ def _even_class_masks(labels):
 
 
 def exact_dacs():
-    torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='DACS', segmentor=tiny_segmentor(), pseudo_threshold=0.261,
+    model = move_fd_reference(build_dacs(
+        plugins=[dict(type='FeatNormPlugin')], pseudo_threshold=0.261,
         pseudo_weight_ignore_top=4, pseudo_weight_ignore_bottom=8,
         color_jitter_probability=1.0, blur=False, imnet_feature_dist_lambda=0.1,
-        imnet_feature_dist_classes=[1, 2], plugins=[dict(type='FeatNormPlugin')]))
-    model.init_weights()
-    # Move the FD reference away from the student: at distance ~0 the gradient of the
-    # L2 norm is a unit vector set by float rounding (ill-conditioned, batch dependent).
-    with torch.no_grad():
-        for p in model.imnet_model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+        imnet_feature_dist_classes=[1, 2]))
     model.class_masks = _even_class_masks
-    model.train()
     return model
 
 

@@ -18,7 +18,7 @@ from mmseg_dida.engine import BF16OptimWrapper
 from mmseg_dida.engine.bf16_optim_wrapper import autocast_device_type
 from mmseg_dida.models.losses.dic_loss import weighted_cross_entropy
 from mmseg_dida.models.utils.feature_distance import masked_feat_dist
-from tests.helpers.uda import make_batch, tiny_hrda, tiny_segmentor
+from tests.helpers.uda import build_dacs, make_batch, tiny_hrda, tiny_segmentor
 
 init_default_scope('mmseg')
 
@@ -40,14 +40,10 @@ METHODS = dict(daformer=(tiny_segmentor, []), daformer_dida=(tiny_segmentor, [DI
 
 
 def dacs(method='daformer'):
-    torch.manual_seed(0)
     segmentor, plugins = METHODS[method]
-    cfg = dict(type='DACS', segmentor=segmentor(), pseudo_weight_ignore_top=0,
-               pseudo_weight_ignore_bottom=0, imnet_feature_dist_lambda=0.005,
-               imnet_feature_dist_classes=None, plugins=plugins)
-    model = MODELS.build(cfg)
-    model.init_weights()
-    return model.train()
+    return build_dacs(segmentor(), plugins, pseudo_weight_ignore_top=0,
+                      pseudo_weight_ignore_bottom=0, imnet_feature_dist_lambda=0.005,
+                      imnet_feature_dist_classes=None)
 
 
 def wrapper(model, wrapper_type='BF16OptimWrapper'):

@@ -32,10 +32,9 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
-from tests.helpers.uda import make_batch, tiny_segmentor
+from tests.helpers.uda import build_dacs, make_batch
 
 init_default_scope('mmseg')
 
@@ -58,15 +57,10 @@ def learnable_batch(i):
 
 def train(dida, wrapper_type, lr=LR):
     """Total loss of each of ``STEPS`` steps (4 batches in turn, fixed seeds)."""
-    torch.manual_seed(0)
-    cfg = dict(type='DACS', segmentor=tiny_segmentor(), pseudo_threshold=0.5,
-               pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0,
-               imnet_feature_dist_lambda=0.005, imnet_feature_dist_classes=None)
-    if dida:
-        cfg['plugins'] = [dict(type='DiDA', recon_channels=8)]
-    model = MODELS.build(cfg)
-    model.init_weights()
-    model.train()
+    model = build_dacs(plugins=[dict(type='DiDA', recon_channels=8)] if dida else [],
+                       pseudo_threshold=0.5, pseudo_weight_ignore_top=0,
+                       pseudo_weight_ignore_bottom=0, imnet_feature_dist_lambda=0.005,
+                       imnet_feature_dist_classes=None)
     wrapper = build_optim_wrapper(model, dict(
         type=wrapper_type, optimizer=dict(type='AdamW', lr=lr, weight_decay=0.01)))
     torch.manual_seed(1)

@@ -18,7 +18,7 @@ from mmseg.registry import MODELS
 import mmseg_dida  # noqa: F401
 from mmseg_dida.engine.hooks import NonFiniteLossError, NonFiniteLossHook
 from mmseg_dida.models.uda import BaseUDAPlugin
-from tests.helpers.uda import make_batch, tiny_segmentor
+from tests.helpers.uda import build_dacs, make_batch, tiny_segmentor
 
 
 @MODELS.register_module(force=True)
@@ -39,16 +39,13 @@ class ExtraLossPlugin(BaseUDAPlugin):
 
 
 def dacs(value, iterations=(0, ), bn=False):
-    torch.manual_seed(0)
     segmentor = tiny_segmentor()
     if bn:  # running statistics that every forward pass changes
         segmentor['decode_head']['norm_cfg'] = dict(type='BN', requires_grad=True)
-    model = MODELS.build(dict(
-        type='DACS', segmentor=segmentor, pseudo_weight_ignore_top=0,
-        pseudo_weight_ignore_bottom=0, imnet_feature_dist_lambda=0.0,
-        plugins=[dict(type='ExtraLossPlugin', value=value, iterations=iterations)]))
-    model.init_weights()
-    return model.train()
+    return build_dacs(
+        segmentor, [dict(type='ExtraLossPlugin', value=value, iterations=iterations)],
+        pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0,
+        imnet_feature_dist_lambda=0.0)
 
 
 def all_finite(module):

@@ -14,7 +14,7 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.models.losses.loss_keys import is_loss_key
 from mmseg_dida.models.uda import BaseUDAPlugin
 from mmseg_dida.models.uda.dacs import batch_confidence_weight
-from tests.helpers.uda import make_batch, tiny_segmentor
+from tests.helpers.uda import build_dacs, make_batch, tiny_segmentor
 
 
 @MODELS.register_module(force=True)
@@ -60,14 +60,12 @@ class _TwoGroupsPlugin(BaseUDAPlugin):
 
 
 def build(**kwargs):
-    torch.manual_seed(0)
-    cfg = dict(type='DACS', segmentor=tiny_segmentor(),
-               imnet_feature_dist_classes=[1, 2], pseudo_weight_ignore_top=0,
-               pseudo_weight_ignore_bottom=0)
-    cfg.update(kwargs)
-    model = MODELS.build(cfg)
-    model.train()
-    return model
+    """DACS around the tiny MiT with its construction-time weights; ``kwargs``
+    override these tests' DACS arguments."""
+    args = dict(imnet_feature_dist_classes=[1, 2], pseudo_weight_ignore_top=0,
+                pseudo_weight_ignore_bottom=0)
+    args.update(kwargs)
+    return build_dacs(init_weights=False, **args)
 
 
 def sgd(model, lr=0.0):

@@ -5,7 +5,6 @@ import pytest
 import torch
 from mmengine.config import ConfigDict
 from mmengine.optim import OptimWrapper
-from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
@@ -13,7 +12,8 @@ from mmseg.structures import SegDataSample
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.backbones import DiffusionEncoder
-from mmseg_dida.models.uda.plugin import UDAStepContext, sum_loss_groups
+from mmseg_dida.models.uda.plugin import sum_loss_groups
+from tests.helpers.uda import build_dacs, plugin_context
 
 H, W, C = 32, 64, 4
 SEGMENTOR = dict(
@@ -30,12 +30,6 @@ SEGMENTOR = dict(
                      num_classes=C, align_corners=False,
                      loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
     train_cfg=dict(), test_cfg=dict(mode='whole'))
-
-
-def uda_cfg(**dida):
-    return dict(type='DACS', segmentor=SEGMENTOR, imnet_feature_dist_lambda=0.0,
-                pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0,
-                plugins=[dict(type='DiDA', recon_channels=8, **dida)])
 
 
 def packed(n, seed, labelled=True):
@@ -57,31 +51,19 @@ def batch(seed=0):
 
 
 def build(**dida):
-    return build_from(dict(type='DiDA', recon_channels=8, **dida))
-
-
-def build_from(plugin):
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    cfg = ConfigDict(uda_cfg())
-    cfg.plugins = [plugin]
-    model = MODELS.build(cfg)
-    model.init_weights()
-    model.train()
-    return model
+    """DACS around SEGMENTOR with DiDA (``dida``: its arguments), both as ConfigDicts
+    as a config gives them (mmseg reads ``test_cfg.mode`` as an attribute)."""
+    return build_dacs(ConfigDict(SEGMENTOR),
+                      [ConfigDict(type='DiDA', recon_channels=8, **dida)],
+                      imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=0,
+                      pseudo_weight_ignore_bottom=0)
 
 
 def context(model, seed=0):
-    data = batch(seed)
-    src = model.student.data_preprocessor(data['source'], True)
-    tgt = model.student.data_preprocessor(data['target'], True)
-    return UDAStepContext(
-        student=model.student, teacher=model.teacher_model,
-        src_inputs=src['inputs'], src_data_samples=src['data_samples'],
-        tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
-        pseudo_label=torch.randint(0, C, (2, H, W)),
-        pseudo_weight=torch.full((2, H, W), 0.7), iteration=0,
-        src_labels=torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']]))
+    """The plug-in context of ``batch(seed)``: pseudo labels from the global
+    generator, pseudo weight 0.7."""
+    return plugin_context(model, batch(seed), torch.randint(0, C, (2, H, W)),
+                          torch.full((2, H, W), 0.7))
 
 
 def test_attach_wraps_student_teacher_keeps_only_g():

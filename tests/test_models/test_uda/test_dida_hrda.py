@@ -13,9 +13,10 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.segmentors import HRDAEncoderDecoder
-from mmseg_dida.models.uda.plugin import UDAStepContext, sum_loss_groups
+from mmseg_dida.models.uda.plugin import sum_loss_groups
 from mmseg_dida.models.utils import norm_buffers
-from tests.helpers.uda import make_batch, tiny_hrda, tiny_segmentor
+from tests.helpers.uda import build_dacs, make_batch, tiny_hrda, tiny_segmentor
+from tests.helpers.uda import toy_context as context
 
 BN = dict(type='BN', requires_grad=True)
 DIDA = dict(type='DiDA', recon_channels=8, degradation=dict(type='Degradation', seed=4))
@@ -32,29 +33,12 @@ def bn_hrda(**kwargs):
 
 
 def build(segmentor=None, plugins=(DIDA, ), **kwargs):
-    torch.manual_seed(0)
-    cfg = dict(type='DACS', segmentor=segmentor or tiny_hrda(),
-               imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=0,
-               pseudo_weight_ignore_bottom=0, plugins=list(plugins))
-    cfg.update(kwargs)
-    model = MODELS.build(cfg)
-    model.init_weights()
-    model.train()
-    return model
-
-
-def context(model, seed=0):
-    data = make_batch(seed=seed)
-    src = model.student.data_preprocessor(data['source'], True)
-    tgt = model.student.data_preprocessor(data['target'], True)
-    g = torch.Generator().manual_seed(seed)
-    return UDAStepContext(
-        student=model.student, teacher=model.teacher_model,
-        src_inputs=src['inputs'], src_data_samples=src['data_samples'],
-        tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
-        pseudo_label=torch.randint(0, 4, (2, 64, 64), generator=g),
-        pseudo_weight=torch.full((2, 64, 64), 0.6), iteration=0,
-        src_labels=torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']]))
+    """DACS around ``segmentor`` (the tiny HRDA) with ``plugins`` (DiDA); ``kwargs``
+    override these tests' DACS arguments."""
+    args = dict(imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=0,
+                pseudo_weight_ignore_bottom=0)
+    args.update(kwargs)
+    return build_dacs(tiny_hrda() if segmentor is None else segmentor, plugins, **args)
 
 
 def _ce(logits, label, weight=None):

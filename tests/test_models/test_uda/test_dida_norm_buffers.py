@@ -7,14 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.optim import OptimWrapper
-from mmseg.registry import MODELS
 from torch import nn
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
-from mmseg_dida.models.uda.plugin import UDAStepContext
 from mmseg_dida.models.utils import norm_buffers, preserved_norm_buffers
-from tests.helpers.uda import make_batch, tiny_segmentor
+from tests.helpers.uda import build_dacs, make_batch, tiny_segmentor, toy_context
 
 BN = dict(type='BN', requires_grad=True)
 
@@ -31,14 +29,10 @@ def bn_segmentor():
 
 
 def build(**dida):
-    torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='DACS', segmentor=bn_segmentor(), imnet_feature_dist_lambda=0.0,
-        pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0,
-        plugins=[dict(type='DiDA', recon_channels=8, **dida)]))
-    model.init_weights()
-    model.train()
-    return model
+    """DACS around the BatchNorm toy with DiDA (``dida``: its arguments)."""
+    return build_dacs(bn_segmentor(), [dict(type='DiDA', recon_channels=8, **dida)],
+                      imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=0,
+                      pseudo_weight_ignore_bottom=0)
 
 
 def snapshot(module):
@@ -67,20 +61,6 @@ def test_preserved_norm_buffers_restores_in_place_and_keeps_batch_statistics():
         assert torch.equal(buf, before[name]), name
 
 
-def _context(model, seed=0):
-    data = make_batch(seed=seed)
-    src = model.student.data_preprocessor(data['source'], True)
-    tgt = model.student.data_preprocessor(data['target'], True)
-    g = torch.Generator().manual_seed(seed)
-    return UDAStepContext(
-        student=model.student, teacher=model.teacher_model,
-        src_inputs=src['inputs'], src_data_samples=src['data_samples'],
-        tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
-        pseudo_label=torch.randint(0, 4, (2, 64, 64), generator=g),
-        pseudo_weight=torch.full((2, 64, 64), 0.6), iteration=0,
-        src_labels=torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']]))
-
-
 @pytest.mark.parametrize('saving', ['none', 'per_domain', 'g_prime', 'encoders'])
 def test_dida_loss_groups_leave_every_student_norm_buffer_bitwise(saving):
     model = build(memory_saving=saving)
@@ -90,7 +70,7 @@ def test_dida_loss_groups_leave_every_student_norm_buffer_bitwise(saving):
         assert any(n.startswith(part) for n in names), part
     before = snapshot(model.student)
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
-    log = model.plugin_losses(model.plugins[0], _context(model), optim)
+    log = model.plugin_losses(model.plugins[0], toy_context(model), optim)
     assert log['loss_dic_src'] > 0 and log['loss_recon'] > 0
     grads = [p.grad for p in model.student.backbone.g_prime.parameters()]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)  # it trained
@@ -106,7 +86,7 @@ def test_update_norm_stats_true_lets_degraded_passes_move_running_statistics():
     assert not model.plugins[0].preserves_norm_buffers
     before = snapshot(model.student)
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
-    model.plugin_losses(model.plugins[0], _context(model), optim)
+    model.plugin_losses(model.plugins[0], toy_context(model), optim)
     after = norm_buffers(model.student)
     changed = [n for n in before if not torch.equal(after[n], before[n])]
     assert any(n.startswith('decode_head.') for n in changed)

@@ -10,10 +10,9 @@ from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.models.uda import MIC, block_mask
-from mmseg_dida.models.uda.plugin import UDAStepContext
 from mmseg_dida.models.utils import norm_buffers
 from mmseg_dida.models.utils.strong_transforms import StrongAugmentation
-from tests.helpers.uda import make_batch, tiny_hrda, tiny_segmentor
+from tests.helpers.uda import build_dacs, make_batch, tiny_hrda, tiny_segmentor, toy_context
 
 
 # ------------------------------------------------------------------ the mask
@@ -43,34 +42,17 @@ def test_block_mask_drops_the_given_fraction_of_blocks():
 # ------------------------------------------------------------------ the loss
 def build(segmentor=None, plugins=(dict(type='MIC', mask_block_size=16, seed=3), ),
           **kwargs):
-    torch.manual_seed(0)
-    cfg = dict(type='DACS', segmentor=segmentor or tiny_segmentor(),
-               imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=4,
-               pseudo_weight_ignore_bottom=8, pseudo_threshold=0.26,
-               plugins=list(plugins))
-    cfg.update(kwargs)
-    model = MODELS.build(cfg)
-    model.init_weights()
-    model.train()
-    return model
+    """DACS around ``segmentor`` (the tiny MiT) with ``plugins`` (MIC); ``kwargs``
+    override these tests' DACS arguments."""
+    args = dict(imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=4,
+                pseudo_weight_ignore_bottom=8, pseudo_threshold=0.26)
+    args.update(kwargs)
+    return build_dacs(segmentor, plugins, **args)
 
 
 def context(model, seed=0):
-    data = make_batch(seed=seed)
-    src = model.student.data_preprocessor(data['source'], True)
-    tgt = model.student.data_preprocessor(data['target'], True)
-    g = torch.Generator().manual_seed(seed)
-    label = torch.randint(0, 4, (2, 64, 64), generator=g)
-    weight = torch.full((2, 64, 64), 0.6)
-    masked = weight.clone()
-    masked[:, :4] = 0
-    return UDAStepContext(
-        student=model.student, teacher=model.teacher_model,
-        src_inputs=src['inputs'], src_data_samples=src['data_samples'],
-        tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
-        pseudo_label=label, pseudo_weight=weight, iteration=0,
-        src_labels=torch.stack([s.gt_sem_seg.data[0] for s in src['data_samples']]),
-        pseudo_weight_masked=masked)
+    """The toy context with the host's 4 ignored top rows in the masked weight."""
+    return toy_context(model, seed, ignore_top=4)
 
 
 def test_mic_loss_is_weighted_ce_on_the_augmented_masked_target():

@@ -19,7 +19,7 @@ from mmseg_dida.models.segmentors import EncoderDecoderUDA, as_uda_segmentor
 from mmseg_dida.models.uda.dacs import stack_labels
 from mmseg_dida.models.utils.feature_distance import masked_feat_dist, thing_class_mask
 from mmseg_dida.models.utils.mixing import class_mix
-from tests.helpers.uda import make_batch, tiny_segmentor
+from tests.helpers.uda import build_dacs, make_batch, move_fd_reference, tiny_segmentor
 
 
 # ---------------------------------------------------- the step's old computations
@@ -108,18 +108,10 @@ def build(plugins=(), aux=False):
     if aux:
         seg['auxiliary_head'] = dict(copy.deepcopy(seg['decode_head']),
                                      in_index=[0, 1, 2, 3])
-    torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='DACS', segmentor=seg, pseudo_threshold=0.26, pseudo_weight_ignore_top=4,
+    return move_fd_reference(build_dacs(  # an FD reference away from the student: FD > 0
+        seg, plugins, pseudo_threshold=0.26, pseudo_weight_ignore_top=4,
         pseudo_weight_ignore_bottom=8, imnet_feature_dist_lambda=0.1,
-        imnet_feature_dist_classes=[1, 2], color_jitter_probability=0.0,
-        plugins=list(plugins)))
-    model.init_weights()
-    with torch.no_grad():  # an FD reference away from the student: FD > 0
-        for p in model.imnet_model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    model.train()
-    return model
+        imnet_feature_dist_classes=[1, 2], color_jitter_probability=0.0))
 
 
 def run(model, steps=3):
