@@ -1,7 +1,10 @@
 """Each size variant of a UDA dataset _base_ config (HRDA/MIC's 1024x1024 crops)
 inherits from its dataset pair's 512-px config and resolves to exactly the dict it had
 as a file of its own (dataset_configs_before_inheritance.txt, written before the
-change; a deliberate change of these configs rewrites it)."""
+change; a deliberate change of these configs rewrites it). Since the pairs compose
+per-dataset bases (gta.py, cityscapes.py, ...), they also carry those bases' names
+(``gta_source``, ``cityscapes_val_hr``, ...): every name the file had resolves to the
+same value, and the names added are the bases' own."""
 import ast
 import os.path as osp
 from pprint import pformat
@@ -18,6 +21,10 @@ VARIANTS = {
     'uda_cityscapesHR_to_darkzurichHR_1024x1024': 'uda_cityscapes_to_darkzurich_512x512',
 }
 
+# The per-dataset base files (configs/_base_/datasets/<dataset>.py), whose names all
+# start with the dataset's.
+DATASET_BASES = ('gta', 'synthia', 'cityscapes', 'acdc', 'darkzurich')
+
 
 def _before():
     with open(osp.join(HERE, 'dataset_configs_before_inheritance.txt')) as f:
@@ -31,6 +38,10 @@ BEFORE = _before()
 @pytest.mark.parametrize('name', sorted(BEFORE))
 def test_config_resolves_to_the_same_dict(name):
     now = Config.fromfile(osp.join(CFG_DIR, name + '.py')).to_dict()
+    added = set(now) - set(BEFORE[name])
+    assert not set(BEFORE[name]) - set(now)
+    assert all(k.split('_')[0] in DATASET_BASES for k in added), sorted(added)
+    now = {k: v for k, v in now.items() if k in BEFORE[name]}
     assert now == BEFORE[name]
     # == takes 1 for 1.0 (and True for 1): the sorted reprs tell them apart
     assert pformat(now, sort_dicts=True) == pformat(BEFORE[name], sort_dicts=True)
