@@ -10,7 +10,7 @@ import gpu_check  # tools/benchmarks (pytest.ini's pythonpath)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-PARTS = ['env', 'tests', 'memory', 'step_times', 'toy_job']
+PARTS = ['env', 'tests', 'memory', 'step_times', 'toy_job', 'auto_fit']
 
 
 def test_dry_run_writes_every_part(tmp_path):
@@ -40,9 +40,13 @@ def test_dry_run_writes_every_part(tmp_path):
     assert set(st) == {'daformer', 'dida'}
     assert all(v['rounds'] == 3 and v['step_s_median'] > 0 for v in st.values())
     assert parts['toy_job']['fp32']['s_per_iter'] > 0
+    assert gpu_check.PARTS == PARTS
+    fit = parts['auto_fit']['rows']  # the CPU never runs out: 'auto' stays at its first
+    assert [(r['used'], r['amp']) for r in fit] == [('none', False)]
+    assert fit[0]['measured_gb'] > 0
     md = (out / 'gpu_check.md').read_text()
     for heading in ('# GPU check (dry run', '## Tests', '## Peak memory',
-                    '## Step time', '## Toy main job'):
+                    '## Step time', '## Toy main job', "## memory_saving='auto'"):
         assert heading in md, md
     assert (out / 'logs' / 'memory_measured.log').is_file()
 

@@ -250,3 +250,19 @@ def test_cli_writes_json_and_markdown(tmp_path):
     again = tmp_path / 'again.md'
     assert gm.main(['--render', str(out_json), '--markdown', str(again)]) == 0
     assert again.read_text() == table
+
+
+def test_auto_row_names_the_mode_used_and_limits_need_cuda():
+    """A config with memory_saving='auto' is counted in the mode it starts in (fake
+    and CPU tensors never run out of memory) and the row says so; a fixed mode is used
+    as given. --memory-limit-gb is a CUDA option: one clear error elsewhere."""
+    auto = gm.measure(TINY_DIDA, 'fake', memory_saving='auto', size=SIZE, batch=1)
+    fixed = gm.measure(TINY_DIDA, 'fake', memory_saving='per_domain', size=SIZE,
+                       batch=1)
+    assert (auto['memory_saving'], auto['memory_saving_used']) == ('auto', 'none')
+    assert fixed['memory_saving_used'] == 'per_domain'
+    assert auto['peak_bytes'] > fixed['peak_bytes']  # 'none' holds both domains
+    assert 'memory_saving_used' not in gm.measure(TINY, 'fake', size=SIZE, batch=1)
+    with pytest.raises(ValueError, match='--memory-limit-gb needs --device cuda'):
+        gm.measure(TINY_DIDA, 'fake', memory_saving='auto', size=SIZE, batch=1,
+                   memory_limit_gb=24)
