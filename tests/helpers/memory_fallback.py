@@ -7,13 +7,12 @@ import torch
 import torch.distributed as dist
 from mmengine.config import ConfigDict
 from mmengine.optim import OptimWrapper
-from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
-from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.models.uda.wrappers import UDADistributedWrapper
+from tests.helpers.uda import build_dacs
 
 H, W, C = 32, 32, 4
 SEGMENTOR = dict(
@@ -34,15 +33,11 @@ SEGMENTOR = dict(
 
 
 def build(**dida):
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(ConfigDict(
-        type='DACS', segmentor=SEGMENTOR, imnet_feature_dist_lambda=0.0,
-        pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0,
-        plugins=[dict(type='DiDA', recon_channels=8, **dida)]))
-    model.init_weights()
-    model.train()
-    return model
+    """DACS around SEGMENTOR with DiDA (``dida``: its arguments), as configs give them."""
+    return build_dacs(ConfigDict(SEGMENTOR),
+                      [ConfigDict(type='DiDA', recon_channels=8, **dida)],
+                      imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=0,
+                      pseudo_weight_ignore_bottom=0)
 
 
 def packed(n, seed, labelled=True):
