@@ -7,12 +7,10 @@ import torch
 import torch.distributed as dist
 from mmengine.config import ConfigDict
 from mmengine.optim import OptimWrapper
-from mmengine.structures import PixelData
-from mmseg.structures import SegDataSample
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.models.uda.wrappers import UDADistributedWrapper
-from tests.helpers.uda import build_dacs
+from tests.helpers.uda import build_dacs, make_batch
 
 H, W, C = 32, 32, 4
 SEGMENTOR = dict(
@@ -40,21 +38,9 @@ def build(**dida):
                       pseudo_weight_ignore_bottom=0)
 
 
-def packed(n, seed, labelled=True):
-    g = torch.Generator().manual_seed(seed)
-    inputs, samples = [], []
-    for _ in range(n):
-        inputs.append(torch.randint(0, 256, (3, H, W), generator=g, dtype=torch.uint8))
-        s = SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W),
-                                        pad_shape=(H, W)))
-        if labelled:
-            s.gt_sem_seg = PixelData(data=torch.randint(0, C, (1, H, W), generator=g))
-        samples.append(s)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 def batch(seed):
-    return dict(source=packed(2, seed), target=packed(2, seed + 100, False))
+    """A UDA batch of 2 + 2 images at the toy's size (tests.helpers.uda.make_batch)."""
+    return make_batch(n=2, size=(H, W), num_classes=C, seed=seed)
 
 
 def fail_in(model, modes, error=torch.OutOfMemoryError):
