@@ -1,7 +1,6 @@
 """mmseg_dida.deploy: the plain segmentor and config of a training run, from the
 parts' own declarations; a DAFormer run is deployed without DiDA's code."""
 import ast
-import copy
 import os
 import os.path as osp
 import subprocess
@@ -10,9 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
+from mmengine.config import Config
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import (
@@ -26,7 +23,9 @@ from mmseg_dida.deploy import (
     wrapper_classes,
 )
 from mmseg_dida.models.backbones import DiffusionEncoder
+from tests.helpers.uda import build_model as build
 from tests.helpers.uda import flat_segmentor
+from tests.helpers.uda import flat_uda as uda
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG = flat_segmentor()
@@ -36,15 +35,8 @@ DIDA_MODULES = ('mmseg_dida.models.uda.dida', 'mmseg_dida.models.backbones.diffu
                 'mmseg_dida.models.losses.dic_loss')
 
 
-def build(cfg):
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    return MODELS.build(ConfigDict(copy.deepcopy(cfg)))
 
 
-def uda(plugins=()):
-    return dict(type='DACS', segmentor=SEG, plugins=list(plugins),
-                pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0)
 
 
 def _perturbed(model):

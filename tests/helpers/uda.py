@@ -8,6 +8,7 @@
   :func:`toy_context` (the same for ``make_batch`` with drawn pseudo labels);
 * the exact multi-process configuration of ``tests/test_engine/test_ddp_equality.py``.
 """
+import copy
 import os
 
 import torch
@@ -119,6 +120,21 @@ def split_batch(batch, parts):
 
 
 # ---- DACS and the contexts it hands its plug-ins
+def build_model(cfg):
+    """Any model config (a segmentor or a UDA model) built from seed 0 in mmseg's
+    scope; ``cfg`` is not modified."""
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    return MODELS.build(ConfigDict(copy.deepcopy(cfg)))
+
+
+def flat_uda(plugins=()):
+    """The config of DACS around :func:`flat_segmentor` with ``plugins`` and no
+    ignored pseudo-label rows."""
+    return dict(type='DACS', segmentor=flat_segmentor(), plugins=list(plugins),
+                pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0)
+
+
 def build_dacs(segmentor=None, plugins=(), init_weights=True, **dacs):
     """A DACS model in training mode, built from seed 0: the student ``segmentor``
     (a config; :func:`tiny_segmentor` by default), ``plugins`` (configs) and DACS's own

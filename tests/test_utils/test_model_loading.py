@@ -2,9 +2,7 @@
 plain segmentor layouts, models built from checkpoints without pretrained files."""
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
+from mmengine.config import Config
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
@@ -14,19 +12,15 @@ from mmseg_dida.utils.model_loading import (
     strip_pretrained_init,
 )
 from mmseg_dida.utils.state_mapping import CheckpointMismatchError, CheckpointReadError
+from tests.helpers.uda import build_model as build
 from tests.helpers.uda import flat_segmentor
+from tests.helpers.uda import flat_uda as uda
 
 SEG = flat_segmentor()
 
 
-def build(cfg):
-    init_default_scope('mmseg')
-    return MODELS.build(ConfigDict(cfg))
 
 
-def uda(plugins=()):
-    return dict(type='DACS', segmentor=SEG, plugins=list(plugins),
-                pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0)
 
 
 DIDA = dict(type='DiDA', recon_channels=8)

@@ -3,9 +3,6 @@ and a UDA student's tensors mapped to and from the plain segmentor's names by th
 wrappers' own layout (no DiffusionEncoder names in the mapping code)."""
 import pytest
 import torch
-from mmengine.config import ConfigDict
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
@@ -19,20 +16,16 @@ from mmseg_dida.utils.state_mapping import (
     segmentor_into_student,
     student_to_segmentor,
 )
+from tests.helpers.uda import build_model as build
 from tests.helpers.uda import flat_segmentor
+from tests.helpers.uda import flat_uda as uda
 
 SEG = flat_segmentor()
 DIDA = dict(type='DiDA', recon_channels=8)
 
 
-def build(cfg):
-    init_default_scope('mmseg')
-    return MODELS.build(ConfigDict(cfg))
 
 
-def uda(plugins=()):
-    return dict(type='DACS', segmentor=SEG, plugins=list(plugins),
-                pseudo_weight_ignore_top=0, pseudo_weight_ignore_bottom=0)
 
 
 def test_read_state_dict_unwraps_and_refuses(tmp_path):
