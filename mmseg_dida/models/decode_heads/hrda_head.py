@@ -29,6 +29,7 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
@@ -200,6 +201,16 @@ class HRDAHead(SegWeightLossMixin, BaseDecodeHead):
             canvas = canvas / count.clamp(min=1)
         return canvas, count
 
+    @staticmethod
+    def _windows_cover(inputs: MultiResFeatures, size: Sequence[int]) -> bool:
+        """Whether the HR windows cover the whole HR output grid ``size``: decided
+        from the boxes on the host (a device count would make the host wait)."""
+        covered = np.zeros(tuple(size), dtype=bool)
+        for box in inputs.hr_boxes:
+            y1, y2, x1, x2 = _scaled_box(box, inputs.hr_size, size, 'HR window')
+            covered[y1:y2, x1:x2] = True
+        return bool(covered.all())
+
     def _lr_window_mask(self, inputs: MultiResFeatures, lr_seg: Tensor) -> Tensor:
         """1 on the LR output grid where an HR window lies, else 0 (N, 1, h, w)."""
         mask = lr_seg.new_zeros((lr_seg.shape[0], 1, *lr_seg.shape[-2:]))
@@ -224,7 +235,7 @@ class HRDAHead(SegWeightLossMixin, BaseDecodeHead):
         ratio = inputs.scale_ratio
         size = (int(lr_seg.shape[-2] * ratio), int(lr_seg.shape[-1] * ratio))
         canvas, count = self._hr_canvas(hr_seg, inputs, n, size)
-        if not bool((count > 0).all()):
+        if not self._windows_cover(inputs, size):
             # A training crop: no HR prediction outside it, so no attention there.
             att = att * self._lr_window_mask(inputs, lr_seg)
         fused = fuse_scales(lr_seg, att, canvas, self.align_corners)

@@ -24,10 +24,11 @@ from typing import List, Optional
 
 import torch
 from mmseg.models.decode_heads.segformer_head import SegformerHead
-from mmseg.models.losses import accuracy
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch import Tensor, nn
+
+from ..losses.accuracy import seg_accuracy
 
 __all__ = ['SegWeightLossMixin', 'WeightedSegformerHead', 'stack_seg_weight']
 
@@ -111,7 +112,7 @@ class SegWeightLossMixin:
                 ignore_index=self.ignore_index)
             name = loss_decode.loss_name
             loss[name] = loss[name] + value if name in loss else value
-        loss['acc_seg'] = accuracy(
+        loss['acc_seg'] = seg_accuracy(
             seg_logits, seg_label, ignore_index=self.ignore_index)
         return loss
 

@@ -60,6 +60,8 @@ def random_crop_box(image_size: Sequence[int], crop_size: Sequence[int],
         raise ValueError(f'random_crop_box: divisible must be >= 1, got {divisible}')
     if (ch, cw) == (h, w):
         return (0, h, 0, w)
+    if generator is None:  # what torch draws from when given none, named as a CPU one
+        generator = torch.default_generator
     y1 = int(torch.randint((h - ch) // divisible + 1, (), generator=generator)) * divisible
     x1 = int(torch.randint((w - cw) // divisible + 1, (), generator=generator)) * divisible
     return (y1, y1 + ch, x1, x1 + cw)

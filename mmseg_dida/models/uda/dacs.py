@@ -186,6 +186,10 @@ class DACS(BaseModel):
             self.student, alpha, strip=[p.strip_teacher for p in self.plugins])
         # Iteration counter; a buffer so that it is saved and resumed with the model.
         self.register_buffer('local_iter', torch.zeros((), dtype=torch.long))
+        # ... and its value on the host (read from the buffer once after a load), so
+        # that a step never waits for the GPU to read it
+        self._host_iter: Optional[int] = None
+        self.register_load_state_dict_post_hook(DACS._forget_host_iter)
         # Named images of one step, kept only when a visualisation hook asks for them
         # by setting {} before the step (UDAVisualizationHook); plug-ins add theirs
         # through UDAStepContext.vis_images.
@@ -196,6 +200,17 @@ class DACS(BaseModel):
         self.last_pseudo_labels: Optional[Tensor] = None
 
     # ----------------------------------------------------------------- housekeeping
+    @property
+    def iteration(self) -> int:
+        """The number of steps trained (``local_iter``), read on the host."""
+        if self._host_iter is None:
+            self._host_iter = int(self.local_iter)
+        return self._host_iter
+
+    @staticmethod
+    def _forget_host_iter(module, incompatible_keys) -> None:
+        module._host_iter = None
+
     def init_weights(self):
         super().init_weights()
         with torch.no_grad():
@@ -254,7 +269,7 @@ class DACS(BaseModel):
         if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
             raise ValueError('DACS: gradient accumulation (accumulative_counts > 1) is '
                              'not supported by the multi-backward UDA step')
-        iteration = int(self.local_iter)
+        iteration = self.iteration
         self.update_teacher(iteration)
         log_vars = replay_on_out_of_memory(
             self, self.plugins,
@@ -262,6 +277,7 @@ class DACS(BaseModel):
                                          optim_wrapper),
             optim_wrapper, iteration)
         self.local_iter += 1
+        self._host_iter = iteration + 1
         log_vars['loss'] = sum(v for k, v in log_vars.items() if is_loss_key(k))
         return log_vars
 
@@ -322,7 +338,7 @@ class DACS(BaseModel):
             student=self.student, teacher=self.teacher_model,
             src_inputs=src['inputs'], src_data_samples=src['data_samples'],
             tgt_inputs=tgt['inputs'], tgt_data_samples=tgt['data_samples'],
-            pseudo_label=None, pseudo_weight=None, iteration=int(self.local_iter),
+            pseudo_label=None, pseudo_weight=None, iteration=self.iteration,
             src_labels=src_gt[:, 0],
             imnet_feature_distance=(None if self.imnet_model is None
                                     else self.feature_distance),
@@ -396,7 +412,7 @@ class DACS(BaseModel):
         # over processes equals one process with the whole batch.
         count = _dist_sum(torch.as_tensor(count, dtype=torch.float32,
                                           device=feat.device))
-        denominator = count.item() / _world_size()
+        denominator = count / _world_size()  # a device tensor: no host wait
         return self.fd_lambda * masked_feat_dist(feat, feat_ref, mask, denominator)
 
     @torch.no_grad()

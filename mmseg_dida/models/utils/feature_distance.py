@@ -5,7 +5,7 @@
 over the pixels j of the last backbone stage, masked to the pixels whose label (downscaled
 to that stage by a majority vote that must reach ``min_ratio``) is a "thing" class.
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -28,15 +28,17 @@ def downscale_label_ratio(gt: Tensor, scale_factor: int, min_ratio: float,
     if gt.dim() != 4 or gt.shape[1] != 1:
         raise ValueError(f'downscale_label_ratio: gt must be (N, 1, H, W), got '
                          f'{tuple(gt.shape)}')
-    labels = gt[:, 0].long().clone()
-    labels[labels == ignore_index] = num_classes
-    if labels.min() < 0 or labels.max() > num_classes:
-        raise ValueError('downscale_label_ratio: labels outside [0, num_classes) and '
-                         f'not ignore_index={ignore_index}')
-    onehot = F.one_hot(labels, num_classes + 1).permute(0, 3, 1, 2).float()
+    # torch.where and a device-side assert instead of boolean indexing and min()/max()
+    # reads: nothing here makes the host wait for a GPU (mmseg_dida.utils.host_sync)
+    labels = gt[:, 0].long()
+    labels = torch.where(labels == ignore_index, num_classes, labels)
+    torch._assert_async(((labels >= 0) & (labels <= num_classes)).all(),
+                        'downscale_label_ratio: labels outside [0, num_classes) and '
+                        f'not ignore_index={ignore_index}')
+    onehot = labels.new_zeros((labels.shape[0], num_classes + 1, *labels.shape[1:]),
+                              dtype=torch.float32).scatter_(1, labels.unsqueeze(1), 1.0)
     ratio, out = F.avg_pool2d(onehot, kernel_size=scale_factor).max(dim=1, keepdim=True)
-    out[out == num_classes] = ignore_index
-    out[ratio < min_ratio] = ignore_index
+    out = torch.where((out == num_classes) | (ratio < min_ratio), ignore_index, out)
     return out
 
 
@@ -51,15 +53,22 @@ def thing_class_mask(gt: Tensor, feat_size: Sequence[int], classes: Sequence[int
 
 
 def masked_feat_dist(feat: Tensor, feat_ref: Tensor, mask: Optional[Tensor] = None,
-                     denominator: Optional[float] = None) -> Tensor:
+                     denominator: Union[None, float, Tensor] = None) -> Tensor:
     """Mean over (masked) pixels of the L2 distance across channels of two (N, C, H, W)
-    feature maps. ``denominator`` replaces the local count of selected pixels (used to
-    make a distributed mean exact). With no selected pixel the result is 0 (kept in the
-    graph), where the original DAFormer code would give NaN."""
+    feature maps. ``denominator`` (a number or a 0-d tensor) replaces the local count
+    of selected pixels (used to make a distributed mean exact). With no selected pixel
+    the result is 0 (kept in the graph), where the original DAFormer code would give
+    NaN. The mask multiplies instead of selecting, so the host never waits for the
+    count on a GPU."""
     dist = torch.norm(feat.float() - feat_ref.float(), p=2, dim=1)  # fp32 under AMP
     if mask is not None:
-        dist = dist[mask]
-    count = float(dist.numel()) if denominator is None else float(denominator)
-    if count == 0:
-        return dist.sum() * 0.0
-    return dist.sum() / count
+        dist = torch.where(mask, dist, dist.new_zeros(()))
+        count = mask.sum()
+    else:
+        count = dist.numel()
+    if denominator is not None:
+        count = denominator
+    if not isinstance(count, Tensor):
+        count = dist.new_tensor(float(count))
+    # count is 0 only with no selected pixel, where the sum is 0 too
+    return dist.sum() / count.to(dist.dtype).clamp(min=1e-12)

@@ -33,15 +33,25 @@ def get_class_masks(labels: Tensor,
             raise ValueError('get_class_masks: labels must be (N, H, W) or (N, 1, H, W), '
                              f'got {tuple(labels.shape)}')
         labels = labels[:, 0]
-    classes = torch.unique(labels)
-    n = classes.numel()
-    n_pick = (n + n % 2) // 2
-    masks = []
-    for label in labels:
-        choice = torch.randperm(n, generator=generator)[:n_pick].to(classes.device)
-        picked = classes[choice]
-        masks.append(torch.isin(label, picked))
-    return torch.stack(masks).unsqueeze(1).float()
+    # The classes present in the batch (as the original: the whole batch's, the ignore
+    # label included) as a (256,) mask on the device; per image, ceil(n / 2) of the n
+    # present classes uniformly at random: those with the smallest of 256 uniform keys
+    # drawn on the host. Nothing waits for a GPU (torch.unique and randperm(n) would:
+    # n is a device value).
+    slots = 256
+    index = labels.long()
+    torch._assert_async(((index >= 0) & (index < slots)).all(),
+                        f'get_class_masks: labels outside [0, {slots})')
+    present = torch.zeros(slots, dtype=torch.bool, device=labels.device)
+    present = present.scatter(0, index.flatten(), True)
+    n_pick = (present.sum() + 1) // 2
+    generator = torch.default_generator if generator is None else generator
+    keys = torch.rand((labels.shape[0], slots), generator=generator).to(labels.device)
+    keys = torch.where(present, keys, 2.0)  # absent classes sort last
+    rank = keys.argsort(dim=1).argsort(dim=1)
+    picked = present & (rank < n_pick)  # (N, 256)
+    masks = torch.gather(picked, 1, index.flatten(1)).view_as(index)
+    return masks.unsqueeze(1).float()
 
 
 def class_mix(mask: Tensor, source: Tensor, target: Tensor) -> Tensor:

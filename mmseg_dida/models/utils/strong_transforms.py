@@ -45,10 +45,23 @@ def hsv_to_rgb(img: Tensor) -> Tensor:
     return v.unsqueeze(-3) - (v * s).unsqueeze(-3) * f
 
 
+def _host_generator(generator: Optional[torch.Generator]) -> torch.Generator:
+    """``generator``, or the process's default CPU generator (what torch draws from
+    when given none; named so that the draws are visibly host values: reading them
+    never waits for a GPU)."""
+    if generator is None:
+        return torch.default_generator
+    if generator.device.type != 'cpu':
+        raise ValueError('strong augmentation: the generator must be a CPU generator '
+                         f'(its draws are read on the host), got {generator.device}')
+    return generator
+
+
 def color_jitter(img: Tensor, strength: float,
                  generator: Optional[torch.Generator] = None) -> Tensor:
     """Jitter one image (3, H, W) in [0, 1] (kornia 0.5 ``ColorJitter`` formulas)."""
     a = float(strength)
+    generator = _host_generator(generator)
 
     def u(lo, hi):
         return lo + (hi - lo) * torch.rand((), generator=generator).item()
@@ -132,6 +145,7 @@ class StrongAugmentation:
         mean/std of shape (3,) or broadcastable. Returns a new normalised batch."""
         mean = mean.reshape(1, -1, 1, 1).to(imgs)
         std = std.reshape(1, -1, 1, 1).to(imgs)
+        generator = _host_generator(generator)
         do_jitter = torch.rand((), generator=generator).item() > \
             self.color_jitter_probability
         do_blur = self.blur and torch.rand((), generator=generator).item() > 0.5
