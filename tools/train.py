@@ -22,6 +22,7 @@ from mmseg_dida.datasets.transforms.checks import (
     scan_dataset,
 )
 from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, NonFiniteLossError, TrainingStopped
+from mmseg_dida.engine.speed_options import SpeedOptionError, apply_speed_options
 from mmseg_dida.utils.atomic_files import atomic_write_text
 from mmseg_dida.utils.config_errors import explain_build_error
 from mmseg_dida.utils.launch import (
@@ -36,6 +37,8 @@ from mmseg_dida.utils.launch import (
 
 # --amp PRECISION -> the optimiser wrapper that trains in it
 AMP_WRAPPERS = {'fp16': 'AmpOptimWrapper', 'bf16': 'BF16OptimWrapper'}
+# --fused-optimizer -> speed.fused_optimizer (mmseg_dida/engine/speed_options.py)
+FUSED_FLAG = {'auto': 'auto', 'on': True, 'off': False}
 
 
 def parse_args(argv=None):
@@ -50,6 +53,22 @@ def parse_args(argv=None):
         help='mixed-precision training: fp16 (a bare --amp; CUDA only: mmengine\'s '
         'AmpOptimWrapper, dynamic loss scaling) or bf16 (CPU or CUDA: '
         'BF16OptimWrapper, bfloat16 autocast, no loss scaling)')
+    parser.add_argument(
+        '--fused-optimizer', choices=tuple(FUSED_FLAG), default=None,
+        help='speed.fused_optimizer: fused Adam/AdamW kernel: auto (the default: on '
+        'where every parameter is on CUDA), on (any device, the CPU too) or off')
+    parser.add_argument(
+        '--channels-last', action='store_true',
+        help='speed.channels_last=True: NHWC memory format for the model and its '
+        'input images')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='speed.compile=True: torch.compile (inductor) of the student\'s encoder '
+        'and DiDA\'s g\' (other torch.compile arguments: speed.compile=dict(...) in '
+        'the config)')
+    parser.add_argument(
+        '--cudnn-benchmark', action='store_true',
+        help='env_cfg.cudnn_benchmark=True: cuDNN times its algorithms per shape')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value pairs such as '
@@ -105,10 +124,30 @@ def set_mixed_precision(cfg, precision: str) -> None:
     print_log(f'--amp {precision}: optim_wrapper.type = {wanted}', logger='current')
 
 
+def set_speed_flags(cfg, args) -> None:
+    """The speed flags into the config keys they stand for (``speed``,
+    ``env_cfg.cudnn_benchmark``); a flag wins over the config."""
+    speed = dict(cfg.get('speed', None) or {})
+    if args.fused_optimizer is not None:
+        speed['fused_optimizer'] = FUSED_FLAG[args.fused_optimizer]
+    if args.channels_last:
+        speed['channels_last'] = True
+    if args.compile and not isinstance(speed.get('compile'), dict):
+        speed['compile'] = True
+    cfg.speed = speed
+    if args.cudnn_benchmark:
+        cfg.env_cfg = dict(cfg.get('env_cfg', None) or {}, cudnn_benchmark=True)
+
+
 def build_cfg(args):
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.amp:
         set_mixed_precision(cfg, args.amp)
+    set_speed_flags(cfg, args)
+    try:
+        apply_speed_options(cfg)
+    except SpeedOptionError as e:
+        raise UserError(str(e)) from None
     note = prepare_training(cfg, args.resume)
     if args.check_data and launcher_rank() == 0:
         try:
