@@ -102,7 +102,8 @@ def launcher_rank() -> int:
 
 
 # default hooks tools/train.py adds unless the config sets the key (None: off)
-TRAINING_HOOKS = dict(nonfinite_loss='NonFiniteLossHook', graceful_stop='GracefulStopHook')
+TRAINING_HOOKS = dict(nonfinite_loss='NonFiniteLossHook', graceful_stop='GracefulStopHook',
+                      runtime_info='DeferredRuntimeInfoHook')
 
 
 def prepare_training(cfg: Config, resume: bool) -> Optional[str]:

@@ -121,3 +121,59 @@ def test_a_finite_loss_resets_the_count():
 def test_max_consecutive_is_validated():
     with pytest.raises(ValueError, match='max_consecutive must be an int >= 1'):
         NonFiniteLossHook(max_consecutive=0)
+
+
+def _run_hook(model, wrapper, hook, iterations, counter=None):
+    runner = _runner(model, wrapper)
+    hook.before_train(runner)
+    for it in range(iterations):
+        runner.iter = it
+        batch = make_batch(seed=it)
+        hook.before_train_iter(runner, it)
+        if counter is None:
+            out = model.train_step(batch, wrapper)
+            hook.after_train_iter(runner, it, outputs=out)
+        else:
+            with counter:
+                out = model.train_step(batch, wrapper)
+                hook.after_train_iter(runner, it, outputs=out)
+    return runner
+
+
+@pytest.mark.parametrize('fused', [True, False])
+def test_guard_skips_nonfinite_steps_with_one_device_read_per_step(fused):
+    """A fused AdamW skips on the device flag (found_inf), so the hook reads the
+    device once per step (its flags); other optimisers need the guard's read too.
+    Either way the skipped steps leave weights, moments, step counts and running
+    statistics as they were, and the finite step after them trains."""
+    from mmseg_dida.utils.host_sync import HostSyncCounter
+    model = dacs(float('nan'), iterations=(1, 2), bn=True)
+    wrapper = OptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2,
+                                                       fused=fused))
+    hook = NonFiniteLossHook(max_consecutive=3)
+    _run_hook(model, wrapper, hook, 1)  # a finite step: AdamW's state exists
+    state = {k: v.clone() for k, v in model.student.state_dict().items()
+             if v.is_floating_point()}
+    moments = {id(p): {k: v.clone() for k, v in s.items()}
+               for p, s in wrapper.optimizer.state.items()}
+    counter = HostSyncCounter()
+    runner = _runner(model, wrapper)
+    for it in (1, 2):  # two non-finite steps
+        runner.iter = it
+        hook.before_train_iter(runner, it)
+        with counter:
+            out = model.train_step(make_batch(seed=it), wrapper)
+            hook.after_train_iter(runner, it, outputs=out)
+    assert hook.skipped_steps == 2 and hook.consecutive == 2
+    after = model.student.state_dict()
+    assert all(torch.equal(state[k], after[k]) for k in state)
+    for p, s in wrapper.optimizer.state.items():
+        assert all(torch.equal(moments[id(p)][k], v) for k, v in s.items())
+    reads = [site for _, _, site in counter.syncs]
+    assert sum('after_train_iter' in s for s in reads) == 2  # one per step
+    assert sum('guarded_step' in s for s in reads) == (0 if fused else 2)
+    assert len(reads) == (2 if fused else 4)
+    _run_hook(model, wrapper, hook, 1)  # finite again: trains
+    assert hook.consecutive == 0
+    assert any(not torch.equal(state[k], v) for k, v in model.student.state_dict().items()
+               if k in state)
