@@ -26,6 +26,11 @@ are used by all. Per variant it reports:
   ``rate x``: the plug-in groups' seconds per GFLOP over that baseline rate (1.0:
   DiDA's extra work runs exactly as efficiently as the baseline's own passes; more
   would be wasted work);
+* achieved TFLOP/s (``tflops``: the step's counted FLOPs over its time; ``_median``
+  with the median time) and its fraction of the device's peak (``peak_fraction``): the
+  peak is measured in the same run by a large matrix product on the same device in a
+  fresh process (bf16 8192^2 on CUDA, fp32 1024^2 on the CPU with the run's threads;
+  the best of its repetitions), or given with ``--peak-tflops``;
 * peak memory (``peak_mb``): on CUDA ``torch.cuda.max_memory_allocated``; on CPU the
   process's peak resident set size (``getrusage`` ``ru_maxrss``) minus its resident
   size just before the model is built, with glibc's malloc told to serve every block
@@ -36,12 +41,34 @@ are used by all. Per variant it reports:
   ``state_mb``: the part that lives between steps (parameters, buffers, optimiser
   state), counted from the tensors themselves.
 
+Speed settings (``--speed``; :mod:`mmseg_dida.engine.speed_options`): each variant is
+timed under every setting given, in the same process, the settings interleaved over
+``--speed-rounds`` rounds (a setting's first turn warms up ``--warmup`` steps, later
+turns one step), so that e.g. channels_last is compared with the default on the same
+model, data and load; a row is ``variant`` (the setting ``default``) or
+``variant+setting``. A setting is ``default`` or keys joined by ``+``:
+
+* ``fused`` / ``foreach`` / ``for_loop``: AdamW's kernel (``default``: what training
+  uses, ``speed.fused_optimizer='auto'``: fused on CUDA, torch's choice elsewhere,
+  which is the per-tensor loop on the CPU and foreach on CUDA);
+* ``channels_last``, ``compile`` (``--compile-backend``, default inductor),
+  ``cudnn_benchmark``: as in training;
+* ``fp32``: no autocast in this setting although ``--amp`` is given (with ``foreach``:
+  the fp32 step before the speed options).
+
+Per row ``speed_ratio`` is its step time over the same variant's first setting, and
+``time_ratio`` over the first variant's under the same setting. Memory is measured per
+setting in fresh processes. With ``--out`` the JSON is rewritten after every process,
+so a run cut short keeps what it measured.
+
 Usage::
 
     python tools/benchmarks/dida_overhead.py --model tiny --size 128 256 --batch 2
     python tools/benchmarks/dida_overhead.py --model daformer --size 256 256 --batch 2
     python tools/benchmarks/dida_overhead.py --model daformer --size 512 512 --device cuda \
         --amp --only time --repeats 3 --variants daformer dida
+    python tools/benchmarks/dida_overhead.py --model tiny --only time --repeats 1 \
+        --speed-rounds 5 --speed default fused channels_last --variants daformer dida
 """
 import argparse
 import json
@@ -52,6 +79,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VARIANTS = dict(
@@ -63,20 +91,53 @@ VARIANTS = dict(
 )
 
 
+#: keys of a speed setting; at most one of OPTIMIZER_KEYS
+SPEED_KEYS = ('fused', 'foreach', 'for_loop', 'channels_last', 'compile',
+              'cudnn_benchmark', 'fp32')
+OPTIMIZER_KEYS = ('fused', 'foreach', 'for_loop')
+
+
+def speed_setting(text: str) -> str:
+    """The canonical name of a speed setting (``default`` or keys joined by ``+`` in
+    :data:`SPEED_KEYS` order); raises ValueError for an unknown key or two optimiser
+    kernels."""
+    keys = [k for k in text.split('+') if k and k != 'default']
+    unknown = [k for k in keys if k not in SPEED_KEYS]
+    if unknown:
+        raise ValueError(f'unknown speed key {unknown[0]!r}; the keys are '
+                         f'{", ".join(SPEED_KEYS)} (joined by +), or default')
+    if sum(k in OPTIMIZER_KEYS for k in keys) > 1:
+        raise ValueError(f'{text}: one of {", ".join(OPTIMIZER_KEYS)} at most')
+    keys = [k for k in SPEED_KEYS if k in keys]
+    return '+'.join(keys) or 'default'
+
+
+def _speed_arg(text: str) -> str:
+    try:
+        return speed_setting(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def row_name(variant: str, speed: str) -> str:
+    return variant if speed == 'default' else f'{variant}+{speed}'
+
+
 def _rss_mb() -> float:
     with open('/proc/self/statm') as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
-def persistent_bytes(model, optimizer) -> int:
+def persistent_bytes(model, *optimizers) -> int:
     """Bytes of the tensors that live between steps: parameters, buffers, optimiser
     state (each storage once)."""
     import torch
     seen, total = set(), 0
     tensors = list(model.parameters()) + list(model.buffers())
-    for state in optimizer.state.values():
-        tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    for optimizer in optimizers:
+        for state in optimizer.state.values():
+            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
     for t in tensors:
         key = t.untyped_storage().data_ptr()
         if key not in seen:
@@ -150,12 +211,82 @@ def _segments(start: float, marks: list, end: float) -> dict:
                 plugin=marks[-1] - marks[1], update=end - marks[-1])
 
 
+class SpeedState:
+    """The speed setting of the model in this process, switched in place between
+    settings (:mod:`mmseg_dida.engine.speed_options` does the switching): one AdamW
+    per kernel (their moments kept apart, one loss scaler shared), channels_last on
+    or off, the encoders' compiled forward on or off (compiled once), cuDNN's
+    benchmark mode."""
+
+    def __init__(self, model, device, amp: bool, compile_backend: str):
+        from mmseg_dida.engine.speed_options import choose_fused
+        self.model, self.device, self.amp = model, device, amp
+        self.compile_backend = compile_backend
+        self.default_kernel = ('fused' if choose_fused(dict(type='AdamW'),
+                                                      {device.type}) else 'torch')
+        self.optimizers, self.wrappers = {}, {}
+        self.scaler = None
+        self.channels_last, self.input_hooks = False, []
+        self.compiled = None
+
+    def optimizer(self, kernel: str):
+        import torch
+        if kernel not in self.optimizers:
+            extra = dict(fused=dict(fused=True), foreach=dict(foreach=True),
+                         for_loop=dict(foreach=False), torch={})[kernel]
+            self.optimizers[kernel] = torch.optim.AdamW(
+                self.model.parameters(), lr=6e-5, weight_decay=0.01, **extra)
+        return self.optimizers[kernel]
+
+    def wrapper(self, kernel: str, amp: bool):
+        from mmengine.optim import AmpOptimWrapper, OptimWrapper
+        if (kernel, amp) not in self.wrappers:
+            opt = self.optimizer(kernel)
+            if amp:  # CUDA: fp16 with dynamic loss scaling (tools/train.py --amp)
+                w = AmpOptimWrapper(optimizer=opt, loss_scale='dynamic',
+                                    dtype='float16' if self.device.type == 'cuda'
+                                    else None)
+                if self.scaler is None:
+                    self.scaler = w.loss_scaler
+                w.loss_scaler = self.scaler  # one scale, found once
+            else:
+                w = OptimWrapper(opt)
+            self.wrappers[(kernel, amp)] = w
+        return self.wrappers[(kernel, amp)]
+
+    def set_compile(self, on: bool) -> None:
+        from mmseg_dida.engine.speed_options import compile_encoders, encoder_modules
+        modules = encoder_modules(self.model)
+        if on and self.compiled is None:
+            compile_encoders(self.model, backend=self.compile_backend)
+            self.compiled = {n: m._compiled_call_impl for n, m in modules.items()}
+        for name, module in modules.items():  # nn.Module.compile's own attribute
+            module._compiled_call_impl = (self.compiled or {}).get(name) if on else None
+
+    def apply(self, speed: str):
+        """Put the model in setting ``speed``; returns its optimiser wrapper."""
+        import torch
+
+        from mmseg_dida.engine.speed_options import set_memory_format
+        keys = set(speed.split('+'))
+        cl = 'channels_last' in keys
+        if cl != self.channels_last:
+            self.input_hooks = set_memory_format(self.model, cl,
+                                                 self.optimizers.values(),
+                                                 self.input_hooks)
+            self.channels_last = cl
+        self.set_compile('compile' in keys)
+        torch.backends.cudnn.benchmark = 'cudnn_benchmark' in keys
+        kernel = next((k for k in OPTIMIZER_KEYS if k in keys), self.default_kernel)
+        return self.wrapper(kernel, self.amp and 'fp32' not in keys)
+
+
 def run_variant(args) -> dict:
-    """One variant in this process: build, warm up, then either time the step (and
-    count its FLOPs) or measure its peak memory."""
+    """One variant in this process: build, then per speed setting warm up and either
+    time the step (interleaving the settings over ``--speed-rounds``; FLOPs counted
+    once) or measure its peak memory (one setting)."""
     import torch
     from mmengine.config import ConfigDict
-    from mmengine.optim import OptimWrapper
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
@@ -179,14 +310,9 @@ def run_variant(args) -> dict:
     model = MODELS.build(uda)
     model.init_weights()
     model.to(device).train()
-    adamw = torch.optim.AdamW(model.parameters(), lr=6e-5, weight_decay=0.01)
-    if args.amp:  # CUDA: fp16 with dynamic loss scaling (tools/train.py --amp)
-        from mmengine.optim import AmpOptimWrapper
-        optim = AmpOptimWrapper(optimizer=adamw, loss_scale='dynamic',
-                                dtype='float16' if device.type == 'cuda' else None)
-    else:
-        optim = OptimWrapper(adamw)
+    state = SpeedState(model, device, args.amp, args.compile_backend)
     data = synthetic_batch(args.batch, args.size, seg.decode_head.num_classes)
+
     def sync():
         if device.type == 'cuda':
             torch.cuda.synchronize()
@@ -194,35 +320,44 @@ def run_variant(args) -> dict:
     marks: list = []
     hooks = [sync, lambda: marks.append(time.perf_counter())]
     _after_each_group(model, hooks)
-
-    for _ in range(args.warmup):
-        model.train_step(data, optim)
-    sync()
     out = dict(variant=args.variant,
                params=sum(p.numel() for p in model.parameters()),
-               trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
+               trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+               default_kernel=state.default_kernel)
     if args.measure == 'memory':
-        for _ in range(2):
+        optim = state.apply(args.speed[0])
+        for _ in range(args.warmup + 2):
             model.train_step(data, optim)
         sync()
         if device.type == 'cuda':
             peak = (torch.cuda.max_memory_allocated() - mem0) / 2**20
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
-        out.update(peak_mb=peak,
-                   state_mb=persistent_bytes(model, optim.optimizer) / 2**20)
+        out.update(peak_mb=peak, state_mb=persistent_bytes(
+            model, *[o for o in state.optimizers.values()]) / 2**20)
         return out
-    times, segments = [], []
-    for _ in range(args.steps):
-        marks.clear()
-        t0 = time.perf_counter()
-        model.train_step(data, optim)
-        sync()
-        t1 = time.perf_counter()
-        times.append(t1 - t0)
-        segments.append(_segments(t0, marks, t1))
+    runs = {speed: [] for speed in args.speed}
+    for r in range(args.speed_rounds):
+        for speed in args.speed:
+            optim = state.apply(speed)
+            for _ in range(args.warmup if r == 0 else 1):
+                model.train_step(data, optim)
+            sync()
+            times, segments = [], []
+            for _ in range(args.steps):
+                marks.clear()
+                t0 = time.perf_counter()
+                model.train_step(data, optim)
+                sync()
+                t1 = time.perf_counter()
+                times.append(t1 - t0)
+                segments.append(_segments(t0, marks, t1))
+            runs[speed].append(dict(times=times, segments=segments))
     # FLOPs of one step, split like the time (the EMA and optimiser arithmetic is
-    # elementwise: FlopCounterMode counts matrix products and convolutions only).
+    # elementwise: FlopCounterMode counts matrix products and convolutions only);
+    # the same arithmetic under every setting: counted once, uncompiled.
+    optim = state.apply('+'.join(k for k in args.speed[0].split('+')
+                                 if k != 'compile'))
     counter = flop_counter()
     flop_marks = []
     hooks[:] = [lambda: flop_marks.append(counter.get_total_flops())]
@@ -232,8 +367,39 @@ def run_variant(args) -> dict:
     total = counter.get_total_flops()
     flops = dict(source=flop_marks[0], mixed=flop_marks[1] - flop_marks[0],
                  plugin=flop_marks[-1] - flop_marks[1], update=0)
-    out.update(times=times, segments=segments, flops=total, segment_flops=flops)
+    out.update(runs=runs, flops=total, segment_flops=flops)
     return out
+
+
+def matmul_peak(device_name: str) -> dict:
+    """The device's attainable matrix-product rate: bf16 8192^2 products on CUDA,
+    fp32 1024^2 on the CPU (with this process's threads); the best of the
+    repetitions, in TFLOP/s."""
+    import torch
+    device = torch.device(device_name)
+    cuda = device.type == 'cuda'
+    dtype, n, reps, inner = ((torch.bfloat16, 8192, 20, 10) if cuda else
+                             (torch.float32, 1024, 10, 1))
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device, dtype)
+    b = torch.randn(n, n, generator=g).to(device, dtype)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    for _ in range(3):
+        a @ b
+    sync()
+    best = 0.0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            a @ b
+        sync()
+        best = max(best, inner * 2 * n**3 / (time.perf_counter() - t0))
+    return dict(tflops=best / 1e12, dtype=str(dtype).replace('torch.', ''), n=n,
+                device=device.type, source='measured')
 
 
 def run_child(cmd, variant: str, measure: str) -> dict:
@@ -251,43 +417,83 @@ def run_child(cmd, variant: str, measure: str) -> dict:
     return json.loads(line[0][7:])
 
 
-def _child(args, variant: str, measure: str) -> dict:
+def _child(args, variant: str, measure: str, speeds) -> dict:
     return run_child([sys.executable, osp.abspath(__file__), '--variant', variant,
                       '--measure', measure, '--model', args.model,
                       '--size', *map(str, args.size), '--batch', str(args.batch),
                       '--steps', str(args.steps), '--warmup', str(args.warmup),
+                      '--speed', *speeds, '--speed-rounds', str(args.speed_rounds),
+                      '--compile-backend', args.compile_backend,
                       '--device', args.device] + (['--amp'] if args.amp else []),
                      variant, measure)
 
 
-def summarise(results: dict, memory: dict, base: str) -> dict:
-    """Per variant: step time (per round the median step, then the least disturbed
-    round; and the median over the rounds), its parts, FLOPs, peak memory and the
-    ratios to ``base``.
+def measure_peak(args) -> dict:
+    """The matrix-product peak of ``--peak-tflops`` or measured in a fresh process."""
+    if args.peak_tflops:
+        return dict(tflops=args.peak_tflops, source='given', device=args.device,
+                    dtype='-', n=None)
+    return run_child([sys.executable, osp.abspath(__file__), '--variant', 'daformer',
+                      '--measure', 'peak', '--device', args.device], 'peak', 'peak')
 
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def summarise(results: dict, memory: dict, rows: dict, peak: Optional[dict] = None
+              ) -> dict:
+    """Per row (``rows``: name -> (variant, speed), in order; the first variant and
+    the first speed are the bases): step time (per round the median step, then the
+    least disturbed round; and the median over the rounds), its parts, FLOPs,
+    achieved TFLOP/s and fraction of ``peak``, peak memory and the ratios.
+
+    ``time_ratio`` (and ``flop_ratio``, ``mem_ratio``, ``predicted_ratio``) are over
+    the first variant under the same speed setting; ``speed_ratio`` over the same
+    variant under the first setting (None where that row is missing).
     ``predicted_ratio`` is the time ratio the FLOPs predict: the baseline's step plus
-    the variant's extra FLOPs done at the rate (s/GFLOP) of the baseline's own
-    network passes (source and mixed groups), over the baseline's step.
-    ``plugin_rate_x`` is the plug-in groups' s/GFLOP over that baseline rate (1.0: the
-    extra work runs exactly as efficiently as the baseline's network passes)."""
+    the variant's extra FLOPs at the rate (s/GFLOP) of the baseline's own network
+    passes (source and mixed groups), over the baseline's step. ``plugin_rate_x`` is
+    the plug-in groups' s/GFLOP over that baseline rate (1.0: the extra work runs
+    exactly as efficiently as the baseline's network passes)."""
     summary = {}
-    for v, runs in results.items():
+    nan = float('nan')
+    for name, (variant, speed) in rows.items():
+        runs = results.get(name) or []
+        mem = memory.get(name) or [dict(peak_mb=nan, state_mb=nan)]
+        if not runs:
+            continue
         best = min(runs, key=lambda r: statistics.median(r['times']))
         parts = {k: statistics.median(seg[k] for seg in best['segments'])
                  for k in SEGMENTS}
-        summary[v] = dict(step_s=statistics.median(best['times']), parts=parts,
-                          step_s_median=statistics.median(
-                              statistics.median(r['times']) for r in runs),
-                          rounds=len(runs),
-                          flops=best['flops'], segment_flops=best['segment_flops'],
-                          peak_mb=min(m['peak_mb'] for m in memory[v]),
-                          state_mb=memory[v][0]['state_mb'],
-                          params=best['params'], trainable=best['trainable'])
-    b = summary[base]
-    net_s = b['parts']['source'] + b['parts']['mixed']
-    net_flops = b['segment_flops']['source'] + b['segment_flops']['mixed']
-    rate = net_s / net_flops
-    for s in summary.values():
+        step_s = statistics.median(best['times'])
+        median_s = statistics.median(statistics.median(r['times']) for r in runs)
+        summary[name] = dict(
+            variant=variant, speed=speed, step_s=step_s, parts=parts,
+            step_s_median=median_s, rounds=len(runs), flops=best['flops'],
+            segment_flops=best['segment_flops'],
+            tflops=best['flops'] / step_s / 1e12,
+            tflops_median=best['flops'] / median_s / 1e12,
+            peak_mb=min(m['peak_mb'] for m in mem), state_mb=mem[0]['state_mb'],
+            params=best['params'], trainable=best['trainable'])
+        if peak and peak.get('tflops'):
+            summary[name].update(
+                peak_fraction=summary[name]['tflops'] / peak['tflops'],
+                peak_fraction_median=summary[name]['tflops_median'] / peak['tflops'])
+    variants = list(dict.fromkeys(v for v, _ in rows.values()))
+    speeds = list(dict.fromkeys(s for _, s in rows.values()))
+    for name, s in summary.items():
+        b = summary.get(row_name(variants[0], s['speed']))
+        d = summary.get(row_name(s['variant'], speeds[0]))
+        s.update(speed_ratio=_ratio(s['step_s'], d and d['step_s']),
+                 speed_ratio_median=_ratio(s['step_s_median'], d and d['step_s_median']))
+        if b is None:
+            s.update(time_ratio=None, time_ratio_median=None, flop_ratio=None,
+                     predicted_ratio=None, plugin_rate_x=None, mem_ratio=None)
+            continue
+        net_s = b['parts']['source'] + b['parts']['mixed']
+        net_flops = b['segment_flops']['source'] + b['segment_flops']['mixed']
+        rate = net_s / net_flops
         extra = s['flops'] - b['flops']
         plugin_flops = s['segment_flops']['plugin']
         s.update(time_ratio=s['step_s'] / b['step_s'],
@@ -295,9 +501,53 @@ def summarise(results: dict, memory: dict, base: str) -> dict:
                  flop_ratio=s['flops'] / b['flops'],
                  predicted_ratio=(b['step_s'] + extra * rate) / b['step_s'],
                  plugin_rate_x=(s['parts']['plugin'] / plugin_flops / rate
-                                if plugin_flops else float('nan')),
+                                if plugin_flops else nan),
                  mem_ratio=s['peak_mb'] / b['peak_mb'])
     return summary
+
+
+def _f(value, fmt: str, width: int) -> str:
+    return f'{value:>{width}{fmt}}' if value is not None else f'{"-":>{width}}'
+
+
+def print_table(summary: dict, args, peak: Optional[dict]) -> None:
+    print(f'\nmodel={args.model} size={args.size} batch={args.batch} '
+          f'device={args.device} amp={args.amp} '
+          f'threads={os.environ.get("OMP_NUM_THREADS", "?")}')
+    if peak:
+        print(f"peak: {peak['tflops']:.3f} TFLOP/s ({peak['source']}"
+              + (f", {peak['dtype']} {peak['n']}x{peak['n']} matrix product on "
+                 f"{peak['device']}" if peak['source'] == 'measured' else '') + ')')
+    width = max([13] + [len(n) + 1 for n in summary])
+    print(f'{"row":<{width}}{"step s":>8}{"med s":>8}{"GFLOP":>8}{"TFLOP/s":>8}'
+          f'{"peak%":>6}{"peak MB":>8}{"state MB":>9}{"time x":>7}{"med x":>7}'
+          f'{"FLOP x":>7}{"pred x":>7}{"rate x":>7}{"mem x":>6}{"speed x":>8}')
+    for v, s in summary.items():
+        frac = s.get('peak_fraction')
+        print(f'{v:<{width}}{s["step_s"]:>8.3f}{s["step_s_median"]:>8.3f}'
+              f'{s["flops"] / 1e9:>8.2f}{s["tflops"]:>8.4f}'
+              + _f(None if frac is None else 100 * frac, '.1f', 6)
+              + f'{s["peak_mb"]:>8.0f}{s["state_mb"]:>9.0f}'
+              + _f(s['time_ratio'], '.2f', 7) + _f(s['time_ratio_median'], '.2f', 7)
+              + _f(s['flop_ratio'], '.2f', 7) + _f(s['predicted_ratio'], '.2f', 7)
+              + _f(s['plugin_rate_x'], '.2f', 7) + _f(s['mem_ratio'], '.2f', 6)
+              + _f(s['speed_ratio'], '.3f', 8))
+    print('(step s: least disturbed of the rounds; med s: median over the rounds; '
+          'time x: over the first variant, same speed setting; speed x: over the same '
+          'variant, first speed setting)')
+    print('\nstep parts, seconds (GFLOP): source group + EMA | mixed group + pseudo '
+          'labels | plug-in groups | optimiser update')
+    for v, s in summary.items():
+        print(f'{v:<{width}}' + ' | '.join(
+            f'{s["parts"][k]:.3f} ({s["segment_flops"][k] / 1e9:.1f})'
+            for k in SEGMENTS))
+
+
+def _write(args, **payload) -> None:
+    if args.out:
+        from mmseg_dida.utils.atomic_files import atomic_write_text
+        atomic_write_text(args.out, json.dumps(dict(args=vars(args), **payload),
+                                               indent=1))
 
 
 def main():
@@ -307,8 +557,19 @@ def main():
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--steps', type=int, default=5)
     p.add_argument('--warmup', type=int, default=2)
-    p.add_argument('--repeats', type=int, default=2)
+    p.add_argument('--repeats', type=int, default=2,
+                   help='rounds of fresh processes (each times every speed setting)')
     p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument('--speed', nargs='+', type=_speed_arg, default=['default'],
+                   metavar='SETTING',
+                   help='speed settings timed side by side in each process: default, '
+                   'or keys joined by + (' + ', '.join(SPEED_KEYS) + ')')
+    p.add_argument('--speed-rounds', type=int, default=1,
+                   help='rounds over the speed settings within each process')
+    p.add_argument('--compile-backend', default='inductor',
+                   help="torch.compile backend of the 'compile' key")
+    p.add_argument('--peak-tflops', type=float, default=None,
+                   help='the device peak (TFLOP/s) instead of measuring it')
     p.add_argument('--device', default='cpu')
     p.add_argument('--amp', action='store_true',
                    help='mixed precision (CUDA: fp16, dynamic loss scaling; CPU: bf16)')
@@ -316,66 +577,59 @@ def main():
                    help='measure only this (e.g. memory at sizes too slow to time)')
     p.add_argument('--out', default=None, help='write the results as JSON')
     p.add_argument('--variant', help=argparse.SUPPRESS)
-    p.add_argument('--measure', choices=['time', 'memory'], help=argparse.SUPPRESS)
+    p.add_argument('--measure', choices=['time', 'memory', 'peak'],
+                   help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.speed = list(dict.fromkeys(args.speed))
     if args.variant:  # child process
-        print('RESULT ' + json.dumps(run_variant(args)))
+        result = (matmul_peak(args.device) if args.measure == 'peak'
+                  else run_variant(args))
+        print('RESULT ' + json.dumps(result))
         return
-    results = {v: [] for v in args.variants}
-    memory = {v: [] for v in args.variants}
+    rows = {row_name(v, s): (v, s) for v in args.variants for s in args.speed}
+    peak = measure_peak(args) if args.only != 'memory' else None
+    if peak:
+        print(f"peak {peak['tflops']:.3f} TFLOP/s ({peak['source']}, {peak['dtype']} "
+              f"on {peak['device']})", flush=True)
+    results = {name: [] for name in rows}
+    memory = {name: [] for name in rows}
+    summary = {}
     for r in range(args.repeats):
         for v in args.variants:
-            if args.only != 'memory':
-                results[v].append(_child(args, v, 'time'))
-            if args.only != 'time':
-                memory[v].append(_child(args, v, 'memory'))
             done = []
-            if results[v]:
-                done.append('median step '
-                            f'{statistics.median(results[v][-1]["times"]):.3f} s')
-            if memory[v]:
-                done.append(f'peak {memory[v][-1]["peak_mb"]:.0f} MB')
+            if args.only != 'memory':
+                out = _child(args, v, 'time', args.speed)
+                for speed, runs in out['runs'].items():
+                    for run in runs:
+                        results[row_name(v, speed)].append(dict(
+                            run, flops=out['flops'], segment_flops=out['segment_flops'],
+                            params=out['params'], trainable=out['trainable']))
+                    done.append(f'{speed} median step '
+                                f'{statistics.median(runs[-1]["times"]):.3f} s')
+            if args.only != 'time':
+                for speed in args.speed:
+                    m = _child(args, v, 'memory', [speed])
+                    memory[row_name(v, speed)].append(m)
+                    done.append(f'{speed} peak {m["peak_mb"]:.0f} MB')
             print(f'round {r} {v}: ' + ', '.join(done), flush=True)
+            if args.only != 'memory':  # what is measured so far, should the run stop
+                summary = summarise(results, {} if args.only == 'time' else memory,
+                                    rows, peak)
+                _write(args, peak=peak, summary=summary, runs=results, memory=memory,
+                       partial=True)
     if args.only == 'memory':
-        base = memory[args.variants[0]][0]['peak_mb']
+        base = {s: memory[row_name(args.variants[0], s)][0]['peak_mb']
+                for s in args.speed}
         print(f'\nmodel={args.model} size={args.size} batch={args.batch} (memory only)')
-        for v, runs in memory.items():
-            peak = min(m['peak_mb'] for m in runs)
-            print(f'{v:<13} peak {peak:8.0f} MB  state {runs[0]["state_mb"]:8.0f} MB  '
-                  f'mem x {peak / base:.2f}')
-        if args.out:
-            from mmseg_dida.utils.atomic_files import atomic_write_text
-            atomic_write_text(args.out, json.dumps(dict(args=vars(args), memory=memory),
-                                                   indent=1))
+        for name, (v, speed) in rows.items():
+            runs = memory[name]
+            peak_mb = min(m['peak_mb'] for m in runs)
+            print(f'{name:<13} peak {peak_mb:8.0f} MB  state {runs[0]["state_mb"]:8.0f} '
+                  f'MB  mem x {peak_mb / base[speed]:.2f}')
+        _write(args, memory=memory)
         return
-    if args.only == 'time':
-        memory = {v: [dict(peak_mb=float('nan'), state_mb=float('nan'))]
-                  for v in args.variants}
-    summary = summarise(results, memory, args.variants[0])
-    print(f'\nmodel={args.model} size={args.size} batch={args.batch} '
-          f'device={args.device} threads={os.environ.get("OMP_NUM_THREADS", "?")}')
-    print(f'{"variant":<13}{"step s":>8}{"med s":>8}{"GFLOP":>8}{"peak MB":>8}'
-          f'{"state MB":>9}{"time x":>7}{"med x":>7}{"FLOP x":>7}{"pred x":>7}'
-          f'{"rate x":>7}{"mem x":>6}')
-    for v, s in summary.items():
-        print(f'{v:<13}{s["step_s"]:>8.3f}{s["step_s_median"]:>8.3f}'
-              f'{s["flops"] / 1e9:>8.2f}{s["peak_mb"]:>8.0f}{s["state_mb"]:>9.0f}'
-              f'{s["time_ratio"]:>7.2f}{s["time_ratio_median"]:>7.2f}'
-              f'{s["flop_ratio"]:>7.2f}{s["predicted_ratio"]:>7.2f}'
-              f'{s["plugin_rate_x"]:>7.2f}{s["mem_ratio"]:>6.2f}')
-    print(f'(step s: least disturbed of {args.repeats} round(s); med s: median over '
-          'the rounds)')
-    print('\nstep parts, seconds (GFLOP): source group + EMA | mixed group + pseudo '
-          'labels | plug-in groups | optimiser update')
-    for v, s in summary.items():
-        print(f'{v:<13}' + ' | '.join(
-            f'{s["parts"][k]:.3f} ({s["segment_flops"][k] / 1e9:.1f})'
-            for k in SEGMENTS))
-    if args.out:
-        from mmseg_dida.utils.atomic_files import atomic_write_text
-        atomic_write_text(args.out, json.dumps(dict(args=vars(args), summary=summary,
-                                                    runs=results, memory=memory),
-                                               indent=1))
+    print_table(summary, args, peak)
+    _write(args, peak=peak, summary=summary, runs=results, memory=memory)
 
 
 if __name__ == '__main__':
