@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 import gpu_check  # tools/benchmarks (pytest.ini's pythonpath)
+import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-PARTS = ['env', 'tests', 'memory', 'step_times', 'toy_job', 'auto_fit']
+PARTS = ['env', 'tests', 'memory', 'step_times', 'toy_job', 'auto_fit', 'compile_times']
 
 
 def test_dry_run_writes_every_part(tmp_path):
@@ -36,9 +37,23 @@ def test_dry_run_writes_every_part(tmp_path):
     assert len(rows) == 2 and {r['memory_saving'] for r in rows} == {None, 'none'}
     for r in rows:  # estimate on fake tensors vs the same step on CPU tensors
         assert r['measured_gb'] > 0 and abs(r['error_pct']) < 0.1
-    st = parts['step_times']['variants']
-    assert set(st) == {'daformer', 'dida'}
-    assert all(v['rounds'] == 3 and v['step_s_median'] > 0 for v in st.values())
+    st = parts['step_times']['variants']  # each variant under every speed setting
+    assert set(st) == {f'{v}{s}' for v in ('daformer', 'dida') for s in (
+        '', '+channels_last', '+cudnn_benchmark', '+foreach+fp32')}
+    assert all(v['rounds'] == 2 and v['step_s_median'] > 0 for v in st.values())
+    peak = parts['step_times']['peak']
+    assert peak['source'] == 'measured' and peak['dtype'] == 'float32'
+    for name, v in st.items():  # achieved rate and fraction of the measured peak
+        assert v['tflops'] == pytest.approx(v['gflop'] / 1e3 / v['step_s_median'])
+        assert 0 < v['peak_fraction'] < 1, name
+        assert v['speed_ratio_median'] > 0
+    assert st['dida']['flop_ratio'] > 2 and st['daformer']['speed_ratio_median'] == 1
+    assert parts['step_times']['dida_amp_speedup_over_fp32'] > 0
+    ct = parts['compile_times']
+    assert set(ct['variants']) == {'daformer', 'daformer+compile', 'dida',
+                                   'dida+compile'}
+    assert all(v['rounds'] == 2 for v in ct['variants'].values())
+    assert ct['peak']['tflops'] == pytest.approx(peak['tflops'])  # not measured again
     assert parts['toy_job']['fp32']['s_per_iter'] > 0
     assert gpu_check.PARTS == PARTS
     fit = parts['auto_fit']['rows']  # the CPU never runs out: 'auto' stays at its first
@@ -46,7 +61,8 @@ def test_dry_run_writes_every_part(tmp_path):
     assert fit[0]['measured_gb'] > 0
     md = (out / 'gpu_check.md').read_text()
     for heading in ('# GPU check (dry run', '## Tests', '## Peak memory',
-                    '## Step time', '## Toy main job', "## memory_saving='auto'"):
+                    '## Step time', '## Step time, torch.compile', '## Toy main job',
+                    "## memory_saving='auto'", 'faster than its fp32 step'):
         assert heading in md, md
     assert (out / 'logs' / 'memory_measured.log').is_file()
 

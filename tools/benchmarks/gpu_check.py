@@ -9,14 +9,24 @@
    to the CPU estimate on fake tensors (``gpu_memory.py``, computed meanwhile on the
    CPU cores) and the estimate's error;
 4. ``step_times``: DAFormer and DAFormer + DiDA MiT-B5 at 512x512, AMP, each variant in
-   its own process with its warm-up steps, 3 interleaved rounds, the median
-   (``dida_overhead.py``);
+   its own process timed under the speed settings of STEP_SPEEDS (the default: fused
+   AdamW; + channels_last; + cudnn.benchmark; and the fp32 step with foreach AdamW
+   that training ran before the speed options), interleaved over 3 rounds, the
+   median (``dida_overhead.py --speed``): per row step time, DiDA / DAFormer, the
+   ratio to the default setting, achieved TFLOP/s and the fraction of the card's
+   peak (a bf16 matrix product measured in the same part), and the speed-up of the
+   AMP step over the fp32 one (issue 18's goal: >= 3x, DiDA / DAFormer <= 1.3x);
 5. ``toy_job``: seconds per iteration of the toy main job (DAFormer + DiDA on the
    procedural benchmark, ``tools/train.py``), fp32 and ``--amp``;
 6. ``auto_fit``: HRDA + DiDA (MiT-B5, the paper's crops, ``memory_saving='auto'``) in
    24 GB of the card (``--memory-limit-gb 24``), fp32 and AMP: the mode it settles at
    after its out-of-memory replays and that mode's measured peak (the estimates predict
-   ``per_domain`` with AMP).
+   ``per_domain`` with AMP);
+7. ``compile_times``: the same two models, default vs ``torch.compile`` of the
+   encoders (inductor), 2 interleaved rounds. Last, on whatever of the budget the
+   other parts leave (at most its limit): a cold inductor compile of MiT-B5 takes
+   minutes of CPU and its cost on the lent card is unknown, so it must not take the
+   other parts' time; the JSON of the processes that finished is kept when it is cut.
 
 Every part has its own time limit and records its error instead of stopping the rest.
 Writes ``gpu_check.json`` and ``gpu_check.md`` (and every part's log under ``logs/``)
@@ -44,7 +54,7 @@ from typing import Callable, Dict, List, Optional
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(HERE))
 GiB = 2**30
-PARTS = ['env', 'tests', 'memory', 'step_times', 'toy_job', 'auto_fit']
+PARTS = ['env', 'tests', 'memory', 'step_times', 'toy_job', 'auto_fit', 'compile_times']
 
 MEMORY_CONFIGS = [
     'configs/daformer/daformer_mitb5_gta2cs.py',
@@ -61,10 +71,18 @@ DRY_MEMORY_CONFIGS = [
 TOY_CONFIG = 'configs/dida/daformer_mit_tiny_procedural_dida.py'
 AUTO_FIT_CONFIG = 'configs/dida/hrda_mitb5_gta2cs_dida.py'
 AUTO_FIT_GB = 24
-#: seconds each part may take (GPU run; the dry run on a slow shared CPU gets more)
-LIMITS = dict(env=15, tests=75, memory=135, step_times=130, toy_job=80, auto_fit=100)
+#: the speed settings of the step_times part (dida_overhead.py --speed) and of
+#: compile_times (dida_overhead's canonical names); FP32_BEFORE is the step before the
+#: speed options (fp32, foreach AdamW)
+FP32_BEFORE = 'foreach+fp32'
+STEP_SPEEDS = ['default', 'channels_last', 'cudnn_benchmark', FP32_BEFORE]
+COMPILE_SPEEDS = ['default', 'compile']
+#: seconds each part may take (GPU run; the dry run on a slow shared CPU gets more);
+#: compile_times runs last on what the others leave (see the module docstring)
+LIMITS = dict(env=15, tests=75, memory=135, step_times=130, toy_job=80, auto_fit=100,
+              compile_times=150)
 DRY_LIMITS = dict(env=60, tests=600, memory=600, step_times=900, toy_job=600,
-                  auto_fit=600)
+                  auto_fit=600, compile_times=900)
 
 
 class Check:
@@ -293,26 +311,67 @@ def _rows(path: str) -> Dict[tuple, dict]:
     return {(r['config'], r.get('memory_saving')): r for r in rows}
 
 
-def part_step_times(check: Check) -> dict:
-    out_json = osp.join(check.out, 'step_times.json')
+def _overhead(check: Check, name: str, speeds: List[str], rounds: int,
+              extra: Optional[List[str]] = None) -> dict:
+    """Run dida_overhead.py (DAFormer and DAFormer + DiDA, one process each, the speed
+    settings ``speeds`` interleaved over ``rounds``) and condense its summary; rows of
+    the processes that finished are kept when the part's time runs out."""
+    out_json = osp.join(check.out, f'{name}.json')
     cmd = _python() + [osp.join(HERE, 'dida_overhead.py'), '--only', 'time',
-                       '--repeats', '3', '--variants', 'daformer', 'dida',
-                       '--out', out_json]
+                       '--repeats', '1', '--speed-rounds', str(rounds),
+                       '--variants', 'daformer', 'dida', '--speed', *speeds,
+                       '--out', out_json] + (extra or [])
     if check.dry_run:  # (CPU autocast is bf16 and slow: fp32)
         cmd += ['--model', 'tiny', '--size', '64', '128', '--batch', '1', '--steps', '1',
                 '--warmup', '1', '--device', 'cpu']
     else:
         cmd += ['--model', 'daformer', '--size', '512', '512', '--batch', '2',
-                '--steps', '5', '--warmup', '3', '--device', 'cuda', '--amp']
-    check.run(cmd, 'step_times', check.limits['step_times'])
+                '--steps', '4', '--warmup', '2', '--device', 'cuda', '--amp']
+    error = None
+    try:
+        check.run(cmd, name, check.limits[name])
+    except RuntimeError as e:  # the processes that finished wrote their rows
+        error = str(e)
+    if not osp.isfile(out_json):
+        raise RuntimeError(error or f'{name}: no JSON written')
     with open(out_json) as f:
-        summary = json.load(f)['summary']
-    return dict(model='tiny 64x128 x 1, fp32 (dry run)' if check.dry_run
-                else 'MiT-B5 512x512 x 2, AMP', variants={
-                    v: dict(step_s_median=s['step_s_median'], step_s_best=s['step_s'],
-                            rounds=s['rounds'], time_ratio_median=s['time_ratio_median'],
-                            flop_ratio=s['flop_ratio'], gflop=s['flops'] / 1e9)
-                    for v, s in summary.items()})
+        result = json.load(f)
+    rows = {}
+    for row, s in result['summary'].items():
+        rows[row] = dict(
+            variant=s['variant'], speed=s['speed'], step_s_median=s['step_s_median'],
+            step_s_best=s['step_s'], rounds=s['rounds'],
+            time_ratio_median=s['time_ratio_median'],
+            speed_ratio_median=s['speed_ratio_median'], flop_ratio=s['flop_ratio'],
+            gflop=s['flops'] / 1e9, tflops=s['tflops_median'],
+            peak_fraction=s.get('peak_fraction_median'))
+    out = dict(model='tiny 64x128 x 1, fp32 (dry run)' if check.dry_run
+               else 'MiT-B5 512x512 x 2, AMP (fp16)', peak=result.get('peak'),
+               variants=rows)
+    if error:
+        out['error_note'] = error
+    return out
+
+
+def part_step_times(check: Check) -> dict:
+    out = _overhead(check, 'step_times', STEP_SPEEDS, 2 if check.dry_run else 3)
+    rows = out['variants']
+    fp32, amp = rows.get(f'dida+{FP32_BEFORE}'), rows.get('dida')
+    if fp32 and amp:  # issue 18: AMP step >= 3x faster than the fp32 step before
+        out['dida_amp_speedup_over_fp32'] = fp32['step_s_median'] / amp['step_s_median']
+        best = min((r for r in rows.values() if r['variant'] == 'dida'
+                    and 'fp32' not in r['speed']), key=lambda r: r['step_s_median'])
+        out['dida_best_amp'] = dict(speed=best['speed'], speedup_over_fp32=(
+            fp32['step_s_median'] / best['step_s_median']))
+    return out
+
+
+def part_compile_times(check: Check) -> dict:
+    peak = check.parts.get('step_times', {}).get('peak') or {}
+    extra = ['--peak-tflops', str(peak['tflops'])] if peak.get('tflops') else []
+    if check.dry_run:  # the dynamo path without inductor's C++ build on a busy CPU
+        extra += ['--compile-backend', 'eager']
+    return _overhead(check, 'compile_times', COMPILE_SPEEDS, 2, extra)
 
 
 _ITER_TIME = re.compile(r'Iter\(train\) \[\s*(\d+)/\s*\d+\].*?\stime: ([\d.]+)')
@@ -390,6 +449,38 @@ def part_auto_fit(check: Check) -> dict:
 
 
 # --------------------------------------------------------------------- report
+def _num(value, fmt: str) -> str:
+    return '-' if value is None else format(value, fmt)
+
+
+def _step_table(st: dict, title: str) -> List[str]:
+    """Markdown of a step_times-like part: one row per (variant, speed setting)."""
+    if not st.get('variants'):
+        return []
+    peak = st.get('peak') or {}
+    lines = ['', f"## {title} ({st['model']}; median of interleaved rounds)", '']
+    if peak.get('source') == 'measured':
+        lines += [f"Peak {peak['tflops']:.4g} TFLOP/s (measured: {peak.get('dtype')} "
+                  f"{peak.get('n')}^2 matrix product on {peak.get('device')}).", '']
+    elif peak.get('tflops'):
+        lines += [f"Peak {peak['tflops']:.4g} TFLOP/s (given).", '']
+    lines += ['| row | step s (median) | step s (best round) | rounds | DiDA / DAFormer | '
+              'x default | TFLOP/s | peak % | FLOP x |', '|---|---|---|---|---|---|---|---|---|']
+    for v, s in st['variants'].items():
+        frac = s.get('peak_fraction')
+        lines.append(f"| {v} | {s['step_s_median']:.3f} | {s['step_s_best']:.3f} | "
+                     f"{s['rounds']} | {_num(s['time_ratio_median'], '.2f')} | "
+                     f"{_num(s['speed_ratio_median'], '.3f')} | {s['tflops']:.3g} | "
+                     f"{_num(None if frac is None else 100 * frac, '.1f')} | "
+                     f"{_num(s['flop_ratio'], '.2f')} |")
+    if 'dida_amp_speedup_over_fp32' in st:
+        best = st['dida_best_amp']
+        lines += ['', f"DiDA AMP step (default) {st['dida_amp_speedup_over_fp32']:.2f}x "
+                  f"faster than its fp32 step with foreach AdamW; fastest AMP setting "
+                  f"{best['speed']}: {best['speedup_over_fp32']:.2f}x (goal >= 3x)."]
+    return lines
+
+
 def markdown(report: dict) -> str:
     parts = report['parts']
     lines = [f"# GPU check{' (dry run: CPU, tiny sizes)' if report['dry_run'] else ''}",
@@ -428,15 +519,9 @@ def markdown(report: dict) -> str:
             lines.append(f"| {r['config']} | {r['memory_saving'] or '-'} | "
                          f"{gb('measured_gb')} | {gb('reserved_gb')} | "
                          f"{gb('estimated_gb')} | {err} |")
-    st = parts.get('step_times', {})
-    if st.get('variants'):
-        lines += ['', f"## Step time ({st['model']}; median of interleaved rounds)", '',
-                  '| variant | step s (median) | step s (best round) | rounds | '
-                  'time x | FLOP x |', '|---|---|---|---|---|---|']
-        for v, s in st['variants'].items():
-            lines.append(f"| {v} | {s['step_s_median']:.3f} | {s['step_s_best']:.3f} | "
-                         f"{s['rounds']} | {s['time_ratio_median']:.2f} | "
-                         f"{s['flop_ratio']:.2f} |")
+    for key, title in (('step_times', 'Step time'),
+                       ('compile_times', 'Step time, torch.compile of the encoders')):
+        lines += _step_table(parts.get(key, {}), title)
     fit = parts.get('auto_fit', {})
     if fit.get('rows'):
         limit = fit.get('limit_gb')
@@ -477,7 +562,8 @@ def main(argv=None) -> int:
                 'on', '--json', osp.join(check.out, f'memory_estimated_{i}.json')] + (
                     DRY_SIZE if args.dry_run else []), f'memory_estimated_{i}')
     fns = dict(env=part_env, tests=part_tests, memory=part_memory,
-               step_times=part_step_times, toy_job=part_toy_job, auto_fit=part_auto_fit)
+               step_times=part_step_times, toy_job=part_toy_job, auto_fit=part_auto_fit,
+               compile_times=part_compile_times)
     for name in parts:
         check.part(name, fns[name])
     for name, proc in check.background.items():  # a part that never collected it

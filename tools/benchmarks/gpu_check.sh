@@ -2,8 +2,10 @@
 # Everything a lent GPU is for, in one command of at most 9 minutes (see
 # tools/benchmarks/gpu_check.py for the parts): the CUDA tests, measured vs estimated
 # peak memory of DAFormer / HRDA / MIC(HRDA) +- DiDA at the paper's crops (AMP), step
-# times (warm-up, 3 interleaved rounds, median) and the toy main job's seconds per
-# iteration. Writes gpu_check.json, gpu_check.md and logs/ into OUT_DIR.
+# times per speed option (warm-up, 3 interleaved rounds, median; TFLOP/s and fraction
+# of the card's peak), the toy main job's seconds per iteration, the memory mode
+# 'auto' settles at, and last, on the time left, the step with torch.compile.
+# Writes gpu_check.json, gpu_check.md and logs/ into OUT_DIR.
 #
 #   bash tools/benchmarks/gpu_check.sh [OUT_DIR] [gpu_check.py options]
 #
