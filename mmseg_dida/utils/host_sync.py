@@ -18,7 +18,13 @@ make none; the logging and the checks that need values make one per logging inte
   ``host_reads``, not as syncs. Tensors made by factories with an explicit
   ``device=`` are counted as device tensors (on the CPU the two cannot be told apart,
   so the count errs towards reporting a sync).
-* :func:`tests`-facing helpers: :func:`sync_sites`.
+* :func:`sync_sites` runs a function under the counter;
+  :func:`count_cuda_syncs` counts on a GPU what torch's synchronisation debug mode
+  reports (``tools/benchmarks/gpu_check.py`` compares the two on a lent GPU).
+
+The counter does not see a ``.tolist()``/``.numpy()``/``.cpu()`` of a device tensor
+made outside the methods it wraps (e.g. ``np.asarray(t)``), nor waits inside
+collectives.
 """
 import os.path as osp
 import sys
@@ -119,17 +125,66 @@ class HostSyncCounter(TorchDispatchMode):
     #: Tensor methods that copy to the host without an aten operator on the CPU
     #: (``.cpu()`` of a CPU tensor returns it; ``tolist``/``numpy`` read its memory)
     COPIES = ('tolist', 'numpy', 'cpu')
+    #: Tensor methods that copy host values to a device when given one: on a GPU a
+    #: copy from the host without ``non_blocking=True`` waits for the device's queue
+    UPLOADS = ('to', 'cuda')
+    #: factories that copy Python data to ``device=`` (a blocking upload on a GPU)
+    FACTORIES = ('tensor', 'as_tensor')
+
+    def mark_host(self, tensors) -> None:
+        """Count ``tensors`` (e.g. a data batch made before entering) as host values."""
+        for t in tree_leaves(tensors):
+            if isinstance(t, torch.Tensor):
+                self._host[t] = True
 
     def __enter__(self):
-        self._originals = {name: getattr(torch.Tensor, name) for name in self.COPIES}
-        for name, original in self._originals.items():
-            setattr(torch.Tensor, name, self._recording(name, original))
+        self._originals = {name: getattr(torch.Tensor, name)
+                           for name in self.COPIES + self.UPLOADS + ('new_tensor', )}
+        for name in self.COPIES:
+            setattr(torch.Tensor, name, self._recording(name, self._originals[name]))
+        for name in self.UPLOADS:
+            setattr(torch.Tensor, name, self._upload(name, self._originals[name]))
+        setattr(torch.Tensor, 'new_tensor',
+                self._factory('new_tensor', self._originals['new_tensor'], method=True))
+        self._factories = {name: getattr(torch, name) for name in self.FACTORIES}
+        for name, original in self._factories.items():
+            setattr(torch, name, self._factory(name, original))
         return super().__enter__()
 
     def __exit__(self, *exc):
         for name, original in self._originals.items():
             setattr(torch.Tensor, name, original)
+        for name, original in self._factories.items():
+            setattr(torch, name, original)
         return super().__exit__(*exc)
+
+    def _upload(self, name, original):
+        counter = self
+
+        def method(tensor, *args, **kwargs):
+            to_device = name == 'cuda' or kwargs.get('device') is not None or any(
+                isinstance(a, (str, torch.device)) for a in args)
+            host = counter._is_host(tensor)
+            if to_device and host and not kwargs.get('non_blocking', False) \
+                    and not any(a is True for a in args[1:]):
+                counter.syncs.append(('upload', name, _site()))
+            out = original(tensor, *args, **kwargs)
+            if host and not to_device:  # e.g. a dtype cast: still on the host
+                counter._host[out] = True
+            return out
+        return method
+
+    def _factory(self, name, original, method=False):
+        counter = self
+
+        def factory(*args, **kwargs):
+            data = args[1] if method else (args[0] if args else kwargs.get('data'))
+            # new_tensor copies to its tensor's device; the factories to device=
+            if (method or kwargs.get('device') is not None) \
+                    and not isinstance(data, torch.Tensor):
+                counter.syncs.append(('upload', name, _site()))
+            return original(*args, **kwargs)
+        return factory
 
     def _recording(self, name, original):
         counter = self
@@ -151,3 +206,24 @@ def sync_sites(fn, *args, **kwargs) -> Tuple[HostSyncCounter, object]:
     with HostSyncCounter() as counter:
         result = fn(*args, **kwargs)
     return counter, result
+
+
+def count_cuda_syncs(fn, *args, **kwargs) -> Tuple[int, List[str], object]:
+    """On CUDA: run ``fn`` with torch's synchronisation debug mode on and count the
+    synchronising calls it reports (the ground truth the CPU counter approximates).
+    Returns (count, the first lines of the messages, fn's result)."""
+    import warnings
+    if not torch.cuda.is_available():
+        raise RuntimeError('count_cuda_syncs needs CUDA')
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        torch.cuda.set_sync_debug_mode('warn')
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    messages = [str(w.message).splitlines()[0] for w in caught
+                if 'synchroniz' in str(w.message)]
+    return len(messages), messages[:20], result

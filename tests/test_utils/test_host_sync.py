@@ -24,13 +24,22 @@ def test_counter_separates_device_reads_from_host_values():
         (torch.rand(3, generator=g) * 2).tolist()  # computed from host values: host
         torch.tensor([1.5]).item()                # made from a Python number: host
         x.sum(dim=0)                              # no read
+        host = torch.rand(3, generator=g)
+        host.to('cpu')                            # a blocking upload from the host
+        host.to('cpu', non_blocking=True)         # not blocking
+        host.to(torch.float64)                    # a cast: no upload
+        torch.tensor([1.0, 2.0], device='cpu')    # Python data to a device
+        x.new_tensor([3.0])                       # likewise
+        x.new_full((), 3.0)                       # a fill on the device: fine
     kinds = [(kind, op) for kind, op, _ in c.syncs]
     assert kinds == [('read', '_local_scalar_dense'), ('shape', 'index'),
-                     ('shape', '_unique2'), ('read', 'tolist')]
+                     ('shape', '_unique2'), ('read', 'tolist'), ('upload', 'to'),
+                     ('upload', 'tensor'), ('upload', 'new_tensor')]
     assert len(c.host_reads) == 3
     assert all('test_host_sync.py' not in s for _, _, s in c.syncs)  # not project code
-    # tolist/numpy/cpu are restored on exit
-    assert torch.Tensor.tolist.__name__ == 'tolist'
+    # the wrapped methods and factories are restored on exit
+    assert torch.Tensor.tolist.__name__ == 'tolist' and torch.Tensor.to.__name__ == 'to'
+    assert torch.tensor.__name__ == 'tensor'
 
 
 STEPS = {
@@ -48,7 +57,9 @@ def test_uda_training_step_never_waits_for_the_device(name):
     ow = optim_wrapper(model)
     model.train_step(make_batch(seed=0), ow)  # the first step builds lazy state
     batch = make_batch(seed=1)
-    with HostSyncCounter() as c:
+    c = HostSyncCounter()
+    c.mark_host(batch)  # the loader's batch: its upload must not block
+    with c:
         log = model.train_step(batch, ow)
     assert c.syncs == []
     # the step drew its augmentation parameters (host values) and logged tensors
@@ -112,3 +123,17 @@ def test_dacs_iteration_follows_a_loaded_state():
     state['local_iter'] = torch.tensor(5)
     model.load_state_dict(state)
     assert model.iteration == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='counts CUDA syncs')
+@pytest.mark.parametrize('name', ['daformer_dida', 'mic_hrda_dida'])
+def test_cuda_step_makes_no_sync_that_torch_reports(name):
+    """On a GPU (gpu_check's tests part runs ``-k cuda``): torch's own synchronisation
+    debug mode agrees with the CPU counter that the step never waits."""
+    from mmseg_dida.utils.host_sync import count_cuda_syncs
+    model = build_dacs(**STEPS[name]).cuda()
+    ow = optim_wrapper(model)
+    model.train_step(make_batch(seed=0), ow)
+    batch = make_batch(seed=1)
+    count, messages, _ = count_cuda_syncs(model.train_step, batch, ow)
+    assert count == 0, messages

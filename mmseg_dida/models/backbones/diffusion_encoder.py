@@ -191,7 +191,7 @@ class DiffusionEncoder(BaseModule):
         if len(feats) != len(self.film):
             raise ValueError(f'DiffusionEncoder: backbone returned {len(feats)} '
                              f'levels, level_channels has {len(self.film)}')
-        emb = self.time_embed(t.to(x.device))
+        emb = self.time_embed(t.to(x.device, non_blocking=True))  # t: host draws
         if self.mode == 'g_time':
             return feats, [film(z, emb) for film, z in zip(self.film, feats)], single
         zp = self._run(self.g_prime, x, self.checkpoint_g_prime)

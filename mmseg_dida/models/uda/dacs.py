@@ -36,7 +36,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from mmengine.model import BaseModel
+from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.optim import OptimWrapper
 from mmseg.registry import MODELS
 from torch import Tensor, nn
@@ -80,7 +80,7 @@ def batch_confidence_weight(max_prob: Tensor, threshold: float) -> Tensor:
     (DAFormer Eq. 3; one scalar per batch). Under torch.distributed the batch is the
     union of all processes' batches."""
     counts = torch.stack([(max_prob >= threshold).sum().float(),
-                          torch.tensor(float(max_prob.numel()), device=max_prob.device)])
+                          max_prob.new_full((), float(max_prob.numel()))])
     counts = _dist_sum(counts)
     return counts[0] / counts[1]
 
@@ -198,6 +198,11 @@ class DACS(BaseModel):
         # hook asks for them (PseudoLabelStatsHook sets record_pseudo_labels).
         self.record_pseudo_labels = False
         self.last_pseudo_labels: Optional[Tensor] = None
+        # The batch goes to the device without the host waiting for the device's queue
+        # (a blocking upload would; mmseg_dida.utils.host_sync).
+        for module in self.modules():
+            if isinstance(module, BaseDataPreprocessor):
+                module._non_blocking = True
 
     # ----------------------------------------------------------------- housekeeping
     @property
@@ -410,8 +415,8 @@ class DACS(BaseModel):
             count = mask.sum()
         # Mean over the selected pixels of all processes, so that averaging gradients
         # over processes equals one process with the whole batch.
-        count = _dist_sum(torch.as_tensor(count, dtype=torch.float32,
-                                          device=feat.device))
+        count = _dist_sum(count.float() if mask is not None
+                          else feat.new_full((), float(count), dtype=torch.float32))
         denominator = count / _world_size()  # a device tensor: no host wait
         return self.fd_lambda * masked_feat_dist(feat, feat_ref, mask, denominator)
 

@@ -50,7 +50,8 @@ def block_mask(shape: Tuple[int, int, int], ratio: float, block_size: int,
     grid = (n, 1, max(round(h / block_size), 1), max(round(w / block_size), 1))
     gen_device = generator.device if generator is not None else device
     keep = torch.rand(grid, generator=generator, device=gen_device) > ratio
-    return F.interpolate(keep.float().to(device), size=(h, w), mode='nearest')
+    return F.interpolate(keep.float().to(device, non_blocking=True), size=(h, w),
+                         mode='nearest')
 
 
 @MODELS.register_module()

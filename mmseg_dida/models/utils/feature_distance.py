@@ -49,7 +49,11 @@ def thing_class_mask(gt: Tensor, feat_size: Sequence[int], classes: Sequence[int
     scale = gt.shape[-1] // feat_size[-1]
     small = downscale_label_ratio(gt, scale, min_ratio, num_classes, ignore_index)
     small = small[..., :feat_size[-2], :feat_size[-1]]
-    return torch.isin(small[:, 0], torch.as_tensor(list(classes), device=gt.device))
+    small = small[:, 0]
+    mask = torch.zeros_like(small, dtype=torch.bool)
+    for c in classes:  # comparisons, not a tensor of the classes copied to the device
+        mask |= small == int(c)
+    return mask
 
 
 def masked_feat_dist(feat: Tensor, feat_ref: Tensor, mask: Optional[Tensor] = None,
@@ -69,6 +73,6 @@ def masked_feat_dist(feat: Tensor, feat_ref: Tensor, mask: Optional[Tensor] = No
     if denominator is not None:
         count = denominator
     if not isinstance(count, Tensor):
-        count = dist.new_tensor(float(count))
+        count = dist.new_full((), float(count))
     # count is 0 only with no selected pixel, where the sum is 0 too
     return dist.sum() / count.to(dist.dtype).clamp(min=1e-12)

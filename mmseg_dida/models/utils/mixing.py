@@ -46,7 +46,8 @@ def get_class_masks(labels: Tensor,
     present = present.scatter(0, index.flatten(), True)
     n_pick = (present.sum() + 1) // 2
     generator = torch.default_generator if generator is None else generator
-    keys = torch.rand((labels.shape[0], slots), generator=generator).to(labels.device)
+    keys = torch.rand((labels.shape[0], slots), generator=generator).to(
+        labels.device, non_blocking=True)
     keys = torch.where(present, keys, 2.0)  # absent classes sort last
     rank = keys.argsort(dim=1).argsort(dim=1)
     picked = present & (rank < n_pick)  # (N, 256)
