@@ -45,7 +45,8 @@ def test_dry_run_writes_every_part(tmp_path):
     assert peak['source'] == 'measured' and peak['dtype'] == 'float32'
     for name, v in st.items():  # achieved rate and fraction of the measured peak
         assert v['tflops'] == pytest.approx(v['gflop'] / 1e3 / v['step_s_median'])
-        assert 0 < v['peak_fraction'] < 1, name
+        assert v['peak_fraction'] > 0, name  # by wall time: load moves it either way
+        assert 0 < v['peak_fraction_cpu'] < 1, name  # by the processes' CPU time
         assert v['speed_ratio_median'] > 0
     assert st['dida']['flop_ratio'] > 2 and st['daformer']['speed_ratio_median'] == 1
     assert parts['step_times']['dida_amp_speedup_over_fp32'] > 0

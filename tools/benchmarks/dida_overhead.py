@@ -57,7 +57,11 @@ model, data and load; a row is ``variant`` (the setting ``default``) or
   the fp32 step before the speed options).
 
 Per row ``speed_ratio`` is its step time over the same variant's first setting, and
-``time_ratio`` over the first variant's under the same setting. Memory is measured per
+``time_ratio`` over the first variant's under the same setting. On a shared CPU,
+``cpu_s`` (the median step's CPU time of the timing process, ``time.process_time``;
+with one thread the step time of a quiet machine) and ``speed_ratio_cpu`` are what
+load from other processes cannot inflate; the peak reports ``tflops_cpu`` the same way
+(``peak_fraction_cpu``). Memory is measured per
 setting in fresh processes. With ``--out`` the JSON is rewritten after every process,
 so a run cut short keeps what it measured.
 
@@ -343,16 +347,18 @@ def run_variant(args) -> dict:
             for _ in range(args.warmup if r == 0 else 1):
                 model.train_step(data, optim)
             sync()
-            times, segments = [], []
+            times, segments, cpu_times = [], [], []
             for _ in range(args.steps):
                 marks.clear()
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 model.train_step(data, optim)
                 sync()
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 times.append(t1 - t0)
+                cpu_times.append(c1 - c0)
                 segments.append(_segments(t0, marks, t1))
-            runs[speed].append(dict(times=times, segments=segments))
+            runs[speed].append(dict(times=times, segments=segments,
+                                    cpu_times=cpu_times))
     # FLOPs of one step, split like the time (the EMA and optimiser arithmetic is
     # elementwise: FlopCounterMode counts matrix products and convolutions only);
     # the same arithmetic under every setting: counted once, uncompiled.
@@ -391,15 +397,18 @@ def matmul_peak(device_name: str) -> dict:
     for _ in range(3):
         a @ b
     sync()
-    best = 0.0
+    best = best_cpu = 0.0
     for _ in range(reps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(inner):
             a @ b
         sync()
-        best = max(best, inner * 2 * n**3 / (time.perf_counter() - t0))
-    return dict(tflops=best / 1e12, dtype=str(dtype).replace('torch.', ''), n=n,
-                device=device.type, source='measured')
+        flop = inner * 2 * n**3
+        best = max(best, flop / (time.perf_counter() - t0))
+        best_cpu = max(best_cpu, flop / max(time.process_time() - c0, 1e-9))
+    return dict(tflops=best / 1e12, tflops_cpu=best_cpu / 1e12,
+                dtype=str(dtype).replace('torch.', ''), n=n, device=device.type,
+                source='measured')
 
 
 def run_child(cmd, variant: str, measure: str) -> dict:
@@ -476,6 +485,12 @@ def summarise(results: dict, memory: dict, rows: dict, peak: Optional[dict] = No
             tflops_median=best['flops'] / median_s / 1e12,
             peak_mb=min(m['peak_mb'] for m in mem), state_mb=mem[0]['state_mb'],
             params=best['params'], trainable=best['trainable'])
+        if runs[0].get('cpu_times'):  # this process's CPU time: what load cannot add
+            cpu_s = statistics.median(statistics.median(r['cpu_times']) for r in runs)
+            summary[name].update(cpu_s=cpu_s, tflops_cpu=best['flops'] / cpu_s / 1e12)
+            if peak and peak.get('tflops_cpu'):
+                summary[name]['peak_fraction_cpu'] = (summary[name]['tflops_cpu']
+                                                      / peak['tflops_cpu'])
         if peak and peak.get('tflops'):
             summary[name].update(
                 peak_fraction=summary[name]['tflops'] / peak['tflops'],
@@ -486,7 +501,8 @@ def summarise(results: dict, memory: dict, rows: dict, peak: Optional[dict] = No
         b = summary.get(row_name(variants[0], s['speed']))
         d = summary.get(row_name(s['variant'], speeds[0]))
         s.update(speed_ratio=_ratio(s['step_s'], d and d['step_s']),
-                 speed_ratio_median=_ratio(s['step_s_median'], d and d['step_s_median']))
+                 speed_ratio_median=_ratio(s['step_s_median'], d and d['step_s_median']),
+                 speed_ratio_cpu=_ratio(s.get('cpu_s'), d and d.get('cpu_s')))
         if b is None:
             s.update(time_ratio=None, time_ratio_median=None, flop_ratio=None,
                      predicted_ratio=None, plugin_rate_x=None, mem_ratio=None)
@@ -521,7 +537,9 @@ def print_table(summary: dict, args, peak: Optional[dict]) -> None:
     width = max([13] + [len(n) + 1 for n in summary])
     print(f'{"row":<{width}}{"step s":>8}{"med s":>8}{"GFLOP":>8}{"TFLOP/s":>8}'
           f'{"peak%":>6}{"peak MB":>8}{"state MB":>9}{"time x":>7}{"med x":>7}'
-          f'{"FLOP x":>7}{"pred x":>7}{"rate x":>7}{"mem x":>6}{"speed x":>8}')
+          f'{"FLOP x":>7}{"pred x":>7}{"rate x":>7}{"mem x":>6}{"speed x":>8}'
+          + (f'{"cpu s":>7}{"cpu x":>7}{"cpu pk%":>8}' if args.device == 'cpu' else ''))
+    cpu = args.device == 'cpu'
     for v, s in summary.items():
         frac = s.get('peak_fraction')
         print(f'{v:<{width}}{s["step_s"]:>8.3f}{s["step_s_median"]:>8.3f}'
@@ -531,10 +549,16 @@ def print_table(summary: dict, args, peak: Optional[dict]) -> None:
               + _f(s['time_ratio'], '.2f', 7) + _f(s['time_ratio_median'], '.2f', 7)
               + _f(s['flop_ratio'], '.2f', 7) + _f(s['predicted_ratio'], '.2f', 7)
               + _f(s['plugin_rate_x'], '.2f', 7) + _f(s['mem_ratio'], '.2f', 6)
-              + _f(s['speed_ratio'], '.3f', 8))
+              + _f(s['speed_ratio'], '.3f', 8)
+              + (_f(s.get('cpu_s'), '.3f', 7) + _f(s.get('speed_ratio_cpu'), '.3f', 7)
+                 + _f(100 * s['peak_fraction_cpu'] if 'peak_fraction_cpu' in s
+                      else None, '.1f', 8) if cpu else ''))
     print('(step s: least disturbed of the rounds; med s: median over the rounds; '
           'time x: over the first variant, same speed setting; speed x: over the same '
-          'variant, first speed setting)')
+          'variant, first speed setting' + ('; cpu s: the median step\'s CPU time '
+                                            'of the process, cpu x its ratio, cpu pk%: '
+                                            'rate by CPU time over the peak\'s'
+                                            if args.device == 'cpu' else '') + ')')
     print('\nstep parts, seconds (GFLOP): source group + EMA | mixed group + pseudo '
           'labels | plug-in groups | optimiser update')
     for v, s in summary.items():

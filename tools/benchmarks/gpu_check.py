@@ -345,6 +345,9 @@ def _overhead(check: Check, name: str, speeds: List[str], rounds: int,
             speed_ratio_median=s['speed_ratio_median'], flop_ratio=s['flop_ratio'],
             gflop=s['flops'] / 1e9, tflops=s['tflops_median'],
             peak_fraction=s.get('peak_fraction_median'))
+        if 'cpu_s' in s and check.dry_run:  # what load on the CPU cannot inflate
+            rows[row].update(cpu_s=s['cpu_s'],
+                             peak_fraction_cpu=s.get('peak_fraction_cpu'))
     out = dict(model='tiny 64x128 x 1, fp32 (dry run)' if check.dry_run
                else 'MiT-B5 512x512 x 2, AMP (fp16)', peak=result.get('peak'),
                variants=rows)
