@@ -645,10 +645,11 @@ def main():
         base = {s: memory[row_name(args.variants[0], s)][0]['peak_mb']
                 for s in args.speed}
         print(f'\nmodel={args.model} size={args.size} batch={args.batch} (memory only)')
+        width = max(len(n) for n in rows)
         for name, (v, speed) in rows.items():
             runs = memory[name]
             peak_mb = min(m['peak_mb'] for m in runs)
-            print(f'{name:<13} peak {peak_mb:8.0f} MB  state {runs[0]["state_mb"]:8.0f} '
+            print(f'{name:<{width}} peak {peak_mb:8.0f} MB  state {runs[0]["state_mb"]:8.0f} '
                   f'MB  mem x {peak_mb / base[speed]:.2f}')
         _write(args, memory=memory)
         return
