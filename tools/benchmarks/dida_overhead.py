@@ -215,6 +215,31 @@ def _segments(start: float, marks: list, end: float) -> dict:
                 plugin=marks[-1] - marks[1], update=end - marks[-1])
 
 
+def timed_steps(model, data, optim, steps: int, sync, marks: list,
+                cpu_marks: list = None) -> dict:
+    """``steps`` timed training steps: per step its wall time (``times``), its
+    process CPU time (``cpu_times``) and its parts from the group stamps that the
+    hooks of :func:`_after_each_group` append to ``marks`` (``segments``; with
+    ``cpu_marks``, the same in CPU time: ``cpu_segments``)."""
+    out = dict(times=[], segments=[], cpu_times=[])
+    if cpu_marks is not None:
+        out['cpu_segments'] = []
+    for _ in range(steps):
+        marks.clear()
+        if cpu_marks is not None:
+            cpu_marks.clear()
+        c0, t0 = time.process_time(), time.perf_counter()
+        model.train_step(data, optim)
+        sync()
+        t1, c1 = time.perf_counter(), time.process_time()
+        out['times'].append(t1 - t0)
+        out['cpu_times'].append(c1 - c0)
+        out['segments'].append(_segments(t0, marks, t1))
+        if cpu_marks is not None:
+            out['cpu_segments'].append(_segments(c0, cpu_marks, c1))
+    return out
+
+
 class SpeedState:
     """The speed setting of the model in this process, switched in place between
     settings (:mod:`mmseg_dida.engine.speed_options` does the switching): one AdamW
@@ -347,18 +372,7 @@ def run_variant(args) -> dict:
             for _ in range(args.warmup if r == 0 else 1):
                 model.train_step(data, optim)
             sync()
-            times, segments, cpu_times = [], [], []
-            for _ in range(args.steps):
-                marks.clear()
-                c0, t0 = time.process_time(), time.perf_counter()
-                model.train_step(data, optim)
-                sync()
-                t1, c1 = time.perf_counter(), time.process_time()
-                times.append(t1 - t0)
-                cpu_times.append(c1 - c0)
-                segments.append(_segments(t0, marks, t1))
-            runs[speed].append(dict(times=times, segments=segments,
-                                    cpu_times=cpu_times))
+            runs[speed].append(timed_steps(model, data, optim, args.steps, sync, marks))
     # FLOPs of one step, split like the time (the EMA and optimiser arithmetic is
     # elementwise: FlopCounterMode counts matrix products and convolutions only);
     # the same arithmetic under every setting: counted once, uncompiled.

@@ -37,10 +37,10 @@ from dida_overhead import (  # noqa: E402
     SEGMENTS,
     _after_each_group,
     _rss_mb,
-    _segments,
     persistent_bytes,
     run_child,
     synthetic_batch,
+    timed_steps,
 )
 
 #: variant -> (config, (h, w) of its training images)
@@ -116,24 +116,12 @@ def run_variant(args) -> dict:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
         out.update(peak_mb=peak, state_mb=persistent_bytes(model, optim.optimizer) / 2**20)
         return out
-    times, segments, cpu_times, cpu_segments = [], [], [], []
-    for _ in range(args.steps):
-        marks.clear()
-        cpu_marks.clear()
-        c0, t0 = time.process_time(), time.perf_counter()
-        model.train_step(data, optim)
-        sync()
-        t1, c1 = time.perf_counter(), time.process_time()
-        times.append(t1 - t0)
-        cpu_times.append(c1 - c0)
-        segments.append(_segments(t0, marks, t1))
-        cpu_segments.append(_segments(c0, cpu_marks, c1))
+    timed = timed_steps(model, data, optim, args.steps, sync, marks, cpu_marks)
     counter = flop_counter()
     with counter:
         model.forward_backward(data, optim)
     optim.zero_grad()
-    out.update(times=times, segments=segments, cpu_times=cpu_times,
-               cpu_segments=cpu_segments, flops=counter.get_total_flops())
+    out.update(timed, flops=counter.get_total_flops())
     return out
 
 
