@@ -6,8 +6,9 @@ On a GPU every operation that needs a device value on the host (``.item()``,
 the host wait until the device has run everything queued before it. The host then
 cannot queue the next kernels while the device works, and the device idles while the
 host catches up (Python, the data loader, kernel launches). A training step should
-make none; the logging and the checks that need values make one per logging interval
-(:class:`mmseg_dida.engine.hooks.DeferredRuntimeInfoHook`).
+make none; the logging reads once per logging interval
+(:class:`mmseg_dida.engine.hooks.DeferredRuntimeInfoHook`), the non-finite check once
+per step (:class:`mmseg_dida.engine.hooks.NonFiniteLossHook`).
 
 * :class:`HostSyncCounter` (a ``TorchDispatchMode``) records each operation that would
   synchronise on a GPU, with the line of the project's (or mmengine's) code that made
@@ -18,9 +19,9 @@ make none; the logging and the checks that need values make one per logging inte
   ``host_reads``, not as syncs. Tensors made by factories with an explicit
   ``device=`` are counted as device tensors (on the CPU the two cannot be told apart,
   so the count errs towards reporting a sync).
-* :func:`sync_sites` runs a function under the counter;
-  :func:`count_cuda_syncs` counts on a GPU what torch's synchronisation debug mode
-  reports (``tools/benchmarks/gpu_check.py`` compares the two on a lent GPU).
+* :func:`count_cuda_syncs` counts on a GPU what torch's synchronisation debug mode
+  reports (``tests/test_utils/test_host_sync.py`` checks the step with it where CUDA
+  is visible: ``tools/benchmarks/gpu_check.py``'s tests part runs it).
 
 The counter does not see a ``.tolist()``/``.numpy()``/``.cpu()`` of a device tensor
 made outside the methods it wraps (e.g. ``np.asarray(t)``), nor waits inside
@@ -199,13 +200,6 @@ class HostSyncCounter(TorchDispatchMode):
     def sites(self) -> Dict[str, int]:
         """Number of synchronisations per site."""
         return dict(Counter(site for _, _, site in self.syncs))
-
-
-def sync_sites(fn, *args, **kwargs) -> Tuple[HostSyncCounter, object]:
-    """Run ``fn(*args, **kwargs)`` under a :class:`HostSyncCounter`; (counter, result)."""
-    with HostSyncCounter() as counter:
-        result = fn(*args, **kwargs)
-    return counter, result
 
 
 def count_cuda_syncs(fn, *args, **kwargs) -> Tuple[int, List[str], object]:

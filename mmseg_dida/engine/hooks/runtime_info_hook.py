@@ -94,7 +94,7 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
         numbers = torch.cat(stacks).tolist() if stacks else []
         i = 0
         hub = runner.message_hub
-        for keys, stacked, dtypes, other in self._pending:
+        for keys, _, dtypes, other in self._pending:
             for key, dtype in zip(keys, dtypes):
                 value = numbers[i]
                 i += 1
