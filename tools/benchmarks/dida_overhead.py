@@ -363,7 +363,7 @@ def run_variant(args) -> dict:
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
         out.update(peak_mb=peak, state_mb=persistent_bytes(
-            model, *[o for o in state.optimizers.values()]) / 2**20)
+            model, *state.optimizers.values()) / 2**20)
         return out
     runs = {speed: [] for speed in args.speed}
     for r in range(args.speed_rounds):
@@ -549,11 +549,11 @@ def print_table(summary: dict, args, peak: Optional[dict]) -> None:
               + (f", {peak['dtype']} {peak['n']}x{peak['n']} matrix product on "
                  f"{peak['device']}" if peak['source'] == 'measured' else '') + ')')
     width = max([13] + [len(n) + 1 for n in summary])
+    cpu = args.device == 'cpu'
     print(f'{"row":<{width}}{"step s":>8}{"med s":>8}{"GFLOP":>8}{"TFLOP/s":>8}'
           f'{"peak%":>6}{"peak MB":>8}{"state MB":>9}{"time x":>7}{"med x":>7}'
           f'{"FLOP x":>7}{"pred x":>7}{"rate x":>7}{"mem x":>6}{"speed x":>8}'
-          + (f'{"cpu s":>7}{"cpu x":>7}{"cpu pk%":>8}' if args.device == 'cpu' else ''))
-    cpu = args.device == 'cpu'
+          + (f'{"cpu s":>7}{"cpu x":>7}{"cpu pk%":>8}' if cpu else ''))
     for v, s in summary.items():
         frac = s.get('peak_fraction')
         print(f'{v:<{width}}{s["step_s"]:>8.3f}{s["step_s_median"]:>8.3f}'
@@ -572,7 +572,7 @@ def print_table(summary: dict, args, peak: Optional[dict]) -> None:
           'variant, first speed setting' + ('; cpu s: the median step\'s CPU time '
                                             'of the process, cpu x its ratio, cpu pk%: '
                                             'rate by CPU time over the peak\'s'
-                                            if args.device == 'cpu' else '') + ')')
+                                            if cpu else '') + ')')
     print('\nstep parts, seconds (GFLOP): source group + EMA | mixed group + pseudo '
           'labels | plug-in groups | optimiser update')
     for v, s in summary.items():
