@@ -5,8 +5,15 @@ training model), and print the mIoU table and the per-class IoU side by side.
 
 Finished runs (their final checkpoint exists) are reused; interrupted ones resume.
 
-    python tools/run_benchmark.py [--gap NAME] [--methods ...] [--iters N] [--jobs 2]
-        [--work-root DIR] [--data-root DIR] [--cfg-options KEY=VALUE ...]
+    python tools/run_benchmark.py [--regime scratch|pretrained] [--gap NAME]
+        [--methods ...] [--iters N] [--jobs 2] [--work-root DIR] [--data-root DIR]
+        [--cfg-options KEY=VALUE ...]
+
+``--regime`` picks how the encoder starts (mmseg_dida/utils/benchmark.py, REGIMES):
+``scratch`` (random init, the ``*_mit_tiny_*`` configs) or ``pretrained``
+(formula-pretrained weights with DAFormer's feature distance and learning rates, the
+``*_mit_tiny_formula_*`` configs); the work dirs are named after the configs, so the
+two regimes never share one.
 
 ``--gap`` picks the benchmark's gap preset (tools/generate_benchmark.py: full, texture,
 palette, camera, fog). Each preset has its own data folder (data/procedural for the
@@ -24,13 +31,15 @@ from mmengine.config import Config
 
 from mmseg_dida.datasets.procedural import DEFAULT_GAP
 from mmseg_dida.utils.benchmark import (
-    METHODS,
+    MAIN_METHODS,
     REPO,
     TrainJob,
     add_data_arguments,
+    add_regime_argument,
     benchmark_data,
     data_root_of,
     data_root_options,
+    methods_of,
     per_class,
     run_tool,
     test_metrics,
@@ -41,7 +50,10 @@ from mmseg_dida.utils.report import format_per_class, format_table
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS))
+    add_regime_argument(p)
+    p.add_argument('--methods', nargs='+', default=list(MAIN_METHODS),
+                   choices=list(methods_of('scratch')),
+                   help='default: %(default)s')
     p.add_argument('--iters', type=int, default=None,
                    help="override max_iters (default: each config's schedule); the LR "
                         'decay is stretched or shortened to end there')
@@ -63,9 +75,10 @@ def main(argv=None):
     print(f'[benchmark] data: {meta}', flush=True)
     suffix = (f'_{args.gap}' if args.gap != DEFAULT_GAP else '') + (
         f'_{args.iters}it' if args.iters else '')
-    jobs = [TrainJob(method, METHODS[method], osp.join(
-        args.work_root, osp.splitext(osp.basename(METHODS[method]))[0] + suffix),
-        data_root_options(Config.fromfile(METHODS[method]), args.data_root)
+    configs = methods_of(args.regime)
+    jobs = [TrainJob(method, configs[method], osp.join(
+        args.work_root, osp.splitext(osp.basename(configs[method]))[0] + suffix),
+        data_root_options(Config.fromfile(configs[method]), args.data_root)
         + list(args.cfg_options), max_iters=args.iters) for method in args.methods]
     # DiDA's run is the longest: start it first so the others fill the other core.
     order = sorted(jobs, key=lambda j: 'DiDA' not in j.name)
@@ -82,14 +95,15 @@ def main(argv=None):
         rows.append([job.name, f"{metrics['mIoU']:.2f}", f"{metrics['source/mIoU']:.2f}",
                      f"{metrics['aAcc']:.2f}"])
         classes[job.name] = [per_class(metrics)]
-    title = (f'Procedural benchmark, gap {meta["gap"]} (seed {meta["seed"]}, '
+    title = (f'Procedural benchmark, gap {meta["gap"]}, regime {args.regime} '
+             f'(seed {meta["seed"]}, '
              f'{meta["size"][0]}x{meta["size"][1]})')
     print()
     print(format_table(rows, ['method', 'target val mIoU', 'source val mIoU',
                               'target aAcc'], title=title))
     print()
     print(format_per_class(classes, title=f'Target val IoU per class, gap '
-                                          f'{meta["gap"]}'))
+                                          f'{meta["gap"]}, regime {args.regime}'))
     print(f'[benchmark] done in {(time.time() - start) / 60:.1f} min')
     return 0
 

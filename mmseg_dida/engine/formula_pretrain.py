@@ -15,6 +15,7 @@ same weights as one that never stopped.
 """
 import hashlib
 import json
+import logging
 import math
 import os
 import os.path as osp
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from torch import nn
 
@@ -91,8 +93,16 @@ class FormulaSegmentor(nn.Module):
         head = dict(cfg.decode_head, type='SegformerHead', num_classes=num_classes)
         head.pop('loss_decode', None)
         self.head = MODELS.build(head)
-        self.backbone.init_weights()  # MiT's own init, as a benchmark run's
-        self.head.init_weights()
+        # MiT's own init, as a benchmark run's; mmengine logs every tensor's init
+        # at INFO, which would bury the status lines
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            self.backbone.init_weights()
+            self.head.init_weights()
+        finally:
+            logger.setLevel(level)
         mean = torch.tensor(cfg.data_preprocessor.mean).view(1, 3, 1, 1)
         std = torch.tensor(cfg.data_preprocessor.std).view(1, 3, 1, 1)
         # the benchmark's normalisation of RGB images (its loader reads BGR and the

@@ -21,12 +21,43 @@ from mmseg_dida.datasets.transforms.checks import dataset_nodes
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-#: method name -> config, in table order
-METHODS: Dict[str, str] = {
-    'source-only': osp.join(REPO, 'configs/benchmark/source_only_mit_tiny_procedural.py'),
-    'DAFormer': osp.join(REPO, 'configs/benchmark/daformer_mit_tiny_procedural.py'),
-    'DAFormer+DiDA': osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py'),
+#: how the benchmark's encoder starts: random init ('scratch', the configs named
+#: ``*_mit_tiny_*``) or from the formula-pretrained weights with DAFormer's feature
+#: distance and learning rates ('pretrained', ``*_mit_tiny_formula_*``;
+#: configs/_base_/regimes/formula_pretrained.py)
+REGIMES: Dict[str, str] = {'scratch': 'mit_tiny', 'pretrained': 'mit_tiny_formula'}
+DEFAULT_REGIME = 'scratch'
+
+_CONFIGS = {  # method -> config, {} = the regime's model name; in table order
+    'source-only': 'configs/benchmark/source_only_{}_procedural.py',
+    'DAFormer': 'configs/benchmark/daformer_{}_procedural.py',
+    'DAFormer+DiDA': 'configs/dida/daformer_{}_procedural_dida.py',
+    'HRDA': 'configs/benchmark/hrda_{}_procedural.py',
+    'HRDA+DiDA': 'configs/dida/hrda_{}_procedural_dida.py',
+    'MIC(HRDA)': 'configs/benchmark/mic_hrda_{}_procedural.py',
+    'MIC(HRDA)+DiDA': 'configs/dida/mic_hrda_{}_procedural_dida.py',
 }
+#: the main job's methods (tools/run_benchmark.py's default)
+MAIN_METHODS = ('source-only', 'DAFormer', 'DAFormer+DiDA')
+
+
+def methods_of(regime: str) -> Dict[str, str]:
+    """Method name -> config path of the benchmark in ``regime``, in table order."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime '{regime}'; choose from {list(REGIMES)}")
+    return {m: osp.join(REPO, c.format(REGIMES[regime])) for m, c in _CONFIGS.items()}
+
+
+#: method name -> config of the default regime
+METHODS: Dict[str, str] = methods_of(DEFAULT_REGIME)
+
+
+def add_regime_argument(parser) -> None:
+    """``--regime`` of the benchmark tools."""
+    parser.add_argument('--regime', default=DEFAULT_REGIME, choices=list(REGIMES),
+                        help='how the encoder starts: scratch (random init) or '
+                             'pretrained (formula-pretrained weights, feature distance, '
+                             "DAFormer's learning rates); default: %(default)s")
 
 
 def run_tool(tool: str, args: List[str], log_path: Optional[str] = None) -> None:

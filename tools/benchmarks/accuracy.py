@@ -9,6 +9,10 @@ re-run cheaply. Runs go seed-major, so a cut-short run still compares the method
 the seeds it finished. The metrics are those of ``tools/test.py`` on the final
 checkpoint (target val; per class).
 
+``--regime`` picks how the encoder starts (``scratch``: random init; ``pretrained``:
+the formula-pretrained weights with DAFormer's feature distance and learning rates);
+the work dirs of the pretrained regime get the suffix _pretrained.
+
 ``--gap`` picks the benchmark's gap preset (tools/generate_benchmark.py: full, texture,
 palette, camera, fog), as in tools/run_benchmark.py: each preset's data lives in its
 own folder (data/procedural for the default full, data/procedural_<gap> otherwise, or
@@ -21,6 +25,8 @@ Usage::
     python tools/benchmarks/accuracy.py --seeds 0 1 2
     python tools/benchmarks/accuracy.py --gap fog --seeds 0 1 2 \\
         --methods DAFormer DAFormer+DiDA
+    python tools/benchmarks/accuracy.py --regime pretrained --seeds 0 \\
+        --methods source-only DAFormer HRDA 'MIC(HRDA)'
     python tools/benchmarks/accuracy.py --seeds 0 --iters 200   # a quick look
     python tools/benchmarks/accuracy.py --seeds 0 --config abl1=configs/dida/...py
 """
@@ -33,13 +39,15 @@ from mmengine.config import Config
 
 from mmseg_dida.datasets.procedural import DEFAULT_GAP, default_root
 from mmseg_dida.utils.benchmark import (
-    METHODS,
+    MAIN_METHODS,
     REPO,
     TrainJob,
     add_data_arguments,
+    add_regime_argument,
     benchmark_data,
     data_root_of,
     data_root_options,
+    methods_of,
     per_class,
     test_metrics,
     train_many,
@@ -50,7 +58,9 @@ from mmseg_dida.utils.report import format_per_class, format_table, mean_std
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS))
+    add_regime_argument(p)
+    p.add_argument('--methods', nargs='+', default=list(MAIN_METHODS),
+                   choices=list(methods_of('scratch')), help='default: %(default)s')
     p.add_argument('--config', nargs='+', default=[], metavar='NAME=CONFIG',
                    help='more methods to run, each a name and a config path')
     p.add_argument('--iters', type=int, default=None,
@@ -79,14 +89,16 @@ def data_options(config: str, data_root: str) -> list:
 def main(argv=None):
     args = parse_args(argv)
     meta = benchmark_data(args.data_root, args.gap)
-    methods = {m: METHODS[m] for m in args.methods}
+    configs = methods_of(args.regime)
+    methods = {m: configs[m] for m in args.methods}
     for item in args.config:
         name, sep, path = item.partition('=')
         if not sep or not osp.isfile(path):
             raise RuntimeError(f"--config {item!r}: expected NAME=CONFIG with an "
                                'existing config path')
         methods[name] = path
-    suffix = f'_{args.gap}' if args.gap != DEFAULT_GAP else ''
+    suffix = (f'_{args.gap}' if args.gap != DEFAULT_GAP else '') + (
+        f'_{args.regime}' if args.regime != 'scratch' else '')
     options = {m: data_options(cfg, args.data_root) for m, cfg in methods.items()}
     jobs = [TrainJob(f'{m} s{seed}', cfg, osp.join(args.work_root, f'{m}_s{seed}{suffix}'),
                      options[m] + [f'randomness.seed={seed}'] + list(args.cfg_options),
@@ -103,7 +115,8 @@ def main(argv=None):
         classes[method].append(per_class(metrics))
     rows = [[m, mean_std(v), ' / '.join(f'{x:.2f}' for x in v)]
             for m, v in miou.items()]
-    title = (f'Procedural benchmark, gap {meta["gap"]}, target val, seeds '
+    title = (f'Procedural benchmark, gap {meta["gap"]}, regime {args.regime}, '
+             f'target val, seeds '
              f'{args.seeds}')
     print(format_table(rows, ['method', 'mIoU (mean +- std)', 'per seed'],
                        title=title))

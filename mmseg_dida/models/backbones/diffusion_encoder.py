@@ -18,6 +18,12 @@ unchanged::
 
 At deployment the wrapper is replaced by g (:meth:`DiffusionEncoder.deploy_module`,
 :mod:`mmseg_dida.deploy`).
+
+The paper's ablation ticks "g_time" (a time embedding in the shared encoder g) in every
+row from the second on, the full method included, without saying where g reads t.
+``block_time=True`` is the reading of the authors' earlier code: a FiLM of t inside
+every Mix-FFN of g, after its depthwise convolution, in degraded passes only (forward
+hooks; g's weights and keys are untouched, and a pass without t is exactly g).
 """
 import copy
 from contextlib import contextmanager
@@ -32,9 +38,24 @@ from torch.utils.checkpoint import checkpoint
 from ..utils.memory_saving import DEFAULT_MEMORY_SAVING, memory_saving_mode
 from ..utils.time_embedding import COMPENSATION_INITS, TimeEmbedding, TimeFiLM
 
-__all__ = ['DiffusionEncoder']
+__all__ = ['DiffusionEncoder', 'mix_ffn_depthwise_convs']
 
 MODES = ('full', 'g_time', 'none')
+
+
+def mix_ffn_depthwise_convs(backbone: nn.Module) -> List[nn.Conv2d]:
+    """The depthwise 3x3 convolution of every MiT Mix-FFN of ``backbone``, in
+    forward order (mmseg's ``MixFFN.layers``: 1x1 conv, depthwise conv, ...)."""
+    convs = []
+    for module in backbone.modules():
+        if type(module).__name__ == 'MixFFN':
+            conv = module.layers[1]
+            if not (isinstance(conv, nn.Conv2d) and conv.groups == conv.in_channels
+                    == conv.out_channels):
+                raise ValueError('DiffusionEncoder: a MixFFN without its depthwise '
+                                 'convolution at layers[1]')
+            convs.append(conv)
+    return convs
 
 
 @MODELS.register_module()
@@ -56,6 +77,10 @@ class DiffusionEncoder(BaseModule):
             step 0, the fused features start as g(x_t); Eq. 4 is unchanged and the
             modulation is learnt from there). Mode 'g_time' has no z' and keeps
             'default' (a zero FiLM would zero its features).
+        block_time: Also condition g itself on t: a FiLM (:class:`TimeFiLM`, its
+            own per block) of the hidden features of every MiT Mix-FFN of g, after
+            the depthwise convolution, in degraded passes only; g' (mode 'full') is
+            not modulated inside. False (default): g never reads t.
         memory_saving: DiDA's memory saving mode
             (:data:`~mmseg_dida.models.utils.memory_saving.MEMORY_SAVING`); this
             wrapper reads its activation checkpointing of g' and of g in degraded
@@ -67,6 +92,7 @@ class DiffusionEncoder(BaseModule):
                  level_channels: Optional[Sequence[int]] = None, embed_dim: int = 16,
                  time_dim: int = 256, compensation_init: str = 'default',
                  memory_saving: str = DEFAULT_MEMORY_SAVING,
+                 block_time: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if mode not in MODES:
@@ -88,21 +114,35 @@ class DiffusionEncoder(BaseModule):
         self.compensation_init = compensation_init
         self.set_memory_saving(memory_saving)
         self._t: Optional[Tensor] = None
+        self._block_emb: Optional[Tensor] = None  # Embed(t) while g runs degraded
         self.g_prime_synced = False
+        self.block_time = bool(block_time)
         if mode == 'none':
             self.level_channels = list(level_channels or [])
-            return
-        if level_channels is None:
-            level_channels = self.infer_level_channels(self.backbone)
-        self.level_channels = [int(c) for c in level_channels]
-        self.time_embed = TimeEmbedding(embed_dim, time_dim)
-        self.film = nn.ModuleList(
-            TimeFiLM(time_dim, c, compensation_init) for c in self.level_channels)
+        else:
+            if level_channels is None:
+                level_channels = self.infer_level_channels(self.backbone)
+            self.level_channels = [int(c) for c in level_channels]
+            self.film = nn.ModuleList(
+                TimeFiLM(time_dim, c, compensation_init) for c in self.level_channels)
+        if mode != 'none' or self.block_time:
+            self.time_embed = TimeEmbedding(embed_dim, time_dim)
         if mode == 'full':
             # g' starts as a copy of g's weights, taken in init_weights (after g's
             # pretrained weights are loaded); it must not load g's file again.
             self.g_prime = copy.deepcopy(self.backbone)
             self.g_prime._is_init = True
+        if self.block_time:  # after g' was copied: g' gets no hooks
+            convs = mix_ffn_depthwise_convs(self.backbone)
+            if not convs:
+                raise ValueError('DiffusionEncoder: block_time needs a backbone with '
+                                 f'MiT Mix-FFNs, {type(self.backbone).__name__} has '
+                                 'none')
+            self.block_film = nn.ModuleList(TimeFiLM(time_dim, c.out_channels)
+                                            for c in convs)
+            for i, conv in enumerate(convs):
+                conv.dida_block_index = i
+                conv.register_forward_hook(self._block_hook)
 
     def set_memory_saving(self, memory_saving: str) -> None:
         """Use the activation checkpointing of ``memory_saving`` from the next pass on
@@ -113,6 +153,27 @@ class DiffusionEncoder(BaseModule):
         self.checkpoint_g = saving.checkpoint_g
 
     # ------------------------------------------------------------------ helpers
+    def _block_hook(self, module: nn.Module, args, out: Tensor) -> Optional[Tensor]:
+        """Forward hook of g's depthwise convolutions: the block's time FiLM while
+        g runs a degraded pass; nothing (the output unchanged) otherwise. A deep copy
+        of the model copies the hook with its own wrapper (an EMA teacher keeps g
+        alone, whose copied wrapper never runs a degraded pass)."""
+        emb = self._block_emb
+        if emb is None:
+            return None
+        return self.block_film[module.dida_block_index](out, emb)
+
+    def _run_g(self, x: Tensor, emb: Optional[Tensor]):
+        """g(x), with its blocks' time FiLM at ``emb`` when ``block_time``; set
+        inside the function, so that a checkpointed g recomputes it alike."""
+        if not self.block_time:
+            return self.backbone(x)
+        prev, self._block_emb = self._block_emb, emb
+        try:
+            return self.backbone(x)
+        finally:
+            self._block_emb = prev
+
     @staticmethod
     def infer_level_channels(backbone: nn.Module, size: int = 64) -> List[int]:
         """Channels of each output level of ``backbone`` (one eval forward)."""
@@ -150,6 +211,9 @@ class DiffusionEncoder(BaseModule):
         if self.mode != 'none':
             for film in self.film:
                 film.reset_modulation()
+        if self.block_time:
+            for film in self.block_film:
+                film.reset_modulation()
 
     # ------------------------------------------------------------------- deploy
     def deploy_module(self) -> nn.Module:
@@ -165,10 +229,10 @@ class DiffusionEncoder(BaseModule):
         return key[len('backbone.'):] if key.startswith('backbone.') else None
 
     @staticmethod
-    def _run(module: nn.Module, x: Tensor, use_cp: bool):
+    def _run(module, x: Tensor, use_cp: bool, *args):
         if use_cp and torch.is_grad_enabled():
-            return checkpoint(module, x, use_reentrant=False)
-        return module(x)
+            return checkpoint(module, x, *args, use_reentrant=False)
+        return module(x, *args)
 
     # ------------------------------------------------------------------ forward
     def degraded_levels(self, x: Tensor, t: Tensor
@@ -183,7 +247,11 @@ class DiffusionEncoder(BaseModule):
         if t.shape != (x.shape[0], ):
             raise ValueError(f'DiffusionEncoder: timestep shape {tuple(t.shape)} does '
                              f'not match the batch size {x.shape[0]}')
-        feats = self._run(self.backbone, x, self.checkpoint_g)
+        emb = None
+        if self.mode != 'none' or self.block_time:
+            emb = self.time_embed(t.to(x.device, non_blocking=True))  # t: host draws
+        feats = self._run(self._run_g, x, self.checkpoint_g,
+                          emb if self.block_time else None)
         single = isinstance(feats, Tensor)
         feats = [feats] if single else list(feats)
         if self.mode == 'none':
@@ -191,7 +259,6 @@ class DiffusionEncoder(BaseModule):
         if len(feats) != len(self.film):
             raise ValueError(f'DiffusionEncoder: backbone returned {len(feats)} '
                              f'levels, level_channels has {len(self.film)}')
-        emb = self.time_embed(t.to(x.device, non_blocking=True))  # t: host draws
         if self.mode == 'g_time':
             return feats, [film(z, emb) for film, z in zip(self.film, feats)], single
         zp = self._run(self.g_prime, x, self.checkpoint_g_prime)
@@ -201,7 +268,7 @@ class DiffusionEncoder(BaseModule):
 
     def forward(self, x: Tensor):
         t = self._t
-        if t is None or self.mode == 'none':
+        if t is None or (self.mode == 'none' and not self.block_time):
             return self.backbone(x)
         _, fused, single = self._degraded(x, t)
         return fused[0] if single else fused

@@ -17,7 +17,7 @@ puts around the student's backbone in :meth:`DiDA.attach`; at deployment it is
 replaced by g again (:func:`mmseg_dida.deploy.deploy_segmentor`), so the deployed
 model is exactly the baseline's architecture.
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ...deploy import replace_wrappers
 from ..backbones.diffusion_encoder import COMPENSATION_INITS, DiffusionEncoder
+from ..decode_heads.recon_head import PRED_INITS
 from ..decode_heads.time_seg_path import TimeConditionedSegPath
 from ..segmentors.uda_segmentor import (
     EncoderDecoderUDA,
@@ -44,6 +45,7 @@ from ..utils.memory_saving import (
     memory_saving_mode,
     next_memory_saving,
 )
+from ..utils.norm_buffers import has_batch_norm, per_part_batch_norm
 from .plugin import BaseUDAPlugin, UDAStepContext
 
 __all__ = ['DiDA']
@@ -52,6 +54,8 @@ RECON_ARCHS = ('full', 'linear', None)
 SEG_PATHS = ('shared', 'time_conditioned')
 LD_T_WEIGHTS = ('uniform', 'abar')
 FD_REFERENCES = ('imnet', 'clean')
+DEGRADED_NORMS = ('joint', 'per_domain')
+RECON_TARGETS = ('pooled', 'unit_variance')
 
 
 @MODELS.register_module()
@@ -125,6 +129,29 @@ class DiDA(BaseUDAPlugin):
             'decode_head.scale_attention', HRDA's scale attention) that receive no
             gradient from DiDA's losses: they learn from the clean passes only.
             Empty (paper): none.
+        g_block_time: *variant* (a reading of the paper's ablation, whose full row
+            ticks "g_time"). True: g itself reads t, through a time FiLM inside
+            every Mix-FFN of g after its depthwise convolution (the authors' earlier
+            code), in degraded passes only; with ``mode='full'`` g' is kept as well,
+            with ``mode='none'`` it is the only time conditioning. False (default):
+            g never reads t.
+        degraded_norm: How BatchNorm layers of the student normalise a degraded pass
+            over both domains: 'joint' (default): one batch of degraded source and
+            target images; 'per_domain' (the authors' earlier code, which ran the
+            domains separately): each domain's images with their own batch
+            statistics, in one pass. The memory modes that split the domains into
+            two passes ('per_domain', 'g_prime', 'encoders', 'auto') can only give
+            'per_domain' statistics, so a student with BatchNorm needs
+            ``degraded_norm='per_domain'`` with them: then every mode computes the
+            same losses and gradients.
+        recon_init: h''s prediction layer: 'default' (torch's init) or *variant*
+            'zero' (h' predicts 0 at first: no burst of L_R gradient into the
+            encoders at the start).
+        recon_target: L_R's target at h''s resolution: 'pooled' (default: eps
+            area-pooled, std 1/4 at stride 4) or *variant* 'unit_variance' (the
+            pooled eps rescaled to unit variance, as the authors' earlier code's h'
+            predicted unit-variance noise); needs per-pixel noise
+            (``noise_downsample=1``).
     """
 
     def __init__(self, degradation: Optional[dict] = None, mode: str = 'full',
@@ -139,6 +166,10 @@ class DiDA(BaseUDAPlugin):
                  ld_scale_weights: Optional[Dict[str, float]] = None,
                  degraded_frozen_modules: Sequence[str] = (),
                  noise_per_view: bool = False,
+                 g_block_time: bool = False,
+                 degraded_norm: str = 'joint',
+                 recon_init: str = 'default',
+                 recon_target: str = 'pooled',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         _check_choice('recon', recon, RECON_ARCHS)
@@ -148,6 +179,12 @@ class DiDA(BaseUDAPlugin):
         _check_choice('ld_t_weight', ld_t_weight, LD_T_WEIGHTS)
         _check_choice('degraded_fd_reference', degraded_fd_reference, FD_REFERENCES)
         _check_choice('compensation_init', compensation_init, COMPENSATION_INITS)
+        _check_choice('degraded_norm', degraded_norm, DEGRADED_NORMS)
+        _check_choice('recon_init', recon_init, PRED_INITS)
+        _check_choice('recon_target', recon_target, RECON_TARGETS)
+        if recon_target != 'pooled' and recon is None:
+            raise ValueError(f'DiDA: recon_target={recon_target!r} needs h\' '
+                             '(recon is None)')
         if compensation_init == 'zero' and mode != 'full':
             raise ValueError("DiDA: compensation_init='zero' needs mode='full', "
                              f'got mode={mode!r}')
@@ -184,9 +221,18 @@ class DiDA(BaseUDAPlugin):
                              'checkpointed passes are recomputed outside the scope)')
         self.degradation = MODELS.build(degradation or dict(type='Degradation'))
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
+        if recon_target == 'unit_variance' and (
+                self.degradation.kind != 'noise'
+                or self.degradation.noise_downsample != 1):
+            raise ValueError("DiDA: recon_target='unit_variance' rescales noise drawn "
+                             'per pixel (degradation kind noise, noise_downsample=1)')
         self.encoder_cfg = dict(mode=mode, embed_dim=embed_dim, time_dim=time_dim,
                                 compensation_init=compensation_init,
-                                memory_saving=self.active_memory_saving)
+                                memory_saving=self.active_memory_saving,
+                                block_time=bool(g_block_time))
+        self.degraded_norm = degraded_norm
+        self.recon_init = recon_init
+        self.recon_target = recon_target
         self.recon = recon
         self.lambda_r = lambda_r
         self.recon_channels = recon_channels
@@ -259,6 +305,15 @@ class DiDA(BaseUDAPlugin):
             if name not in modules:
                 raise ValueError(f'DiDA: degraded_frozen_modules: the student has no '
                                  f'module {name!r}')
+        if (self.degraded_norm == 'joint' and has_batch_norm(student)
+                and (self.memory_saving == AUTO or memory_saving_mode(
+                    self.memory_saving, 'DiDA').per_domain)):
+            raise ValueError(
+                f'DiDA: memory_saving={self.memory_saving!r} runs the degraded source '
+                'and target images as separate passes, so the BatchNorm layers of the '
+                "student cannot normalise them jointly (degraded_norm='joint'); set "
+                "degraded_norm='per_domain' (the same losses in every mode) or "
+                "memory_saving='none'")
         encoder = DiffusionEncoder(student.backbone, **self.encoder_cfg)
         student.backbone = encoder
         if self.seg_path == 'time_conditioned':
@@ -276,7 +331,10 @@ class DiDA(BaseUDAPlugin):
                 in_index=list(range(len(channels))), channels=self.recon_channels,
                 out_channels=3, arch=self.recon,
                 embed_dim=self.encoder_cfg['embed_dim'],
-                time_dim=self.encoder_cfg['time_dim'], loss_weight=self.lambda_r))
+                time_dim=self.encoder_cfg['time_dim'], loss_weight=self.lambda_r,
+                pred_init=self.recon_init,
+                target_scale=('unit_variance' if self.recon_target == 'unit_variance'
+                              else 'none')))
 
     def strip_teacher(self, model: nn.Module) -> nn.Module:
         """The teacher only labels clean target images, for which the
@@ -390,7 +448,10 @@ class DiDA(BaseUDAPlugin):
         ``views`` (``noise_per_view``) ``x_t`` is clean, the images ``index`` of the
         views' batch, and ``target`` None (the eps of the view h' reads is)."""
         transform = None if views is None else views.for_images(index)
-        with frozen_parameters(ctx.student, self.degraded_frozen_modules):
+        both = 0 < num_src < x_t.shape[0]
+        norm_scope = (per_part_batch_norm(ctx.student, (num_src, x_t.shape[0] - num_src))
+                      if self.degraded_norm == 'per_domain' and both else nullcontext())
+        with frozen_parameters(ctx.student, self.degraded_frozen_modules), norm_scope:
             out = self.degraded_forward(ctx.student, x_t, t, transform)
         if self.seg_path_module is not None:
             seg_loss = out.logits

@@ -12,15 +12,21 @@ and tracking InstanceNorm layers). The tensors are restored in place, so referen
 to them (EMA pairing, optimiser state) stay valid. Activation checkpointing that
 re-runs a forward inside backward is covered as long as the backward happens inside
 the scope.
+
+:func:`per_part_batch_norm` is the other half of a training-only pass's normalisation:
+inside its scope every BatchNorm layer in training mode normalises consecutive parts of
+its batch (DiDA: the degraded source images, then the degraded target images) with each
+part's own batch statistics, as separate passes over the parts would.
 """
 from contextlib import contextmanager
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
-__all__ = ['norm_buffers', 'preserved_norm_buffers']
+__all__ = ['norm_buffers', 'preserved_norm_buffers', 'has_batch_norm',
+           'per_part_batch_norm']
 
 
 def norm_buffers(module: nn.Module) -> Dict[str, Tensor]:
@@ -45,3 +51,40 @@ def preserved_norm_buffers(module: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for name, buf in live.items():
                 buf.copy_(saved[name])
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    """Whether ``module`` holds a BatchNorm layer (or SyncBatchNorm)."""
+    return any(isinstance(m, _BatchNorm) for m in module.modules())
+
+
+@contextmanager
+def per_part_batch_norm(module: nn.Module, sizes: Sequence[int]) -> Iterator[None]:
+    """Scope in which every BatchNorm layer of ``module`` normalises the parts
+    ``sizes`` (consecutive, along the batch) of each input separately: in training
+    mode with each part's batch statistics, and its running statistics moved once per
+    part in order, exactly as consecutive passes over the parts would. An input whose
+    batch is not ``sum(sizes)`` is an error. Layers in eval mode are unchanged."""
+    sizes = [int(s) for s in sizes]
+    total = sum(sizes)
+    layers = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+
+    def split_forward(layer):
+        plain = layer.forward
+
+        def forward(x: Tensor) -> Tensor:
+            if not layer.training:
+                return plain(x)
+            if x.shape[0] != total:
+                raise ValueError(f'per_part_batch_norm: a batch of {x.shape[0]} in '
+                                 f'{type(layer).__name__}, parts {sizes}')
+            return torch.cat([plain(part) for part in x.split(sizes)])
+        return forward
+
+    for layer in layers:
+        layer.forward = split_forward(layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward

@@ -35,7 +35,10 @@ CONVERT_HINT = (
     '  ResNet-101 V1c (open-mmlab://resnet101_v1c = https://download.openmmlab.com/'
     'pretrain/third_party/resnet101_v1c-e67eebb6.pth):\n'
     '    python tools/model_converters/resnet2mmseg.py resnet101_v1c-e67eebb6.pth '
-    'pretrained/resnet101_v1c_mmseg.pth')
+    'pretrained/resnet101_v1c_mmseg.pth\n'
+    "  The procedural benchmark's formula-pretrained small MiT (shipped in the "
+    'repository; pretrained/README.md):\n'
+    '    python tools/pretrain_formula.py --out pretrained/mit_tiny_formula.pth')
 
 
 class PretrainedLoadError(RuntimeError):

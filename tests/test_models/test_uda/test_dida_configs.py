@@ -62,6 +62,10 @@ def test_config_resolves(path):
     name = osp.basename(path)
     expected = 'auto' if '_mitb5_' in name else 'none'
     assert plugins[0].memory_saving == expected, name
+    # a mode that may split the domains into two passes normalises per domain, so
+    # that every mode computes the same losses (DAFormer's head has BatchNorm)
+    norm = 'per_domain' if ('_mitb5_' in name or 'per_domain_norm' in name) else 'joint'
+    assert plugins[0].degraded_norm == norm, name
 
 
 PROCEDURAL = osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py')
@@ -77,6 +81,13 @@ VARIANTS = {  # variant -> the plug-in options it changes (nothing else may diff
     'time_seg_path': {'seg_path': 'time_conditioned'},
     'loss_balance': {'lambda_d': 1 / 3, 'lambda_r': 40 / 3},
     'degraded_fd': {'degraded_fd_weight': 0.005, 'degraded_fd_reference': 'clean'},
+    # issue 28's readings
+    'g_block_time': {'g_block_time': True},
+    'g_block_time_no_g_prime': {'g_block_time': True, 'mode': 'none'},
+    'per_domain_norm': {'degraded_norm': 'per_domain'},
+    'recon_zero_init': {'recon_init': 'zero'},
+    'recon_unit_target': {'recon_target': 'unit_variance'},
+    't_per_domain': {'degradation.share_t': False},
 }
 
 
