@@ -39,6 +39,8 @@ from mmseg_dida.deploy import (  # noqa: E402
     save_deployable,
     training_segmentor,
 )
+from mmseg_dida.utils.console import silence_third_party_deprecations  # noqa: E402
+from mmseg_dida.utils.launch import UserError, load_config  # noqa: E402
 from mmseg_dida.utils.model_loading import (  # noqa: E402
     build_model_from_checkpoint,
     strip_pretrained_init,
@@ -135,9 +137,9 @@ def require_onnx() -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        sys.exit(f"error: --onnx needs the package(s) {', '.join(missing)}: "
-                 'pip install ' + ' '.join(
-                     f'{m}=={_pinned(m)}' if _pinned(m) else m for m in missing))
+        raise UserError(f"--onnx needs the package(s) {', '.join(missing)}: "
+                        'pip install ' + ' '.join(
+                            f'{m}=={_pinned(m)}' if _pinned(m) else m for m in missing))
 
 
 def _pinned(name: str) -> str:
@@ -288,15 +290,18 @@ def main(argv=None):
                    help='export although the checkpoint does not fill every tensor '
                    'of the model')
     args = p.parse_args(argv)
-    if args.onnx:
-        require_onnx()
-    cfg = Config.fromfile(args.config)
-    with _stage('loading the training checkpoint'):
-        try:
+    silence_third_party_deprecations()
+    try:
+        if args.onnx:
+            require_onnx()
+        cfg = load_config(args.config)
+        with _stage('loading the training checkpoint'):
             model = build_training_model(cfg, args.checkpoint,
                                          strict=not args.non_strict)
-        except (CheckpointReadError, CheckpointMismatchError) as e:
-            sys.exit(f'error: {args.config}: {e}')
+    except (UserError, CheckpointReadError, CheckpointMismatchError) as e:
+        # a mistake in what was given: one line, exit 2 as tools/test.py and infer.py
+        print(f'error: {args.config}: {e}', file=sys.stderr)
+        return 2
     out_dir = args.out_dir or osp.dirname(osp.abspath(args.checkpoint))
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path, cfg_path = save_deployable(model, cfg, out_dir, args.name)
@@ -307,11 +312,13 @@ def main(argv=None):
         ok = (report['same_names_as_baseline'] and report['max_abs_logit_diff'] == 0
               and report['num_params'] == report['baseline_num_params'])
         if not ok:
-            sys.exit('export verification FAILED')
+            print('export verification FAILED', file=sys.stderr)
+            return 1
         print('export verification passed')
     if args.onnx:
         onnx_stage(model, args.checkpoint, ckpt_path, out_dir, args.name, args.opset)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -11,11 +11,11 @@ parts stripped, exactly as tools/export.py deploys it.
 
 INPUT: an image, a folder (its images, sub-folders included) or a video file.
 
-Writes, for images, ``DIR/masks/<name>.png`` (the prediction in the Cityscapes
-palette), ``DIR/overlays/<name>.png`` (the mask blended onto the image) and with
-``--labels`` ``DIR/labels/<name>.png`` (class ids, 255 = none); for a video,
-``DIR/<stem>_mask.mp4`` and ``DIR/<stem>_overlay.mp4`` at the input's frame rate.
-Every file is written to a temporary name and renamed when complete. A progress bar
+Writes, for images, ``DIR/masks/<name>.png`` (the prediction in the palette of the
+config's test dataset, Cityscapes' when it names none), ``DIR/overlays/<name>.png``
+(the mask blended onto the image) and with ``--labels`` ``DIR/labels/<name>.png``
+(class ids, 255 = none); for a video, ``DIR/<stem>_mask.mp4`` and
+``DIR/<stem>_overlay.mp4`` at the input's frame rate. Every file is written to a temporary name and renamed when complete. A progress bar
 (images or frames) runs on the console.
 """
 import argparse
@@ -35,9 +35,10 @@ from tqdm import tqdm
 
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.deploy import deploy_config, deploy_segmentor
+from mmseg_dida.utils.console import silence_third_party_deprecations
 from mmseg_dida.utils.model_loading import build_model_from_checkpoint
 from mmseg_dida.utils.state_mapping import CheckpointMismatchError, CheckpointReadError
-from mmseg_dida.utils.visualization import label_palette
+from mmseg_dida.utils.visualization import dataset_palette, label_palette
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v')
@@ -100,10 +101,11 @@ def predict(segmentor: nn.Module, pipeline: Compose,
 
 
 # ------------------------------------------------------------------- pictures
-def colourise(labels: np.ndarray) -> np.ndarray:
-    """Class ids (H, W) -> BGR colour image (H, W, 3) for OpenCV, in the Cityscapes
-    palette (:func:`mmseg_dida.utils.visualization.label_palette`)."""
-    return label_palette()[labels][..., ::-1].copy()
+def colourise(labels: np.ndarray, palette: Optional[np.ndarray] = None) -> np.ndarray:
+    """Class ids (H, W) -> BGR colour image (H, W, 3) for OpenCV, in ``palette``
+    ((256, 3) RGB; default the Cityscapes palette of
+    :func:`mmseg_dida.utils.visualization.label_palette`)."""
+    return (label_palette() if palette is None else palette)[labels][..., ::-1].copy()
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, opacity: float) -> np.ndarray:
@@ -151,7 +153,8 @@ def batches(items: Iterator[Tuple[str, np.ndarray]], size: int
 
 
 def run_images(segmentor, pipeline, paths: List[str], root: str, out: str,
-               batch_size: int, opacity: float, save_labels: bool) -> int:
+               batch_size: int, opacity: float, save_labels: bool,
+               palette: Optional[np.ndarray] = None) -> int:
 
     def read():
         for p in paths:
@@ -165,7 +168,7 @@ def run_images(segmentor, pipeline, paths: List[str], root: str, out: str,
         labels = predict(segmentor, pipeline, [img for _, img in batch])
         for (p, img), lab in zip(batch, labels):
             rel = osp.splitext(osp.relpath(p, root) if root else osp.basename(p))[0]
-            mask = colourise(lab)
+            mask = colourise(lab, palette)
             _write_image(osp.join(out, 'masks', rel + '.png'), mask)
             _write_image(osp.join(out, 'overlays', rel + '.png'),
                          overlay(img, mask, opacity))
@@ -177,7 +180,7 @@ def run_images(segmentor, pipeline, paths: List[str], root: str, out: str,
 
 
 def run_video(segmentor, pipeline, path: str, out: str, batch_size: int,
-              opacity: float) -> int:
+              opacity: float, palette: Optional[np.ndarray] = None) -> int:
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise InferError(f"'{path}' is not a readable video")
@@ -211,7 +214,7 @@ def run_video(segmentor, pipeline, path: str, out: str, batch_size: int,
                                for k in tmp}
                     if not all(wr.isOpened() for wr in writers.values()):
                         raise InferError(f'OpenCV cannot write mp4 video to {out}')
-                mask = colourise(lab)
+                mask = colourise(lab, palette)
                 writers['mask'].write(mask)
                 writers['overlay'].write(overlay(frame, mask, opacity))
                 count += 1
@@ -257,6 +260,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    silence_third_party_deprecations()
     try:
         if args.batch_size < 1:
             raise InferError(f'--batch-size must be >= 1, got {args.batch_size}')
@@ -277,14 +281,15 @@ def main(argv=None) -> int:
                                         args.cfg_options,
                                         strict=not args.non_strict)
         pipeline = build_pipeline(cfg)
+        palette = dataset_palette(cfg)
         if is_video:
             n = run_video(segmentor, pipeline, src, args.out, args.batch_size,
-                          args.opacity)
+                          args.opacity, palette)
             print(f'{n} frames segmented: {args.out}')
         else:
             root = src if osp.isdir(src) else ''
             n = run_images(segmentor, pipeline, paths, root, args.out,
-                           args.batch_size, args.opacity, args.labels)
+                           args.batch_size, args.opacity, args.labels, palette)
             print(f'{n} images segmented: {args.out}/masks, {args.out}/overlays')
     except InferError as e:
         print(f'error: {e}', file=sys.stderr)

@@ -7,12 +7,14 @@ import argparse
 import json
 import os
 import os.path as osp
+import shutil
 import sys
 
 from mmengine.config import DictAction
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
 from mmseg_dida.utils.atomic_files import atomic_write_text
+from mmseg_dida.utils.console import silence_third_party_deprecations
 from mmseg_dida.utils.launch import (
     UserError,
     build_runner,
@@ -22,7 +24,11 @@ from mmseg_dida.utils.launch import (
 )
 from mmseg_dida.utils.model_loading import load_model_weights
 from mmseg_dida.utils.report import format_metrics
-from mmseg_dida.utils.state_mapping import CheckpointMismatchError, CheckpointReadError
+from mmseg_dida.utils.state_mapping import (
+    CheckpointMismatchError,
+    CheckpointReadError,
+    read_checkpoint,
+)
 
 
 def parse_args(argv=None):
@@ -67,9 +73,9 @@ def trigger_visualization_hook(cfg, args):
             "--show-dir; refer to 'default_hooks' in the config")
     hook = default_hooks['visualization']
     hook['draw'] = True
-    # mmseg's hook draws every 50th batch by default: one image per 50 batches is not
-    # what --show-dir promises. Every batch, unless the config says otherwise.
-    hook.setdefault('interval', 1)
+    # the configs draw every 50th batch (a picture per validation): --show-dir
+    # promises every test image
+    hook['interval'] = 1
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
@@ -100,12 +106,22 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    silence_third_party_deprecations()
     try:
         cfg = build_cfg(args)
+        # read before the runner creates its log folder: a missing or truncated
+        # checkpoint leaves nothing behind
+        checkpoint = read_checkpoint(args.checkpoint)
         runner = build_runner(cfg, args.launcher)
-        load_model_weights(runner.model, args.checkpoint, strict=not args.non_strict)
-    except (UserError, CheckpointReadError, CheckpointMismatchError) as e:
+    except (UserError, CheckpointReadError) as e:
         print(f'error: {args.config}: {e}', file=sys.stderr)
+        return 2
+    try:
+        load_model_weights(runner.model, checkpoint, strict=not args.non_strict)
+    except CheckpointMismatchError as e:
+        if runner.rank == 0:
+            shutil.rmtree(runner.log_dir, ignore_errors=True)
+        print(f'error: {args.config}: {e} ({args.checkpoint})', file=sys.stderr)
         return 2
     metrics = runner.test()
     if runner.rank == 0:

@@ -25,6 +25,7 @@ from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, NonFiniteLossError, Traini
 from mmseg_dida.engine.speed_options import SpeedOptionError, apply_speed_options
 from mmseg_dida.utils.atomic_files import atomic_write_text
 from mmseg_dida.utils.config_errors import explain_build_error
+from mmseg_dida.utils.console import header, silence_third_party_deprecations
 from mmseg_dida.utils.launch import (
     UserError,
     build_runner,
@@ -160,18 +161,20 @@ def build_cfg(args):
                     scan_dataset(node, path)
         except DataError as e:
             raise UserError(str(e)) from None
-    if note and launcher_rank() == 0:
-        print(f'--resume: {note}', flush=True)
-    return cfg
+    return cfg, note
 
 
 def main(argv=None):
     args = parse_args(argv)
+    silence_third_party_deprecations()
     try:
-        runner = build_runner(build_cfg(args), args.launcher)
+        cfg, note = build_cfg(args)
+        runner = build_runner(cfg, args.launcher)
     except UserError as e:
         print(f'error: {args.config}: {e}', file=sys.stderr)
         return 2
+    if launcher_rank() == 0:
+        print(header(runner, args.config, note), flush=True)
     try:
         runner.train()
     except DataError as e:  # raised in a dataloader worker: the original line

@@ -252,10 +252,10 @@ class FormulaPretrainer:
                 last = now
                 rate = (now - t0) / (self.step - start_step)
                 eta = rate * (self.s.steps - self.step)
-                recent = np.mean(losses) if losses else float('nan')
-                self.echo(f'[pretrain] step {self.step}/{self.s.steps} loss '
-                          f'{recent:.4f} lr {self.s.lr_at(self.step):.2e} '
-                          f'{rate:.3f} s/step, ETA {eta / 60:.1f} min')
+                recent = f' loss {np.mean(losses):.4f}' if losses else ''
+                self.echo(f'[pretrain] step {self.step}/{self.s.steps}{recent} lr '
+                          f'{self.s.lr_at(self.step):.2e} {rate:.3f} s/step, ETA '
+                          f'{eta / 60:.1f} min')
 
     def export_backbone(self, out: str, command: Optional[str] = None) -> Dict:
         """Write the encoder's state dict (``MixVisionTransformer`` keys) to ``out``,

@@ -218,6 +218,17 @@ class SpeedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     nor ``foreach`` (``speed.fused_optimizer='auto'``, :func:`choose_fused`).
     Arguments are ``DefaultOptimWrapperConstructor``'s."""
 
+    def add_params(self, params: list, module: nn.Module, prefix: str = '',
+                   is_dcn_module=None) -> None:
+        """mmengine's, except for a module whose parameters are all frozen (the EMA
+        teacher, the feature distance's reference model): mmengine leaves each of
+        them out of the optimiser with a warning per tensor (a hundred lines for a
+        DACS model); here they are left out without one."""
+        tensors = list(module.parameters())
+        if tensors and not any(p.requires_grad for p in tensors):
+            return
+        super().add_params(params, module, prefix=prefix, is_dcn_module=is_dcn_module)
+
     def __call__(self, model: nn.Module) -> OptimWrapper:
         inner = getattr(model, 'module', model)
         devices = {p.device.type for p in inner.parameters() if p.requires_grad}

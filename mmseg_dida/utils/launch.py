@@ -29,11 +29,11 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from ..datasets.transforms.checks import insert_data_checks
 from .atomic_files import remove_stale_temporaries
 from .config_errors import ConfigError, check_config, check_overrides, explain_build_error
+from .console import QuietConsoleRunner
 from .resume_discovery import checkpoint_problem, find_resume_checkpoint, resume_candidates
 
 
@@ -78,7 +78,8 @@ def build_runner(cfg: Config, launcher: str):
     existed = osp.isdir(work_dir)
     entries = set(os.listdir(work_dir)) if existed else set()
     try:
-        return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        return (RUNNERS.build(cfg) if 'runner_type' in cfg
+                else QuietConsoleRunner.from_cfg(cfg))
     except Exception as e:  # the model (or another part) could not be built
         line = explain_build_error(cfg, e)
         if line is None or os.environ.get('MMSEG_DIDA_DEBUG'):

@@ -80,21 +80,28 @@ class LoadReport:
         return '; '.join(parts) or 'all keys match'
 
 
+def read_checkpoint(path: str, map_location='cpu'):
+    """The object saved in the checkpoint file ``path``; a
+    :class:`CheckpointReadError` (one line) when it is missing, truncated or cannot
+    be read."""
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointReadError(f'checkpoint {path} cannot be used: {problem}')
+    try:
+        # safe loading (runner checkpoints: see mmseg_dida.compat)
+        return torch.load(path, map_location=map_location)
+    except Exception as e:  # a corrupt archive member, an unknown pickled class
+        raise CheckpointReadError(f'checkpoint {path} cannot be read: '
+                                  f'{type(e).__name__}: {str(e).splitlines()[0]}'
+                                  ) from e
+
+
 def read_state_dict(checkpoint: Union[str, dict], map_location='cpu'
                     ) -> Tuple[Dict[str, torch.Tensor], dict]:
     """(state_dict, meta) of a checkpoint file or loaded checkpoint dict. The
     ``module.`` prefix of data-parallel wrappers is removed."""
     if isinstance(checkpoint, str):
-        problem = checkpoint_problem(checkpoint)
-        if problem is not None:
-            raise CheckpointReadError(f'checkpoint {checkpoint} cannot be used: {problem}')
-        try:
-            # safe loading (runner checkpoints: see mmseg_dida.compat)
-            checkpoint = torch.load(checkpoint, map_location=map_location)
-        except Exception as e:  # a corrupt archive member, an unknown pickled class
-            raise CheckpointReadError(f'checkpoint {checkpoint} cannot be read: '
-                                      f'{type(e).__name__}: {str(e).splitlines()[0]}'
-                                      ) from e
+        checkpoint = read_checkpoint(checkpoint, map_location)
     if not isinstance(checkpoint, dict):
         raise CheckpointReadError(f'a checkpoint is a dict, got {type(checkpoint).__name__}')
     meta = checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {}

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['IGNORE_INDEX', 'label_palette', 'colourise', 'denormalise', 'heatmap',
-           'to_tiles', 'panel']
+__all__ = ['IGNORE_INDEX', 'label_palette', 'dataset_palette', 'colourise',
+           'denormalise', 'heatmap', 'to_tiles', 'panel']
 
 IGNORE_INDEX = 255
 
@@ -33,6 +33,25 @@ def label_palette() -> np.ndarray:
     colours = np.random.default_rng(0).integers(0, 256, (256, 3)).astype(np.uint8)
     colours[:len(CITYSCAPES_PALETTE)] = np.array(CITYSCAPES_PALETTE, np.uint8)
     colours[IGNORE_INDEX] = 0
+    return colours
+
+
+def dataset_palette(cfg) -> np.ndarray:
+    """(256, 3) uint8 RGB: the palette of the test (else val) dataset of ``cfg``
+    (its ``metainfo.palette``, or its class's ``METAINFO``) for its class ids, the
+    colours of :func:`label_palette` for the rest; :func:`label_palette` itself when
+    the config names no dataset with a palette."""
+    from mmseg.registry import DATASETS
+    colours = label_palette()
+    for key in ('test_dataloader', 'val_dataloader'):
+        dataset = ((cfg.get(key, None) or {}).get('dataset') or {})
+        palette = (dataset.get('metainfo') or {}).get('palette')
+        if palette is None and isinstance(dataset.get('type'), str):
+            cls = DATASETS.get(dataset['type'])
+            palette = getattr(cls, 'METAINFO', {}).get('palette')
+        if palette:
+            colours[:len(palette)] = np.asarray(palette, np.uint8)
+            return colours
     return colours
 
 

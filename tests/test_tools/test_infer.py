@@ -169,3 +169,20 @@ def test_bad_input_is_one_line(models, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and 'does not match the model' in err and 'other.pth' in err
     assert not osp.exists(tmp_path / 'o')
+
+
+def test_masks_use_the_palette_of_the_configs_dataset():
+    """A dataset with its own class table (the own-data guide's worked example) is
+    drawn in its own palette; a config without one in Cityscapes'."""
+    from mmseg_dida.utils.visualization import dataset_palette
+    custom = Config.fromfile(osp.join(REPO, 'configs/custom/daformer_mit_tiny_custom.py'))
+    table = custom.test_dataloader.dataset.metainfo.palette
+    colours = dataset_palette(custom)
+    assert colours[:len(table)].tolist() == [list(c) for c in table]
+    assert colours[255].tolist() == [0, 0, 0]
+    labels = np.array([[0, 1], [4, 255]], dtype=np.uint8)
+    bgr = _tool().colourise(labels, colours)
+    assert bgr[0, 1, ::-1].tolist() == list(table[1])
+    assert bgr[1, 0, ::-1].tolist() == list(table[4])
+    bench = Config.fromfile(osp.join(REPO, 'configs/benchmark/daformer_mit_tiny_procedural.py'))
+    assert dataset_palette(bench)[:19].tolist() == label_palette()[:19].tolist()

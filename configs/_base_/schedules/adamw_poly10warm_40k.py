@@ -42,4 +42,6 @@ default_hooks = dict(
     checkpoint=dict(
         type='ResumableCheckpointHook', by_epoch=False, interval=4000, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+    # a picture of a validation image's prediction every 50 validation batches
+    # (work_dir/<timestamp>/vis_data/vis_image and TensorBoard)
+    visualization=dict(type='SegVisualizationHook', draw=True, interval=50))

@@ -26,6 +26,7 @@ that key (``None`` switches it off)::
 
     --cfg-options default_hooks.nonfinite_loss.max_consecutive=20
 """
+import functools
 import math
 from typing import Optional
 
@@ -95,6 +96,10 @@ class NonFiniteLossHook(Hook):
             return
         step = wrapper.step
 
+        # functools.wraps keeps the step counter's mark of the LR schedulers (built
+        # before this hook runs), which would otherwise warn that the step was
+        # overridden after them
+        @functools.wraps(step)
         def guarded_step(**kwargs):
             optimizer = wrapper.optimizer
             finite = _grads_finite(optimizer)

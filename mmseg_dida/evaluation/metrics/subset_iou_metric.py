@@ -33,6 +33,9 @@ class SubsetIoUMetric(IoUMetric):
             Default False.
         **kwargs: :class:`IoUMetric` arguments; ``iou_metrics`` must include 'mIoU'.
     """
+    # metric names without a prefix ('mIoU', as mmseg's), said so explicitly: mmengine
+    # warns about a metric class whose prefix is None
+    default_prefix = ''
 
     def __init__(self, subsets: Optional[Dict[str, Sequence[Union[str, int]]]] = None,
                  per_class: bool = False, **kwargs):

@@ -1,0 +1,105 @@
+"""What the terminal shows of a run, in one place.
+
+mmengine writes everything it logs to both the terminal and the run's log file: the
+whole config (hundreds of lines), the environment, the order of every hook and one
+line per parameter of the optimiser's paramwise options, before the first progress
+line. Here the log file keeps all of it, and the terminal gets a short header
+(:func:`header`) and then the progress: :class:`ConsoleFilter` drops the dumps from the
+console handlers of the runner's logger (:class:`QuietConsoleRunner`), and
+:data:`THIRD_PARTY_DEPRECATIONS` names the deprecation warnings of mmseg / mmengine
+that a user cannot act on; they are silenced here and nowhere else
+(:func:`silence_third_party_deprecations`).
+"""
+import logging
+import os.path as osp
+import re
+import warnings
+from typing import Optional
+
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+__all__ = ['ConsoleFilter', 'QuietConsoleRunner', 'THIRD_PARTY_DEPRECATIONS',
+           'silence_third_party_deprecations', 'header', 'log_file_of']
+
+#: start of the messages that go to the log file only
+LOG_FILE_ONLY = (
+    'Config:',  # the config dump
+    'Hooks will be executed in the following order',
+    'paramwise_options -- ',
+    'Distributed training is not used, all SyncBatchNorm',
+)
+#: the environment dump starts with a dashed line and holds this
+ENVIRONMENT_MARK = 'System environment:'
+#: deprecations of the libraries under this project, by the start of their message
+THIRD_PARTY_DEPRECATIONS = (
+    '``build_loss`` would be deprecated soon',  # mmseg
+    'Default ``avg_non_ignore`` is False',  # mmseg
+    '"FileClient" will be deprecated in future',  # mmengine
+    '"HardDiskBackend" is the alias of "LocalBackend"',  # mmengine
+)
+
+
+class ConsoleFilter(logging.Filter):
+    """Drops the dumps (:data:`LOG_FILE_ONLY`, the environment) and the third-party
+    deprecations from a console handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        text = msg.lstrip('\n')
+        if text.startswith(LOG_FILE_ONLY) or text.startswith(THIRD_PARTY_DEPRECATIONS):
+            return False
+        return not (msg.startswith('\n') and ENVIRONMENT_MARK in msg[:200])
+
+
+def silence_third_party_deprecations() -> None:
+    """Python warnings of :data:`THIRD_PARTY_DEPRECATIONS` are not shown."""
+    for start in THIRD_PARTY_DEPRECATIONS:
+        warnings.filterwarnings('ignore', message=re.escape(start))
+
+
+@RUNNERS.register_module()
+class QuietConsoleRunner(Runner):
+    """mmengine's Runner whose logger keeps the dumps out of the terminal
+    (:class:`ConsoleFilter` on its console handlers; the log file gets everything)."""
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                    handler, logging.FileHandler):
+                if not any(isinstance(f, ConsoleFilter) for f in handler.filters):
+                    handler.addFilter(ConsoleFilter())
+        return logger
+
+
+def log_file_of(runner: Runner) -> Optional[str]:
+    """The path of the runner's log file (None if it has none)."""
+    for handler in runner.logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def header(runner: Runner, config: str, resume_note: Optional[str]) -> str:
+    """The few lines a run starts with: config, work dir and log file, device, seed,
+    precision, DiDA's memory mode, and what it resumes from."""
+    import torch
+    cfg = runner.cfg
+    world = runner.world_size
+    device = (f'cuda ({torch.cuda.get_device_name(0)})' if torch.cuda.is_available()
+              else 'cpu')
+    optim = (cfg.get('optim_wrapper') or {}).get('type', 'OptimWrapper')
+    precision = {'AmpOptimWrapper': 'fp16 AMP', 'BF16OptimWrapper': 'bf16 AMP'}.get(
+        optim, 'fp32')
+    lines = [f'config     {config}',
+             f'work dir   {osp.abspath(cfg.work_dir)}',
+             f'log file   {log_file_of(runner)} (config, environment, hooks)',
+             f'device     {device}, {world} process{"es" if world > 1 else ""}, '
+             f'{precision}, seed {runner.seed}']
+    model = cfg.get('model') or {}
+    dida = [p for p in model.get('plugins', []) or [] if p.get('type') == 'DiDA']
+    if dida:
+        lines.append(f"DiDA       memory_saving {dida[0].get('memory_saving', 'none')}")
+    lines.append(f'resume     {resume_note or "no (a first start)"}')
+    return '\n'.join(lines)
