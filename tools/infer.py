@@ -15,8 +15,9 @@ Writes, for images, ``DIR/masks/<name>.png`` (the prediction in the palette of t
 config's test dataset, Cityscapes' when it names none), ``DIR/overlays/<name>.png``
 (the mask blended onto the image) and with ``--labels`` ``DIR/labels/<name>.png``
 (class ids, 255 = none); for a video, ``DIR/<stem>_mask.mp4`` and
-``DIR/<stem>_overlay.mp4`` at the input's frame rate. Every file is written to a temporary name and renamed when complete. A progress bar
-(images or frames) runs on the console.
+``DIR/<stem>_overlay.mp4`` at the input's frame rate. Every file is written to a
+temporary name and renamed when complete. A progress bar (images or frames) runs on
+the console.
 """
 import argparse
 import copy
