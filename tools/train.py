@@ -38,6 +38,8 @@ from mmseg_dida.utils.launch import (
 
 # --amp PRECISION -> the optimiser wrapper that trains in it
 AMP_WRAPPERS = {'fp16': 'AmpOptimWrapper', 'bf16': 'BF16OptimWrapper'}
+# samples of each dataset checked before every training (all with --check-data)
+SAMPLED_CHECK = 8
 # --fused-optimizer -> speed.fused_optimizer (mmseg_dida/engine/speed_options.py)
 FUSED_FLAG = {'auto': 'auto', 'on': True, 'off': False}
 
@@ -77,7 +79,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--check-data', action='store_true',
         help='before training, check every sample of every dataset (files complete, '
-        'labels of the image size and in the class table), with a progress bar')
+        'labels of the image size and in the class table), with a progress bar '
+        f'(without it, {SAMPLED_CHECK} samples of each are checked)')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher')
@@ -150,7 +153,9 @@ def build_cfg(args):
     except SpeedOptionError as e:
         raise UserError(str(e)) from None
     note = prepare_training(cfg, args.resume)
-    if args.check_data and launcher_rank() == 0:
+    if launcher_rank() == 0:
+        # before the runner writes anything: every sample with --check-data, else a
+        # few of each dataset (a wrong label table shows in any of them)
         try:
             scanned = set()
             for path, node in dataset_nodes(cfg):
@@ -158,7 +163,8 @@ def build_cfg(args):
                        str(node.get('data_prefix')))
                 if key not in scanned:  # val and test are often the same data
                     scanned.add(key)
-                    scan_dataset(node, path)
+                    scan_dataset(node, path, sample=0 if args.check_data else
+                                 SAMPLED_CHECK)
         except DataError as e:
             raise UserError(str(e)) from None
     return cfg, note

@@ -5,7 +5,8 @@ whole config (hundreds of lines), the environment, the order of every hook and o
 line per parameter of the optimiser's paramwise options, before the first progress
 line. Here the log file keeps all of it, and the terminal gets a short header
 (:func:`header`) and then the progress: :class:`ConsoleFilter` drops the dumps from the
-console handlers of the runner's logger (:class:`QuietConsoleRunner`), and
+console handlers of the runner's logger (:func:`attach_console_filter`, used by
+:class:`~mmseg_dida.engine.runner.UDARunner`), and
 :data:`THIRD_PARTY_DEPRECATIONS` names the deprecation warnings of mmseg / mmengine
 that a user cannot act on; they are silenced here and nowhere else
 (:func:`silence_third_party_deprecations`).
@@ -16,10 +17,9 @@ import re
 import warnings
 from typing import Optional
 
-from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-__all__ = ['ConsoleFilter', 'QuietConsoleRunner', 'THIRD_PARTY_DEPRECATIONS',
+__all__ = ['ConsoleFilter', 'attach_console_filter', 'THIRD_PARTY_DEPRECATIONS',
            'silence_third_party_deprecations', 'header', 'log_file_of']
 
 #: start of the messages that go to the log file only
@@ -58,19 +58,15 @@ def silence_third_party_deprecations() -> None:
         warnings.filterwarnings('ignore', message=re.escape(start))
 
 
-@RUNNERS.register_module()
-class QuietConsoleRunner(Runner):
-    """mmengine's Runner whose logger keeps the dumps out of the terminal
-    (:class:`ConsoleFilter` on its console handlers; the log file gets everything)."""
-
-    def build_logger(self, *args, **kwargs):
-        logger = super().build_logger(*args, **kwargs)
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                    handler, logging.FileHandler):
-                if not any(isinstance(f, ConsoleFilter) for f in handler.filters):
-                    handler.addFilter(ConsoleFilter())
-        return logger
+def attach_console_filter(logger: logging.Logger) -> logging.Logger:
+    """Add :class:`ConsoleFilter` to the console handlers of ``logger`` (not to its
+    file handler) and return it."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler):
+            if not any(isinstance(f, ConsoleFilter) for f in handler.filters):
+                handler.addFilter(ConsoleFilter())
+    return logger
 
 
 def log_file_of(runner: Runner) -> Optional[str]:
@@ -101,5 +97,8 @@ def header(runner: Runner, config: str, resume_note: Optional[str]) -> str:
     dida = [p for p in model.get('plugins', []) or [] if p.get('type') == 'DiDA']
     if dida:
         lines.append(f"DiDA       memory_saving {dida[0].get('memory_saving', 'none')}")
-    lines.append(f'resume     {resume_note or "no (a first start)"}')
+    if resume_note is None:
+        resume_note = (f'no (weights from load_from={cfg.load_from})'
+                       if cfg.get('load_from') else 'no (a first start)')
+    lines.append(f'resume     {resume_note}')
     return '\n'.join(lines)

@@ -31,9 +31,9 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 from ..datasets.transforms.checks import insert_data_checks
+from ..engine.runner import UDARunner
 from .atomic_files import remove_stale_temporaries
 from .config_errors import ConfigError, check_config, check_overrides, explain_build_error
-from .console import QuietConsoleRunner
 from .resume_discovery import checkpoint_problem, find_resume_checkpoint, resume_candidates
 
 
@@ -50,7 +50,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     cfg = Config.fromfile(path)
     if cfg_options:
         before = {k: cfg.get(k) for k in cfg_options if '.' not in k}
-        cfg.merge_from_dict(cfg_options)
+        merge_options(cfg, cfg_options)
         try:
             check_overrides(cfg, before, cfg_options)
         except ConfigError as e:
@@ -66,9 +66,46 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     return cfg
 
 
+def merge_options(cfg: Config, cfg_options: dict) -> None:
+    """``cfg.merge_from_dict(cfg_options)``; an option that cannot be set (an index
+    past the end of a list, a key under a value that is no dict) is a
+    :class:`UserError` naming it and what is there instead."""
+    for key, value in cfg_options.items():
+        try:
+            cfg.merge_from_dict({key: value})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UserError(f'--cfg-options {key}={value!r}: cannot be set '
+                            f'({_option_problem(cfg, key, e)})') from None
+
+
+def _option_problem(cfg: Config, key: str, err: Exception) -> str:
+    """What stands in the way of ``key``: the first part of its path that the config
+    does not have."""
+    node, done = cfg.to_dict(), []
+    for part in key.split('.'):
+        if isinstance(node, (list, tuple)):
+            if not part.isdigit() or int(part) >= len(node):
+                where = '.'.join(done)
+                extra = (' (no plug-ins: use a config that adds them, e.g. configs/dida/)'
+                         if done and done[-1] == 'plugins' and not node else '')
+                return f'{where} is a list of {len(node)} entries{extra}'
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if part not in node:
+                break
+            node = node[part]
+        else:
+            return f"{'.'.join(done)} is a {type(node).__name__}, not a dict"
+        done.append(part)
+    msg = err.args[0] if err.args else type(err).__name__
+    return str(msg)
+
+
 def build_runner(cfg: Config, launcher: str):
     """Check the data roots, set up the launcher and build the runner (which builds
-    the model, so unknown config keys surface here)."""
+    the model, so unknown config keys surface here); with ``--resume``, check that
+    the checkpoint is one of this model (:func:`check_resume_model`). A failure leaves
+    nothing behind in the work dir."""
     try:
         check_data_roots(cfg)
     except FileNotFoundError as e:
@@ -77,21 +114,35 @@ def build_runner(cfg: Config, launcher: str):
     work_dir = osp.abspath(cfg.work_dir)
     existed = osp.isdir(work_dir)
     entries = set(os.listdir(work_dir)) if existed else set()
+    def discard():  # leave no work dir (or log folder, dumped config) behind
+        if launcher_rank() != 0:
+            return
+        if not existed:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        else:
+            for name in set(os.listdir(work_dir)) - entries:
+                path = osp.join(work_dir, name)
+                if osp.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+
     try:
-        return (RUNNERS.build(cfg) if 'runner_type' in cfg
-                else QuietConsoleRunner.from_cfg(cfg))
+        runner = (RUNNERS.build(cfg) if 'runner_type' in cfg
+                  else UDARunner.from_cfg(cfg))
     except Exception as e:  # the model (or another part) could not be built
         line = explain_build_error(cfg, e)
         if line is None or os.environ.get('MMSEG_DIDA_DEBUG'):
             raise
-        if launcher_rank() == 0:  # leave no work dir (or log folder) behind
-            if not existed:
-                shutil.rmtree(work_dir, ignore_errors=True)
-            else:
-                for name in set(os.listdir(work_dir)) - entries:
-                    shutil.rmtree(osp.join(work_dir, name), ignore_errors=True)
+        discard()
         raise UserError(f'invalid config: {line} (set MMSEG_DIDA_DEBUG=1 for the '
                         'traceback)') from None
+    try:
+        check_resume_model(runner)
+    except UserError:
+        discard()
+        raise
+    return runner
 
 
 def launcher_rank() -> int:
@@ -149,6 +200,27 @@ def prepare_training(cfg: Config, resume: bool) -> Optional[str]:
         return f'no checkpoint in {work_dir} yet, starting from iteration 0'
     cfg.load_from = path
     return sentence
+
+
+def check_resume_model(runner) -> None:
+    """With ``--resume``: the checkpoint must hold the tensors of this config's model
+    (a DAFormer run's checkpoint cannot continue as a DAFormer + DiDA run). Otherwise
+    a :class:`UserError` that says how to start from its weights instead."""
+    from .state_mapping import checkpoint_tensor_names
+    path = runner.cfg.get('load_from') if runner.cfg.get('resume') else None
+    if not path:
+        return
+    model = getattr(runner.model, 'module', runner.model)
+    own = set(model.state_dict())
+    saved = checkpoint_tensor_names(path)
+    missing, extra = sorted(own - saved), sorted(saved - own)
+    if not (missing or extra):
+        return
+    raise UserError(
+        f'--resume: {path} holds another model than this config ({len(missing)} of its '
+        f'tensors missing, e.g. {missing[:2]}; {len(extra)} others, e.g. {extra[:2]}); '
+        'to start this config from that run\'s weights, train a new run without '
+        f'--resume and with --cfg-options load_from={path}')
 
 
 def _env_int(*names, default=None):

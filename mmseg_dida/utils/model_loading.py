@@ -31,7 +31,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 from torch import nn
 
-from ..deploy import training_segmentor
+from ..deploy import deployed_key_map, training_segmentor
 from .state_mapping import (
     STUDENT,
     CheckpointMismatchError,
@@ -97,15 +97,21 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
     mismatched = [f'{k}: {tuple(v.shape)} vs {tuple(expected[k])}'
                   for k, v in state.items() if k in expected and v.shape != expected[k]]
     same = {k: v for k, v in state.items() if k not in expected or v.shape == expected[k]}
-    result = model.load_state_dict(same, strict=False)
+    model_uda = training_segmentor(model) is not model
+    ckpt_uda = any(k.startswith(STUDENT) for k in state)
+    # a UDA checkpoint whose student has other names (another method's wrappers):
+    # nothing of it is loaded under its own names (its teacher, iteration counter and
+    # plug-ins belong to another run), only its student through the mapping below
+    other_student = model_uda and ckpt_uda and (
+        {k for k in state if k.startswith(STUDENT)}
+        != {k for k in expected if k.startswith(STUDENT)})
+    result = model.load_state_dict({} if other_student else same, strict=False)
     bad_shape = {m.split(':')[0] for m in mismatched}
     missing = [k for k in result.missing_keys if k not in bad_shape]
-    unexpected = list(result.unexpected_keys)
+    unexpected = list(state) if other_student else list(result.unexpected_keys)
     report.loaded = len(same) - len(unexpected)
     partial = None
     if missing or unexpected:
-        model_uda = training_segmentor(model) is not model
-        ckpt_uda = any(k.startswith(STUDENT) for k in state)
         mapped = None
         if ckpt_uda and not model_uda:
             candidate, dropped = student_to_segmentor(state, expected)
@@ -115,6 +121,18 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
             else:  # report what the student lacks, not the raw key lists
                 missing, unexpected, mismatched = m2, [], mm2
                 partial = candidate
+        elif model_uda and ckpt_uda:  # another method's run: its student only
+            # the checkpoint's student under the deployed names of this model's
+            # student, then under this model's student names
+            deployed = {dep: expected[STUDENT + k] for k, dep in
+                        deployed_key_map(training_segmentor(model)).items()
+                        if dep is not None and STUDENT + k in expected}
+            student, dropped = student_to_segmentor(state, deployed)
+            candidate, m2, unused = segmentor_into_student(model, student)
+            mm2 = [f'{k}: {tuple(v.shape)} vs {tuple(expected[k])}'
+                   for k, v in candidate.items() if expected.get(k) != v.shape]
+            if not m2 and not mm2:
+                mapped, report.layout, report.dropped = candidate, 'uda->uda', dropped
         elif model_uda and not ckpt_uda:
             candidate, m2, unused = segmentor_into_student(model, state)
             mm2 = [f'{k}: {tuple(v.shape)} vs {tuple(expected[k])}'
@@ -150,6 +168,11 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
                   f'parts ({len(result.missing_keys)} tensors: teacher, ...) are not in '
                   'the checkpoint and are not used at inference', logger=logger or
                   'current')
+    elif report.layout == 'uda->uda':
+        print_log(f'loaded the student of another UDA training checkpoint into the '
+                  f'student of {type(model).__name__} ({report.loaded} tensors; its '
+                  f'teacher, iteration counter and plug-ins, {len(report.dropped)} '
+                  'tensors, left out)', logger=logger or 'current')
     elif report.layout == 'uda->segmentor':
         print_log(f'loaded the student of a UDA training checkpoint '
                   f'({report.loaded} tensors; {len(report.dropped)} training-only '

@@ -96,6 +96,17 @@ def read_checkpoint(path: str, map_location='cpu'):
                                   ) from e
 
 
+def checkpoint_tensor_names(path: str) -> set:
+    """The names of the model tensors in the checkpoint file ``path`` (memory-mapped:
+    the tensors are not read)."""
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointReadError(f'checkpoint {path} cannot be used: {problem}')
+    ckpt = torch.load(path, map_location='cpu', mmap=True)
+    state, _ = read_state_dict(ckpt)
+    return set(state)
+
+
 def read_state_dict(checkpoint: Union[str, dict], map_location='cpu'
                     ) -> Tuple[Dict[str, torch.Tensor], dict]:
     """(state_dict, meta) of a checkpoint file or loaded checkpoint dict. The

@@ -207,10 +207,13 @@ def insert_data_checks(cfg) -> int:
     return changed
 
 
-def scan_dataset(node: dict, path: str = 'dataset', progress: bool = True) -> int:
+def scan_dataset(node: dict, path: str = 'dataset', progress: bool = True,
+                 sample: int = 0) -> int:
     """Check every sample of the dataset config ``node`` (files complete, labels of
     the image's size and in the class table), with a progress bar; raise
-    :class:`DataError` at the first problem. Returns the number of samples."""
+    :class:`DataError` at the first problem. ``sample`` > 0 checks that many samples
+    spread evenly over the dataset instead, silently (the check every training does
+    before it starts). Returns the number of samples checked."""
     from mmengine.registry import DefaultScope
     from mmengine.utils import ProgressBar
     from mmseg.registry import DATASETS
@@ -224,23 +227,31 @@ def scan_dataset(node: dict, path: str = 'dataset', progress: bool = True) -> in
         dataset = DATASETS.build(node)
     pipeline = dataset.pipeline.transforms
     n = len(dataset)
-    root = osp.normpath(str(node.get('data_root', '')))
-    print(f'checking {n} samples of {path} ({root})', flush=True)
-    bar = ProgressBar(n) if progress and n else None
-    for i in range(n):
-        results = dict(dataset.get_data_info(i))
-        try:
-            for t in pipeline:
-                results = t(results)
-        except DataError:
-            raise
-        except Exception as e:  # the decoder's own error
-            msg = str(e).strip().splitlines()
-            raise DataError(f"image {results.get('img_path')} or its label cannot be "
-                            f"decoded ({type(e).__name__}: {msg[0] if msg else ''})"
-                            ) from e
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        print(flush=True)
-    return n
+    indices = range(n)
+    if sample > 0:
+        indices = sorted({int(i) for i in np.linspace(0, n - 1, min(sample, n))}) \
+            if n else []
+        progress = False
+    else:
+        root = osp.normpath(str(node.get('data_root', '')))
+        print(f'checking {n} samples of {path} ({root})', flush=True)
+    bar = ProgressBar(len(indices)) if progress and indices else None
+    try:
+        for i in indices:
+            results = dict(dataset.get_data_info(i))
+            try:
+                for t in pipeline:
+                    results = t(results)
+            except DataError:
+                raise
+            except Exception as e:  # the decoder's own error
+                msg = str(e).strip().splitlines()
+                raise DataError(f"image {results.get('img_path')} or its label cannot "
+                                f"be decoded ({type(e).__name__}: "
+                                f"{msg[0] if msg else ''})") from e
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:  # end the bar's line, also before an error line
+            print(flush=True)
+    return len(indices)
