@@ -19,6 +19,7 @@ from PIL import Image
 from .label_tables import (
     CITYSCAPES_ID_TO_TRAINID,
     SYNTHIA_ID_TO_TRAINID,
+    LabelConversionError,
     class_pixel_counts,
     convert_label,
 )
@@ -38,8 +39,9 @@ def read_palette_label(path: str) -> np.ndarray:
     and Cityscapes ``*_gtFine_labelIds.png``."""
     with Image.open(path) as img:
         if img.mode not in ('L', 'P', 'I;16', 'I'):
-            raise ValueError(f'{path}: expected a single-channel or palette label PNG, '
-                             f'got mode {img.mode}')
+            raise LabelConversionError(
+                f'{path}: expected a single-channel or palette label PNG, got mode '
+                f'{img.mode} (a colour image?)')
         return np.asarray(img).copy()
 
 
@@ -54,10 +56,20 @@ def read_synthia_label(path: str) -> np.ndarray:
     return label[:, :, -1] if label.ndim == 3 else label
 
 
-def read_train_ids(path: str) -> np.ndarray:
-    """A trainId label file as uint8."""
-    with Image.open(path) as img:
-        return np.asarray(img).astype(np.uint8)
+def read_train_ids(path: str, num_classes: int = 19,
+                   ignore_index: int = 255) -> np.ndarray:
+    """A trainId label file as uint8: a single-channel PNG whose ids are the train ids
+    ``0 .. num_classes - 1`` or ``ignore_index``; anything else (a colour label, an
+    id outside the table) is a :class:`LabelConversionError` naming the file."""
+    label = read_palette_label(path)
+    unknown = sorted(set(np.unique(label).tolist()) - set(range(num_classes))
+                     - {ignore_index})
+    if unknown:
+        raise LabelConversionError(
+            f'{path}: label id(s) {unknown[:10]} are not train ids 0..{num_classes - 1} '
+            f'or {ignore_index}; convert the labels first (tools/convert_datasets/) or '
+            'give the class table with --config')
+    return label.astype(np.uint8)
 
 
 def find_files(root: str, pattern: str) -> List[str]:
@@ -107,7 +119,7 @@ def _stats_of_file(path: str, stats_root: Optional[str],
                    id_to_trainid: Optional[Mapping[int, int]] = None,
                    num_classes: int = 19) -> Dict:
     if id_to_trainid is None:
-        train_ids = read_train_ids(path)
+        train_ids = read_train_ids(path, num_classes)
     else:
         train_ids = convert_label(read_palette_label(path), id_to_trainid, source=path)
     stats = class_pixel_counts(train_ids, num_classes)

@@ -64,3 +64,24 @@ def test_rcs_stats_of_any_folder(tmp_path):
               ['gtFine/train/city/b_gtFine_labelTrainIds.png', 1]],
         '4': [['gtFine/train/city/b_gtFine_labelTrainIds.png', 2]],
     }
+
+
+def test_rcs_stats_refuses_colour_labels_and_unknown_ids(tmp_path, capsys):
+    """A colour (RGB) label or train ids outside the table are one error line naming
+    the file, exit 2, and no statistics written (they were counted as class 0 or
+    silently before)."""
+    tool = load_tool('rcs_stats')
+    for case, array in (
+            ('rgb', np.full((8, 16, 3), 70, np.uint8)),
+            ('ids', np.array([[0, 1, 19, 40]] * 4, np.uint8))):
+        folder = tmp_path / case / 'gtFine'
+        folder.mkdir(parents=True)
+        Image.fromarray(array).save(folder / f'x_{case}_labelTrainIds.png')
+        out = tmp_path / case / 'out'
+        out.mkdir()
+        assert tool.main([str(folder), '-o', str(out)]) == 2
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.startswith('error:')]
+        assert len(lines) == 1 and f'x_{case}_labelTrainIds.png' in lines[0], err
+        assert ('mode RGB' in lines[0]) if case == 'rgb' else ('[19, 40]' in lines[0])
+        assert os.listdir(out) == []

@@ -1,5 +1,5 @@
-"""Write the Rare Class Sampling statistics of any folder of trainId label files, or of
-the source dataset of a config.
+"""Write the Rare Class Sampling statistics of a folder of trainId label files or of a
+config's source dataset.
 
     python tools/convert_datasets/rcs_stats.py data/procedural/gtFine/train \
         -o data/procedural --suffix _labelTrainIds.png --nproc 4
@@ -28,7 +28,8 @@ from mmseg_dida.datasets.label_tables import LabelConversionError
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].replace(
+        '\n', ' '))
     parser.add_argument('label_dir', nargs='?',
                         help='folder with trainId label files (or use --config)')
     parser.add_argument('-o', '--out-dir',
