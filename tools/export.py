@@ -234,28 +234,25 @@ def size_report(rows: List[Tuple[str, int, str]]) -> str:
     return '\n'.join(lines)
 
 
-def onnx_stage(model: nn.Module, checkpoint: str, deploy_ckpt: str, out_dir: str,
-               name: str, opset: int) -> Dict[str, float]:
-    """--onnx: export the deployed network, check it against onnxruntime and print
-    what stripping kept."""
+def onnx_stage(model: nn.Module, out_dir: str, name: str, opset: int
+               ) -> Tuple[Dict[str, float], str]:
+    """--onnx: export the deployed network and check it against onnxruntime;
+    returns the parity numbers and the file's path."""
     segmentor = deploy_segmentor(model).eval().cpu()
     path = osp.join(out_dir, f'{name}.onnx')
     with _stage('exporting ONNX'):
         export_onnx(segmentor, path, opset)
     print(f'onnx: {path} (opset {onnx_opset(path)}, dynamic batch/height/width; '
-          'input: image (N, 3, H, W) float as the pipeline loads it, outputs: '
-          'logits, labels)')
+          'input: image (N, 3, H, W) float32, the raw image as the test pipeline '
+          "loads it (mmseg's LoadImageFromFile: BGR, values 0..255), normalised "
+          'inside the graph; outputs: logits, labels)')
     with _stage('checking ONNX against onnxruntime'):
         parity = onnx_parity(segmentor, path)
     sizes = ', '.join(f'{h}x{w}' for h, w in ONNX_PARITY_SIZES)
     print(f"onnxruntime parity on {len(ONNX_PARITY_SIZES)} random images ({sizes}): "
           f"max_abs_logit_diff={parity['max_abs_logit_diff']:.3g} "
           f"label_agreement={parity['label_agreement']:.6f}")
-    print(size_report([
-        ('training model (all parts)', num_params(model), checkpoint),
-        ('deployed segmentor', num_params(segmentor), deploy_ckpt),
-        ('deployed segmentor, ONNX', num_params(segmentor), path)]))
-    return parity
+    return parity, path
 
 
 class _stage:
@@ -315,8 +312,13 @@ def main(argv=None):
             print('export verification FAILED', file=sys.stderr)
             return 1
         print('export verification passed')
+    deployed = num_params(deploy_segmentor(model))
+    rows = [('training model (all parts)', num_params(model), args.checkpoint),
+            ('deployed segmentor', deployed, ckpt_path)]
     if args.onnx:
-        onnx_stage(model, args.checkpoint, ckpt_path, out_dir, args.name, args.opset)
+        _, onnx_path = onnx_stage(model, out_dir, args.name, args.opset)
+        rows.append(('deployed segmentor, ONNX', deployed, onnx_path))
+    print(size_report(rows))
     return 0
 
 

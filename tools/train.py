@@ -33,6 +33,7 @@ from mmseg_dida.utils.launch import (
     launcher_rank,
     load_config,
     prepare_training,
+    shorten_schedule,
     shutdown_distributed,
 )
 
@@ -76,6 +77,10 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value pairs such as '
         'xxx=yyy or model.backbone.depth=18')
+    parser.add_argument(
+        '--short', type=int, default=None, metavar='N',
+        help='a trial run: the config\'s schedule compressed to N iterations (warm-up '
+        'and decay scaled alike), one validation at the end')
     parser.add_argument(
         '--check-data', action='store_true',
         help='before training, check every sample of every dataset (files complete, '
@@ -145,6 +150,8 @@ def set_speed_flags(cfg, args) -> None:
 
 def build_cfg(args):
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    if args.short is not None:
+        shorten_schedule(cfg, args.short)
     if args.amp:
         set_mixed_precision(cfg, args.amp)
     set_speed_flags(cfg, args)

@@ -22,7 +22,7 @@ line naming the key):
   the config's optimiser sets neither ``fused`` nor ``foreach`` itself -- decided by
   :class:`SpeedOptimWrapperConstructor` from the parameters the runner hands it; CPU
   training is unchanged (torch 2.14 has a fused CPU Adam too: ``True`` uses it, see
-  ``tools/benchmarks/RESULTS.md``, "Speed options (CPU)", for its time and numerics).
+  ``docs/RESULTS.md``, "Speed options (CPU)", for its time and numerics).
   ``True``: ``optimizer.fused=True`` on any device; ``False``: torch's default. With
   fp16 AMP (``AmpOptimWrapper``, dynamic loss scaling) a fused optimiser also removes
   the loss scaler's host synchronisation: torch's ``GradScaler.step`` hands an

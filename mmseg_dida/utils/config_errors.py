@@ -231,6 +231,29 @@ def check_config(cfg) -> None:
         if problems:
             key, problem = problems[0]
             raise ConfigError(f'{path}.{key}: {problem}')
+    _check_feature_distance_classes(cfg)
+
+
+def _check_feature_distance_classes(cfg) -> None:
+    """A UDA model whose feature distance is on must name thing classes that are
+    train ids of its segmentor (a class list copied from a 19-class config into a
+    4-class one selects no pixel, silently)."""
+    model = cfg.get('model') or {}
+    if 'segmentor' not in model or not model.get('imnet_feature_dist_lambda', 0.005):
+        return
+    classes = model.get('imnet_feature_dist_classes', None)
+    head = (model.segmentor.get('decode_head') or {})
+    num = head.get('num_classes', None)
+    if num is None and 'single_scale_head' in head:  # HRDA
+        num = head.single_scale_head.get('num_classes', None)
+    if classes is None or not isinstance(num, int):
+        return
+    outside = [c for c in classes if not (isinstance(c, int) and 0 <= c < num)]
+    if outside:
+        raise ConfigError(
+            f'model.imnet_feature_dist_classes: {outside} are no train ids of the '
+            f'{num} classes (0..{num - 1}) of model.segmentor; list the train ids of '
+            'your "thing" classes, or set imnet_feature_dist_lambda=0')
 
 
 # ------------------------------------------------------------- overrides

@@ -47,7 +47,13 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     (``./work_dirs/<config name>`` unless given)."""
     if not osp.isfile(path):
         raise UserError(f"config file '{path}' does not exist")
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except FileNotFoundError as e:  # a _base_ entry, relative to the config's folder
+        raise UserError(
+            f'a file it inherits from does not exist: {e.filename} (_base_ paths are '
+            'relative to the config\'s own folder: keep it in configs/<subdir>/ as '
+            'tools/new_dataset.py does, or correct its _base_ entries)') from None
     if cfg_options:
         before = {k: cfg.get(k) for k in cfg_options if '.' not in k}
         merge_options(cfg, cfg_options)
@@ -64,6 +70,30 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def shorten_schedule(cfg: Config, iters: int) -> None:
+    """``tools/train.py --short N``: the config's whole schedule compressed to
+    ``iters`` iterations for a trial run: every LR scheduler's begin and end scaled by
+    the same factor (a warm-up stays the same share of the run), one validation at
+    the end, checkpoints and log lines at most ``iters`` apart."""
+    if iters < 1:
+        raise UserError(f'--short must be >= 1, got {iters}')
+    train_cfg = cfg.get('train_cfg') or {}
+    old = train_cfg.get('max_iters')
+    if not old:
+        raise UserError('--short needs an iteration-based schedule (train_cfg.max_iters)')
+    train_cfg.update(max_iters=iters, val_interval=iters)
+    schedulers = cfg.get('param_scheduler') or []
+    for sched in [schedulers] if isinstance(schedulers, dict) else schedulers:
+        for key in ('begin', 'end'):
+            if isinstance(sched.get(key), int):
+                sched[key] = max(1 if key == 'end' else 0,
+                                 round(sched[key] * iters / old))
+    hooks = cfg.get('default_hooks') or {}
+    for name in ('checkpoint', 'logger'):
+        if isinstance(hooks.get(name), dict) and 'interval' in hooks[name]:
+            hooks[name]['interval'] = min(hooks[name]['interval'], iters)
 
 
 def merge_options(cfg: Config, cfg_options: dict) -> None:

@@ -50,9 +50,18 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.runner import IterBasedTrainLoop
 from mmseg.registry import HOOKS
 
-__all__ = ['GracefulStopHook', 'TrainingStopped', 'STOP_EXIT_STATUS']
+__all__ = ['GracefulStopHook', 'TrainingStopped', 'STOP_EXIT_STATUS', 'stop_message']
 
 STOP_EXIT_STATUS = 75  # sysexits.h EX_TEMPFAIL: stopped, resumable with --resume
+
+
+def stop_message(signal_name: str, step: int, max_iters: int,
+                 checkpoint: Optional[str]) -> str:
+    """The one line a stopped training prints (after the config's name)."""
+    where = (f'checkpoint {checkpoint} written, continue with --resume' if checkpoint
+             else 'no checkpoint written (no iteration-based checkpoint hook)')
+    return (f'stopped by {signal_name} after iteration {step} of {max_iters}: {where} '
+            f'(exit status {STOP_EXIT_STATUS})')
 _UNCATCHABLE = ('SIGKILL', 'SIGSTOP')
 
 
@@ -166,11 +175,7 @@ class GracefulStopHook(Hook):
         step = runner.iter + 1
         name = signal.Signals(signum).name
         path = self._save(runner, step, name)
-        where = (f'checkpoint {path} written, continue with --resume' if path else
-                 'no checkpoint written (no iteration-based checkpoint hook)')
-        raise TrainingStopped(f'stopped by {name} after iteration {step} of '
-                              f'{runner.max_iters}: {where} (exit status '
-                              f'{STOP_EXIT_STATUS})')
+        raise TrainingStopped(stop_message(name, step, runner.max_iters, path))
 
     @staticmethod
     def _save(runner, step: int, name: str) -> Optional[str]:

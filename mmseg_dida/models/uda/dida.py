@@ -64,7 +64,7 @@ class DiDA(BaseUDAPlugin):
 
     The paper's method is the default of every argument; the arguments marked
     *variant* switch on measured alternatives that are not the paper's maths
-    (tools/benchmarks/RESULTS.md has their numbers).
+    (docs/RESULTS.md has their numbers).
 
     Args:
         degradation: Config of :class:`Degradation` (paper: noise drawn per pixel,

@@ -41,7 +41,7 @@ class MemorySaving(NamedTuple):
 
 
 # Memory 'none' > 'per_domain' > 'g_prime' > 'encoders'; time the other way
-# (tools/benchmarks/RESULTS.md, tools/benchmarks/gpu_memory.py). 'auto' walks this
+# (docs/RESULTS.md, tools/benchmarks/gpu_memory.py). 'auto' walks this
 # order, so it must stay fastest first.
 MEMORY_SAVING = {
     'none': MemorySaving(per_domain=False, checkpoint_g_prime=False, checkpoint_g=False),
