@@ -85,7 +85,7 @@ def _batch(label_value, seed=0):
     for s in batch['source']['data_samples']:
         lbl = s.gt_sem_seg.data
         lbl[:] = 0  # road
-        lbl[:, 16:48, 32:96] = label_value
+        lbl[:, :, 32:96] = label_value  # whole 32x32 blocks: the FD grid
     return batch
 
 
@@ -99,14 +99,13 @@ def test_feature_distance_is_logged_and_moves_on_thing_classes():
     lr = {id(p): g['lr'] for g in optim.optimizer.param_groups for p in g['params']}
     assert lr[id(next(model.student.decode_head.parameters()))] == pytest.approx(6e-4)
     assert lr[id(next(model.student.backbone.parameters()))] == pytest.approx(6e-5)
-    car = cfg.model.imnet_feature_dist_classes.index(13) >= 0 and 13
-    # step 1: the student is the reference, so L_FD is ~0; then it moves
-    first = model.train_step(_batch(car, seed=0), optim)
-    assert 'src.loss_imnet_feat_dist' in first
-    assert float(first['src.loss_imnet_feat_dist']) < 1e-3
-    for seed in (1, 2):
+    car = 13
+    assert car in cfg.model.imnet_feature_dist_classes
+    # the student (drop path in training mode, then moved by the steps) is pulled to
+    # the frozen start on the car pixels
+    for seed in (0, 1, 2):
         log = model.train_step(_batch(car, seed=seed), optim)
-    assert float(log['src.loss_imnet_feat_dist']) > 1e-3
+        assert float(log['src.loss_imnet_feat_dist']) > 1e-4
     # a batch without a thing class has nothing to keep near the reference
     stuff = model.train_step(_batch(2, seed=3), optim)  # building
     assert float(stuff['src.loss_imnet_feat_dist']) == 0.0
