@@ -1,7 +1,7 @@
 """Compatibility of mmseg 1.2.2 / mmengine 0.10.7 with this project's environment.
 
-Two independent parts, each switched on by :func:`apply` (called when ``mmseg_dida``
-is imported):
+Three parts, each switched on by :func:`apply` (called when ``mmseg_dida`` is
+imported):
 
 * :func:`install_mmcv_ops_shim` -- mmcv-lite ships no compiled ops and mmseg 1.2.2
   imports a few of them unguarded at module level. When (and only when) ``mmcv._ext``
@@ -23,18 +23,12 @@ is imported):
   anyway, so the buffer is made to save its data only. (A checkpoint written by an
   unpatched mmengine still carries ``getattr``; load such a trusted file once with
   ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``.)
-* :func:`atomic_runner_checkpoints` -- mmengine writes a checkpoint in place (a
-  killed process leaves a truncated file that the next ``--resume`` or test reads).
-  Its ``save_checkpoint`` then writes local files through
-  :func:`mmseg_dida.utils.atomic_files.atomic_torch_save` (temporary file in the same
-  folder, fsync, rename): a checkpoint file is complete or absent. Remote backends
-  (``backend_args``, ``s3://``...) are left to mmengine.
-* :func:`amp_without_accelerator` -- mmengine's ``AmpOptimWrapper`` refuses to be
-  built without CUDA (or NPU/MLU/MUSA). Without one it now trains with bfloat16
-  autocast on the CPU and torch's CPU ``GradScaler``, so that the mixed-precision
-  step (loss scaling, skipped steps on non-finite gradients) runs and is tested on
-  CPU machines; fp16 autocast still needs CUDA. With an accelerator mmengine's own
-  constructor is used unchanged.
+* :func:`mmseg_dida.engine.resume.checkpoint_io.atomic_runner_checkpoints` --
+  mmengine writes a checkpoint in place; it then writes local files completely or not
+  at all (that module says how; it lives with the rest of exact resume).
+
+Mixed precision is not patched: :mod:`mmseg_dida.engine.mixed_precision` states what
+trains on which device, and a precision that cannot be had is an error.
 """
 import importlib.util
 import sys
@@ -47,7 +41,7 @@ import torch.nn.functional as F
 __all__ = [
     'MissingMMCVOpError', 'apply', 'install_mmcv_ops_shim',
     'allow_runner_checkpoints', 'mmcv_has_compiled_ops', 'point_sample',
-    'atomic_runner_checkpoints', 'amp_without_accelerator', 'ignore_mmcv_lite_warning'
+    'ignore_mmcv_lite_warning'
 ]
 
 _SHIM_MARKER = '__mmseg_dida_shim__'
@@ -181,89 +175,9 @@ def allow_runner_checkpoints() -> None:
         add(_runner_checkpoint_globals())
 
 
-_PATCH_MARKER = '__mmseg_dida_patched__'
-
-
-def atomic_runner_checkpoints() -> None:
-    """Make mmengine's ``save_checkpoint`` write local files atomically."""
-    import mmengine.runner as runner_pkg
-    import mmengine.runner.checkpoint as ckpt_mod
-    import mmengine.runner.runner as runner_mod
-    original = ckpt_mod.save_checkpoint
-    if getattr(original, _PATCH_MARKER, False):
-        return
-
-    def save_checkpoint(checkpoint, filename, file_client_args=None,
-                        backend_args=None):
-        if file_client_args is None and backend_args is None and \
-                '://' not in str(filename):
-            from .utils.atomic_files import atomic_torch_save
-            atomic_torch_save(checkpoint, str(filename))
-            return
-        original(checkpoint, filename, file_client_args=file_client_args,
-                 backend_args=backend_args)
-
-    save_checkpoint.__doc__ = original.__doc__
-    setattr(save_checkpoint, _PATCH_MARKER, True)
-    for module in (ckpt_mod, runner_mod, runner_pkg):
-        module.save_checkpoint = save_checkpoint
-
-
-def _has_accelerator() -> bool:
-    from mmengine.device import (
-        is_cuda_available,
-        is_mlu_available,
-        is_musa_available,
-        is_npu_available,
-    )
-    return (is_cuda_available() or is_npu_available() or is_mlu_available()
-            or is_musa_available())
-
-
-def amp_without_accelerator() -> None:
-    """Let ``AmpOptimWrapper`` build on a machine without an accelerator: bfloat16
-    autocast on the CPU with torch's CPU GradScaler."""
-    from mmengine.optim import AmpOptimWrapper, OptimWrapper
-    original = AmpOptimWrapper.__init__
-    if getattr(original, _PATCH_MARKER, False):
-        return
-
-    def __init__(self, loss_scale='dynamic', dtype=None, use_fsdp=False, **kwargs):
-        if _has_accelerator():
-            return original(self, loss_scale=loss_scale, dtype=dtype,
-                            use_fsdp=use_fsdp, **kwargs)
-        if use_fsdp:
-            raise ValueError('AmpOptimWrapper: use_fsdp needs an accelerator')
-        dtype = 'bfloat16' if dtype is None else dtype
-        if isinstance(dtype, str):
-            if dtype not in self.valid_dtypes:
-                raise ValueError(f'AmpOptimWrapper: dtype must be one of '
-                                 f'{self.valid_dtypes}, got {dtype!r}')
-            dtype = getattr(torch, dtype)
-        if dtype == torch.float16:
-            raise ValueError('AmpOptimWrapper: float16 autocast needs CUDA; without '
-                             "it use dtype='bfloat16'")
-        OptimWrapper.__init__(self, **kwargs)
-        self._scale_update_param = None
-        if loss_scale == 'dynamic':
-            scaler = torch.amp.GradScaler('cpu')
-        elif isinstance(loss_scale, float):
-            self._scale_update_param = loss_scale
-            scaler = torch.amp.GradScaler('cpu', init_scale=loss_scale)
-        elif isinstance(loss_scale, dict):
-            scaler = torch.amp.GradScaler('cpu', **loss_scale)
-        else:
-            raise TypeError('AmpOptimWrapper: loss_scale must be a float, a dict or '
-                            f"'dynamic', got {loss_scale!r}")
-        self.loss_scaler = scaler
-        self.cast_dtype = dtype
-
-    setattr(__init__, _PATCH_MARKER, True)
-    AmpOptimWrapper.__init__ = __init__
-
-
 def apply() -> None:
+    """Switch on every part (idempotent)."""
     install_mmcv_ops_shim()
     allow_runner_checkpoints()
+    from .engine.resume.checkpoint_io import atomic_runner_checkpoints
     atomic_runner_checkpoints()
-    amp_without_accelerator()

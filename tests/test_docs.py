@@ -150,7 +150,7 @@ def test_export_parameter_counts_the_docs_print():
 
 
 def test_stop_line_and_exit_status_are_the_ones_documented():
-    from mmseg_dida.engine.hooks.graceful_stop_hook import STOP_EXIT_STATUS, stop_message
+    from mmseg_dida.engine.resume import STOP_EXIT_STATUS, stop_message
     text = _read(osp.join(REPO, 'docs/reliability.md'))
     line = 'configs/x.py: ' + stop_message('SIGTERM', 1234, 40000,
                                            'work_dirs/x/iter_1234.pth')

@@ -101,6 +101,9 @@ def build_cfg(args):
         cfg.test_evaluator['keep_results'] = True
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
         cfg.pop(key, None)  # testing needs none of the training data
+    hooks = cfg.get('default_hooks', None) or {}
+    for key in ('graceful_stop', 'nonfinite_loss', 'runtime_info', 'speed_options'):
+        hooks.pop(key, None)  # nor the training run's lifecycle (a SIGTERM ends a test)
     return cfg
 
 

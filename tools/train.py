@@ -7,7 +7,6 @@ checkpoint of the current iteration was written -- run it again with ``--resume`
 line to that file, which ``tools/slurm_train.sh`` reads to decide on a requeue).
 """
 import argparse
-import logging
 import os
 import sys
 
@@ -21,7 +20,13 @@ from mmseg_dida.datasets.transforms.checks import (
     dataset_nodes,
     scan_dataset,
 )
-from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, NonFiniteLossError, TrainingStopped
+from mmseg_dida.engine.hooks import NonFiniteLossError
+from mmseg_dida.engine.mixed_precision import (
+    AMP_WRAPPERS,
+    precision_problem,
+    set_mixed_precision,
+)
+from mmseg_dida.engine.resume import STOP_EXIT_STATUS, TrainingStopped
 from mmseg_dida.engine.speed_options import SpeedOptionError, apply_speed_options
 from mmseg_dida.utils.atomic_files import atomic_write_text
 from mmseg_dida.utils.config_errors import explain_build_error
@@ -37,8 +42,6 @@ from mmseg_dida.utils.launch import (
     shutdown_distributed,
 )
 
-# --amp PRECISION -> the optimiser wrapper that trains in it
-AMP_WRAPPERS = {'fp16': 'AmpOptimWrapper', 'bf16': 'BF16OptimWrapper'}
 # samples of each dataset checked before every training (all with --check-data)
 SAMPLED_CHECK = 8
 # --fused-optimizer -> speed.fused_optimizer (mmseg_dida/engine/speed_options.py)
@@ -107,32 +110,6 @@ def bare_amp(argv):
     return argv
 
 
-def set_mixed_precision(cfg, precision: str) -> None:
-    """``--amp``: the config's plain ``OptimWrapper`` becomes the wrapper of
-    ``precision`` (:data:`AMP_WRAPPERS`); fp16 gets dynamic loss scaling."""
-    import torch
-    wanted = AMP_WRAPPERS[precision]
-    if precision == 'fp16' and not torch.cuda.is_available():
-        raise UserError('--amp trains with fp16 on CUDA and no CUDA device is '
-                        'available here; use --amp bf16 on the CPU, or drop --amp')
-    if precision == 'bf16' and torch.cuda.is_available() and \
-            not torch.cuda.is_bf16_supported():
-        raise UserError('--amp bf16: this CUDA device does not support bfloat16; use '
-                        '--amp (fp16)')
-    optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if optim_type == wanted:
-        print_log(f'--amp {precision}: the config already uses {wanted}.',
-                  logger='current', level=logging.WARNING)
-        return
-    if optim_type not in ('OptimWrapper', 'mmengine.OptimWrapper'):
-        raise UserError(f'--amp {precision} turns optim_wrapper.type OptimWrapper into '
-                        f'{wanted} and cannot convert {optim_type}')
-    cfg.optim_wrapper.type = wanted
-    if precision == 'fp16':
-        cfg.optim_wrapper.loss_scale = 'dynamic'
-    print_log(f'--amp {precision}: optim_wrapper.type = {wanted}', logger='current')
-
-
 def set_speed_flags(cfg, args) -> None:
     """The speed flags into the config keys they stand for (``speed``,
     ``env_cfg.cudnn_benchmark``); a flag wins over the config."""
@@ -153,7 +130,16 @@ def build_cfg(args):
     if args.short is not None:
         shorten_schedule(cfg, args.short)
     if args.amp:
-        set_mixed_precision(cfg, args.amp)
+        try:
+            print_log(set_mixed_precision(cfg, args.amp), logger='current')
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    import torch
+    cuda = torch.cuda.is_available()
+    problem = precision_problem(cfg.optim_wrapper, cuda,
+                                cuda and torch.cuda.is_bf16_supported())
+    if problem:
+        raise UserError(problem)
     set_speed_flags(cfg, args)
     try:
         apply_speed_options(cfg)

@@ -1,5 +1,5 @@
-from . import hooks  # noqa: F401
-from .bf16_optim_wrapper import BF16OptimWrapper  # noqa: F401
+from . import hooks, resume  # noqa: F401
 from .loops import MultiTestLoop, MultiValLoop  # noqa: F401
+from .mixed_precision import BF16OptimWrapper  # noqa: F401
 from .runner import UDARunner  # noqa: F401
-from .speed_options import SpeedOptimWrapperConstructor, SpeedOptionsHook  # noqa: F401
+from .speed_options import SpeedOptimWrapperConstructor  # noqa: F401

@@ -43,7 +43,8 @@ line naming the key):
   order and draw dropout/DropPath noise from another stream: a run is not bitwise the
   eager one.
 
-:class:`SpeedOptionsHook` applies ``channels_last`` and ``compile`` before the first
+:class:`~mmseg_dida.engine.hooks.SpeedOptionsHook` (the ``speed_options`` default hook
+the schedules declare) applies ``channels_last`` and ``compile`` before the first
 iteration (after the weights are initialised or resumed) and, after a resume, gives the
 optimiser back the ``fused``/``foreach`` it was built with (torch's ``load_state_dict``
 takes them from the checkpoint's param groups, so a run resumed on another device or
@@ -57,16 +58,15 @@ import inspect
 from typing import Dict, Iterable, List, Optional, Union
 
 import torch
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
-from mmseg.registry import HOOKS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
+from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
 from torch import Tensor, nn
 
 from ..models.backbones.diffusion_encoder import DiffusionEncoder
 
 __all__ = ['SPEED_DEFAULTS', 'SpeedOptionError', 'SpeedOptimWrapperConstructor',
-           'SpeedOptionsHook', 'apply_speed_options', 'check_speed_options',
+           'apply_speed_options', 'check_speed_options', 'compile_kwargs',
            'choose_fused', 'compile_encoders', 'encoder_modules', 'set_memory_format',
            'restore_built_flags']
 
@@ -133,19 +133,21 @@ def compile_kwargs(compile_option: Union[bool, dict]) -> Optional[dict]:
 
 
 def apply_speed_options(cfg) -> dict:
-    """Put the config's ``speed`` options into the parts the runner builds: the
-    optimiser (``fused_optimizer``: ``optim_wrapper.constructor`` becomes
+    """Put the config's ``speed`` options into the optimiser the runner builds
+    (``fused_optimizer``: ``optim_wrapper.constructor`` becomes
     :class:`SpeedOptimWrapperConstructor` for ``'auto'``; ``optimizer.fused=True`` for
-    True) and a :class:`SpeedOptionsHook` in ``custom_hooks``; ``cfg.speed`` becomes
-    the complete options. Returns them. Raises :class:`SpeedOptionError`."""
+    True); ``cfg.speed`` becomes the complete options, which the config's
+    ``speed_options`` default hook (:class:`~mmseg_dida.engine.hooks.SpeedOptionsHook`)
+    applies to the model. Returns them. Raises :class:`SpeedOptionError`."""
     speed = check_speed_options(cfg.get('speed', None))
     cfg.speed = speed
     hooks = list(cfg.get('custom_hooks', None) or [])
     for i, hook in enumerate(hooks):
-        if isinstance(hook, dict) and hook.get('type') in ('SpeedOptionsHook',
-                                                           SpeedOptionsHook):
+        if isinstance(hook, dict) and getattr(hook.get('type'), '__name__',
+                                              hook.get('type')) == 'SpeedOptionsHook':
             raise SpeedOptionError(
-                f'custom_hooks[{i}] is a SpeedOptionsHook: set the config key speed '
+                f'custom_hooks[{i}] is a SpeedOptionsHook (the default hook '
+                'speed_options is one already): set the config key speed '
                 '(or tools/train.py --channels-last / --compile) instead')
     wrapper = cfg.get('optim_wrapper', None)
     fused = speed['fused_optimizer']
@@ -174,9 +176,14 @@ def apply_speed_options(cfg) -> dict:
                 print_log(f"speed.fused_optimizer='auto': optim_wrapper.constructor is "
                           f'{constructor!r}, whose optimiser is left as configured',
                           logger='current')
-    hooks.append(dict(type='SpeedOptionsHook', channels_last=speed['channels_last'],
-                      compile=speed['compile']))
-    cfg.custom_hooks = hooks
+    default_hooks = cfg.get('default_hooks', None) or {}
+    if (speed['channels_last'] or speed['compile']) and not default_hooks.get(
+            'speed_options'):
+        raise SpeedOptionError(
+            'config key speed: channels_last and compile are applied by the '
+            'speed_options default hook (SpeedOptionsHook), which this config does not '
+            "declare; add default_hooks.speed_options=dict(type='SpeedOptionsHook') as "
+            'the schedules in configs/_base_/schedules/ do')
     return speed
 
 
@@ -338,57 +345,3 @@ def compile_encoders(model: nn.Module, **kwargs) -> List[str]:
     for module in modules.values():
         module.compile(**kwargs)
     return list(modules)
-
-
-# ------------------------------------------------------------------------ hook
-def _optimizers(optim_wrapper) -> List[torch.optim.Optimizer]:
-    if optim_wrapper is None:
-        return []
-    if hasattr(optim_wrapper, 'optimizer'):
-        return [optim_wrapper.optimizer]
-    return [w.optimizer for w in optim_wrapper.values()]  # OptimWrapperDict
-
-
-@HOOKS.register_module()
-class SpeedOptionsHook(Hook):
-    """Applies the ``speed`` options to the model before the first iteration, after
-    its weights are initialised or resumed (see the module docstring); added by
-    :func:`apply_speed_options`, not written in configs.
-
-    Args:
-        channels_last: NHWC memory format for the model's 4-D tensors and its
-            backbones' input images (:func:`set_memory_format`).
-        compile: False, True or a dict of ``torch.compile`` arguments for the
-            student's encoders (:func:`compile_encoders`).
-    """
-
-    priority = 'VERY_HIGH'
-    training_only = True  # dropped from the deployed model's config
-
-    def __init__(self, channels_last: bool = False,
-                 compile: Union[bool, dict] = False):
-        opts = check_speed_options(dict(channels_last=channels_last, compile=compile),
-                                   'SpeedOptionsHook')
-        self.channels_last = opts['channels_last']
-        self.compile_kwargs = compile_kwargs(opts['compile'])
-        self.applied: List[str] = []
-
-    def before_train(self, runner) -> None:
-        model = getattr(runner.model, 'module', runner.model)
-        optimizers = _optimizers(getattr(runner, 'optim_wrapper', None))
-        done = []
-        for optimizer in optimizers:
-            if restore_built_flags(optimizer):
-                done.append('optimizer fused/foreach as built (not as resumed)')
-        for optimizer in optimizers:
-            fused = {bool(g.get('fused')) for g in optimizer.param_groups}
-            done.append(f'{type(optimizer).__name__} fused={fused == {True}}')
-        if self.channels_last:
-            set_memory_format(model, True, optimizers)
-            done.append('channels_last')
-        if self.compile_kwargs is not None:
-            names = compile_encoders(model, **self.compile_kwargs)
-            done.append(f"torch.compile({self.compile_kwargs or ''}) of "
-                        f"{', '.join(names)}")
-        self.applied = done
-        runner.logger.info('speed options: ' + '; '.join(done))

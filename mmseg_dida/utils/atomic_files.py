@@ -12,18 +12,21 @@ metrics, reports) goes through :func:`atomic_write`:
   :func:`remove_stale_temporaries` deletes).
 * :func:`atomic_torch_save`, :func:`atomic_write_text` -- ``torch.save`` / text
   through :func:`atomic_write`.
+* :func:`checkpoint_problem` -- the reading side: whether a checkpoint file is
+  complete (and why not).
 """
 import contextlib
 import os
 import os.path as osp
 import re
 import secrets
-from typing import IO, Iterator, List
+import zipfile
+from typing import IO, Iterator, List, Optional
 
 import torch
 
 __all__ = ['atomic_write', 'atomic_torch_save', 'atomic_write_text',
-           'remove_stale_temporaries']
+           'remove_stale_temporaries', 'checkpoint_problem']
 
 _TMP_MARK = '.tmp-'
 _TMP_RE = re.compile(r'^\..+\.tmp-\d+-[0-9a-f]+$')
@@ -92,3 +95,25 @@ def remove_stale_temporaries(folder: str) -> List[str]:
                 os.remove(path)
                 removed.append(path)
     return removed
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """None when ``path`` is a complete torch checkpoint, else what is wrong. torch
+    writes zip archives whose central directory is the last thing written, so a
+    truncated file never opens as a zip archive."""
+    if not osp.exists(path):
+        return 'it does not exist'
+    if not osp.isfile(path):
+        return 'it is not a file'
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except zipfile.BadZipFile:
+        size = osp.getsize(path)
+        return f'it is truncated or not a torch checkpoint ({size} bytes, no zip end ' \
+               'record)'
+    except OSError as e:
+        return f'it cannot be read ({e.strerror or e})'
+    if not any(n.endswith('data.pkl') for n in names):
+        return 'it is a zip archive without torch data (data.pkl)'
+    return None

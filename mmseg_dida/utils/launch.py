@@ -9,12 +9,11 @@
   (torchrun, slurm or MPI), and the runner then skips its own initialisation.
 * :func:`check_data_roots` -- a config whose data root is missing fails with one line
   naming the path and the config key, before any worker or file is created.
-* :func:`prepare_training` -- what ``tools/train.py`` adds to a config: the
-  crash-safe, exactly resuming checkpoint hook in place of mmengine's, the stop on
-  SIGTERM/SIGINT/SIGUSR1 with a checkpoint (``GracefulStopHook``), the data checks of
-  the first pass over each sample (``CheckFiles``, ``CheckSegLabel``) and the
-  checkpoint ``--resume`` continues from (the newest complete one; a work dir with
-  checkpoint files of which none is complete is an error, an empty one a first start).
+* :func:`prepare_training` -- what ``tools/train.py`` adds to a config: the data
+  checks of the first pass over each sample (``CheckFiles``, ``CheckSegLabel``) and
+  the checkpoint ``--resume`` continues from (:mod:`mmseg_dida.engine.resume`). The
+  hooks of a run (crash-safe checkpoints, the stop on a signal, ...) are declared in
+  the config, by the schedules of ``configs/_base_/schedules/``.
 """
 import atexit
 import inspect
@@ -31,10 +30,9 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 from ..datasets.transforms.checks import insert_data_checks
+from ..engine.resume import ResumeError, choose_resume_checkpoint
 from ..engine.runner import UDARunner
-from .atomic_files import remove_stale_temporaries
 from .config_errors import ConfigError, check_config, check_overrides, explain_build_error
-from .resume_discovery import checkpoint_problem, find_resume_checkpoint, resume_candidates
 
 
 class UserError(Exception):
@@ -183,52 +181,26 @@ def launcher_rank() -> int:
     return 0
 
 
-# default hooks tools/train.py adds unless the config sets the key (None: off)
-TRAINING_HOOKS = dict(nonfinite_loss='NonFiniteLossHook', graceful_stop='GracefulStopHook',
-                      runtime_info='DeferredRuntimeInfoHook')
-
-
 def prepare_training(cfg: Config, resume: bool) -> Optional[str]:
-    """Put :class:`ResumableCheckpointHook` in place of a plain ``CheckpointHook``,
-    add :data:`TRAINING_HOOKS` as default hooks (unless set; None switches one off),
-    insert the data checks and, for ``resume``, choose the checkpoint
-    (``cfg.load_from``): the one given, which must be complete, else the newest
-    complete one of the work dir. Returns a sentence saying what was chosen (None
-    when not resuming); raises :class:`UserError` when the work dir has checkpoint
-    files but none is complete."""
-    hooks = cfg.get('default_hooks') or {}
-    ckpt = hooks.get('checkpoint')
-    if ckpt is not None and ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
-        ckpt['type'] = 'ResumableCheckpointHook'
-    if 'default_hooks' not in cfg:
-        cfg.default_hooks = {}
-    for key, hook_type in TRAINING_HOOKS.items():
-        if key not in cfg.default_hooks:
-            cfg.default_hooks[key] = dict(type=hook_type)
-        elif isinstance(cfg.default_hooks[key], dict):  # e.g. --cfg-options
-            cfg.default_hooks[key].setdefault('type', hook_type)
+    """Insert the data checks of the first pass over each sample and, for ``resume``,
+    choose the checkpoint (``cfg.load_from``;
+    :func:`~mmseg_dida.engine.resume.choose_resume_checkpoint`). Returns a sentence
+    saying what was chosen (None when not resuming); a work dir whose checkpoint files
+    are all incomplete is a :class:`UserError`. The hooks a run gets are the config's
+    (the schedules in ``configs/_base_/schedules/`` declare them)."""
     insert_data_checks(cfg)
     cfg.resume = resume
     if not resume:
         return None
-    if cfg.get('load_from'):
-        problem = checkpoint_problem(cfg.load_from)
-        if problem is not None:
-            raise UserError(f'cannot resume from {cfg.load_from}: {problem}')
-        return f'resuming from {cfg.load_from} (load_from)'
-    work_dir = osp.abspath(cfg.work_dir)
-    if launcher_rank() == 0:
-        for path in remove_stale_temporaries(work_dir):
-            print(f'removed {path}, a temporary file of a killed run', flush=True)
-    path, sentence = find_resume_checkpoint(work_dir)
+    try:
+        path, sentence = choose_resume_checkpoint(
+            cfg.work_dir, cfg.get('load_from'), clean_temporaries=launcher_rank() == 0)
+    except ResumeError as e:
+        raise UserError(str(e)) from None
     if path is None:
-        if resume_candidates(work_dir):
-            raise UserError(f'cannot resume: {sentence}; start from iteration 0 without '
-                            '--resume, or resume from another checkpoint with '
-                            '--cfg-options load_from=PATH')
         cfg.resume = False  # a first start (mmengine would look for one itself)
-        return f'no checkpoint in {work_dir} yet, starting from iteration 0'
-    cfg.load_from = path
+    else:
+        cfg.load_from = path
     return sentence
 
 

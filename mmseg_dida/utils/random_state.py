@@ -1,7 +1,7 @@
 """The random state of a process and of the modules that draw from their own generator.
 
 Two users: the resume state of a checkpoint
-(:mod:`mmseg_dida.engine.resume_state`) and the out-of-memory replay of a training step
+(:mod:`mmseg_dida.engine.resume.state`) and the out-of-memory replay of a training step
 (:mod:`mmseg_dida.models.uda.memory_fallback`), which both need "every random number
 that the next step will draw" captured and restored exactly.
 

@@ -25,7 +25,7 @@ from ..deploy import (
     training_segmentor,
     wrapper_classes,
 )
-from .resume_discovery import checkpoint_problem
+from .atomic_files import checkpoint_problem
 
 __all__ = ['CheckpointReadError', 'CheckpointMismatchError', 'LoadReport',
            'read_state_dict', 'compare', 'student_to_segmentor',

@@ -15,7 +15,7 @@ from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.engine import BF16OptimWrapper
-from mmseg_dida.engine.bf16_optim_wrapper import autocast_device_type
+from mmseg_dida.engine.mixed_precision import autocast_device_type
 from mmseg_dida.models.losses.dic_loss import weighted_cross_entropy
 from mmseg_dida.models.utils.feature_distance import masked_feat_dist
 from tests.helpers.uda import build_dacs, make_batch, tiny_hrda, tiny_segmentor

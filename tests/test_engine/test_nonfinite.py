@@ -12,12 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.optim import OptimWrapper
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.engine.hooks import NonFiniteLossError, NonFiniteLossHook
 from mmseg_dida.models.uda import BaseUDAPlugin
+from tests.helpers.amp import cpu_loss_scaled_wrapper
 from tests.helpers.uda import build_dacs, make_batch, tiny_segmentor
 
 
@@ -53,9 +54,10 @@ def all_finite(module):
                if t.is_floating_point())
 
 
-def test_forced_overflow_skips_the_step_and_lowers_the_scale(cpu_only):
+def test_forced_overflow_skips_the_step_and_lowers_the_scale(cpu_only, monkeypatch):
     model = dacs(1e36)  # finite, but x 65536 overflows float32
-    wrapper = AmpOptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2))
+    wrapper = cpu_loss_scaled_wrapper(torch.optim.AdamW(model.parameters(), lr=1e-2),
+                                      monkeypatch)
     assert wrapper.cast_dtype == torch.bfloat16  # CPU: bf16 autocast
     before = {k: v.clone() for k, v in model.student.state_dict().items()}
     scale = wrapper.loss_scaler.get_scale()

@@ -22,6 +22,7 @@ from mmengine.optim import build_optim_wrapper
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.engine import speed_options as so
+from mmseg_dida.engine.hooks import SpeedOptionsHook
 from tests.helpers.uda import build_dacs, make_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -256,22 +257,34 @@ def test_encoder_modules_of_a_baseline_and_a_segmentor():
 
 
 # ---------------------------------------------------------- config and flags
-def test_the_config_key_becomes_the_constructor_and_the_hook():
+def test_the_config_key_becomes_the_constructor_and_the_hooks_options():
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(ADAMW)),
                       custom_hooks=[dict(type='DiDAHook')]))
     speed = so.apply_speed_options(cfg)
     assert speed == so.SPEED_DEFAULTS == cfg.speed
     assert cfg.optim_wrapper.constructor == 'SpeedOptimWrapperConstructor'
     assert 'fused' not in cfg.optim_wrapper.optimizer
-    assert cfg.custom_hooks == [dict(type='DiDAHook'), dict(
-        type='SpeedOptionsHook', channels_last=False, compile=False)]
+    assert cfg.custom_hooks == [dict(type='DiDAHook')]  # nothing added by code
+    declared = dict(speed_options=dict(type='SpeedOptionsHook'))
     cfg = Config(dict(optim_wrapper=dict(optimizer=dict(ADAMW, foreach=True)),
+                      default_hooks=declared,
                       speed=dict(fused_optimizer='auto', channels_last=True,
                                  compile=dict(backend='eager'))))
     so.apply_speed_options(cfg)
     assert 'constructor' not in cfg.optim_wrapper  # the config chose its kernel
-    assert cfg.custom_hooks[-1] == dict(type='SpeedOptionsHook', channels_last=True,
-                                        compile=dict(backend='eager'))
+    assert cfg.speed == dict(fused_optimizer='auto', channels_last=True,
+                             compile=dict(backend='eager'))
+    # the declared hook takes the options from the run's config
+    hook = SpeedOptionsHook()
+    assert (hook.channels_last, hook.compile_kwargs) == (False, None)
+    hook._set(so.check_speed_options(dict(channels_last=True,
+                                          compile=dict(backend='eager'))))
+    assert (hook.channels_last, hook.compile_kwargs) == (True, dict(backend='eager'))
+    # channels_last or compile without the hook that applies them: one line
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(ADAMW)),
+                      speed=dict(channels_last=True)))
+    with pytest.raises(so.SpeedOptionError, match='speed_options default hook'):
+        so.apply_speed_options(cfg)
     cfg = Config(dict(optim_wrapper=dict(optimizer=dict(ADAMW)),
                       speed=dict(fused_optimizer=False)))
     so.apply_speed_options(cfg)
@@ -325,13 +338,12 @@ def test_fused_true_needs_adam():
 ])
 def test_train_flags_write_the_config_keys(argv, speed, cudnn, tmp_path):
     args = train_tool.parse_args([CONFIG, '--work-dir', str(tmp_path)] + argv)
-    cfg = train_tool.build_cfg(args)
+    cfg, _ = train_tool.build_cfg(args)
     assert cfg.speed == speed
     assert cfg.env_cfg.cudnn_benchmark is cudnn
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'  # the rest of env_cfg stays
-    hook = cfg.custom_hooks[-1]
-    assert hook == dict(type='SpeedOptionsHook', channels_last=speed['channels_last'],
-                        compile=speed['compile'])
+    # the config's own hook applies them (declared by the schedule)
+    assert cfg.default_hooks.speed_options == dict(type='SpeedOptionsHook')
     assert (cfg.optim_wrapper.optimizer.get('fused') is True) == (
         speed['fused_optimizer'] is True)
 

@@ -26,8 +26,8 @@ import time
 import dist_launch  # tools/ (pytest.ini's pythonpath)
 import pytest
 
-from mmseg_dida.engine.hooks import STOP_EXIT_STATUS, GracefulStopHook
-from mmseg_dida.utils.resume_discovery import checkpoint_problem
+from mmseg_dida.engine.resume import STOP_EXIT_STATUS, GracefulStopHook
+from mmseg_dida.utils.atomic_files import checkpoint_problem
 from tests.helpers.reliability import (
     CONFIGS,
     FAST,

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from mmseg_dida.utils.resume_discovery import checkpoint_problem
+from mmseg_dida.utils.atomic_files import checkpoint_problem
 from tests.helpers.reliability import (
     CONFIGS,
     FAST,

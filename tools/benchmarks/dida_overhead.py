@@ -269,12 +269,15 @@ class SpeedState:
 
     def wrapper(self, kernel: str, amp: bool):
         from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+        from mmseg_dida.engine.mixed_precision import BF16OptimWrapper
         if (kernel, amp) not in self.wrappers:
             opt = self.optimizer(kernel)
-            if amp:  # CUDA: fp16 with dynamic loss scaling (tools/train.py --amp)
+            if amp and self.device.type != 'cuda':  # the CPU: bf16 (--amp bf16)
+                w = BF16OptimWrapper(optimizer=opt)
+            elif amp:  # CUDA: fp16 with dynamic loss scaling (tools/train.py --amp)
                 w = AmpOptimWrapper(optimizer=opt, loss_scale='dynamic',
-                                    dtype='float16' if self.device.type == 'cuda'
-                                    else None)
+                                    dtype='float16')
                 if self.scaler is None:
                     self.scaler = w.loss_scaler
                 w.loss_scaler = self.scaler  # one scale, found once

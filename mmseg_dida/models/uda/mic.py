@@ -128,7 +128,7 @@ class MIC(BaseUDAPlugin):
     def rng_state(self) -> Optional[Tensor]:
         """State of the plug-in's generator (None before the first draw); saved in
         checkpoints so that a resumed run draws the same masks
-        (:mod:`mmseg_dida.engine.resume_state`)."""
+        (:mod:`mmseg_dida.engine.resume.state`)."""
         return None if self._generator is None else self._generator.get_state()
 
     def set_rng_state(self, state: Optional[Tensor], device=None) -> None:

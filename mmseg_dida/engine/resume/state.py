@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 from mmengine.model import is_model_wrapper
 
-from ..utils.random_state import (
+from ...utils.random_state import (
     has_rng_state,
     module_device,
     module_generators,

@@ -1,8 +1,7 @@
 """Which checkpoint ``tools/train.py --resume`` continues from.
 
-* :func:`checkpoint_problem` -- why a file is not a complete checkpoint (missing,
-  unreadable, truncated), or None. torch writes zip archives whose central directory
-  is the last thing written, so a truncated file never opens as a zip archive.
+* :func:`~mmseg_dida.utils.atomic_files.checkpoint_problem` -- why a file is not a
+  complete checkpoint (missing, unreadable, truncated), or None;
 * :func:`find_resume_checkpoint` -- the file ``last_checkpoint`` names when it is
   complete, else the newest complete ``iter_*.pth``/``epoch_*.pth`` of the work dir,
   with a sentence saying what was skipped and why; :func:`resume_candidates` -- the
@@ -11,32 +10,14 @@
 import os
 import os.path as osp
 import re
-import zipfile
 from typing import List, Optional, Tuple
 
-__all__ = ['checkpoint_problem', 'resume_candidates', 'find_resume_checkpoint']
+from ...utils.atomic_files import checkpoint_problem, remove_stale_temporaries
+
+__all__ = ['resume_candidates', 'find_resume_checkpoint', 'choose_resume_checkpoint',
+           'ResumeError']
 
 _RUNNER_CKPT_RE = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
-
-
-def checkpoint_problem(path: str) -> Optional[str]:
-    """None when ``path`` is a complete torch checkpoint, else what is wrong."""
-    if not osp.exists(path):
-        return 'it does not exist'
-    if not osp.isfile(path):
-        return 'it is not a file'
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except zipfile.BadZipFile:
-        size = osp.getsize(path)
-        return f'it is truncated or not a torch checkpoint ({size} bytes, no zip end ' \
-               'record)'
-    except OSError as e:
-        return f'it cannot be read ({e.strerror or e})'
-    if not any(n.endswith('data.pkl') for n in names):
-        return 'it is a zip archive without torch data (data.pkl)'
-    return None
 
 
 def _runner_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
@@ -92,3 +73,37 @@ def find_resume_checkpoint(work_dir: str) -> Tuple[Optional[str], str]:
                           f'{path}')
         skipped += f'; {osp.basename(path)} skipped ({problem})'
     return None, f'{skipped}; no complete checkpoint in {work_dir}'
+
+
+class ResumeError(ValueError):
+    """``--resume`` cannot continue: checkpoint files exist but none is complete, or
+    the one given is not; the message is one line."""
+
+
+def choose_resume_checkpoint(work_dir: str, load_from: Optional[str] = None,
+                             clean_temporaries: bool = True
+                             ) -> Tuple[Optional[str], str]:
+    """What ``--resume`` continues from, and a sentence saying so: ``load_from`` when
+    given (it must be complete), else the newest complete checkpoint of ``work_dir``
+    (:func:`find_resume_checkpoint`), else None for a first start (an empty work dir).
+    With ``clean_temporaries`` the temporary files of a killed save are removed first
+    (only one process may do that). Raises :class:`ResumeError`."""
+    if load_from:
+        problem = checkpoint_problem(load_from)
+        if problem is not None:
+            raise ResumeError(f'cannot resume from {load_from}: {problem}')
+        return load_from, f'resuming from {load_from} (load_from)'
+    work_dir = osp.abspath(work_dir)
+    notes = []
+    if clean_temporaries:
+        for path in remove_stale_temporaries(work_dir):
+            notes.append(f'removed {path}, a temporary file of a killed run')
+    path, sentence = find_resume_checkpoint(work_dir)
+    if path is None:
+        if resume_candidates(work_dir):
+            raise ResumeError(f'cannot resume: {sentence}; start from iteration 0 '
+                              'without --resume, or resume from another checkpoint '
+                              'with --cfg-options load_from=PATH')
+        return None, '; '.join(notes + [f'no checkpoint in {work_dir} yet, starting '
+                                        'from iteration 0'])
+    return path, '; '.join(notes + [sentence])

@@ -1,15 +1,11 @@
-"""mmseg_dida.utils.resume_discovery: complete checkpoints told from truncated ones;
+"""mmseg_dida.engine.resume.discovery: complete checkpoints told from truncated ones;
 --resume falls back to the newest complete one."""
 import os
 
 import torch
 
-from mmseg_dida.utils.atomic_files import atomic_torch_save
-from mmseg_dida.utils.resume_discovery import (
-    checkpoint_problem,
-    find_resume_checkpoint,
-    resume_candidates,
-)
+from mmseg_dida.engine.resume import find_resume_checkpoint, resume_candidates
+from mmseg_dida.utils.atomic_files import atomic_torch_save, checkpoint_problem
 
 
 def test_checkpoint_problem_detects_truncation(tmp_path):

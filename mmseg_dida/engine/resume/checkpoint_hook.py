@@ -9,7 +9,7 @@ Crash safety (local work dirs):
   complete file. A kill at any moment leaves a checkpoint ``--resume`` can use
   (``tools/train.py`` also falls back to the newest complete one).
 
-Exact resume (:mod:`mmseg_dida.engine.resume_state`): every checkpoint carries, for
+Exact resume (:mod:`mmseg_dida.engine.resume.state`): every checkpoint carries, for
 each rank, the process random states (python, numpy, torch) and the state of every
 module or dataset with its own generator; EMA teacher, plug-ins and optimiser are in
 the model/optimiser state already. On ``--resume`` the data position is restored
@@ -37,7 +37,7 @@ from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from mmseg.registry import HOOKS
 
 from ...utils.atomic_files import atomic_write_text
-from .. import resume_state
+from . import state as resume_state
 
 __all__ = ['ResumableCheckpointHook']
 
