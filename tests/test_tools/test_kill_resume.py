@@ -126,3 +126,43 @@ def test_sigkill_loop_resumes_to_the_uninterrupted_result(tiny_benchmark):
         print(f'{work.name}: killed-and-resumed vs uninterrupted, max abs difference:',
               diff)
         assert all(v == 0 for v in diff.values()), diff
+
+
+def test_sigkill_after_a_timed_checkpoint_resumes_bitwise(tiny_benchmark, tmp_path):
+    """``time_interval``: between the interval checkpoints (here none before the end)
+    a checkpoint by time; a SIGKILL right after one is written loses only what came
+    after it, and the resumed run ends where the uninterrupted one does."""
+    timed = FAST + schedule(ITERS, ckpt_interval=1000, keep=1, val_interval=1000) + [
+        'default_hooks.checkpoint.time_interval=0.0001']  # after every iteration
+    ref = tmp_path / 'ref'
+    run_train(CONFIGS['daformer'], ref, tiny_benchmark, ['--cfg-options'] + timed)
+    work = tmp_path / 'work'
+    proc = subprocess.Popen(
+        train_command(CONFIGS['daformer'], work, 1, ['--cfg-options'] + timed),
+        cwd=tiny_benchmark, env=tool_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    # kill once checkpoint 3 is written and its predecessor removed (the hook deletes
+    # the older timed copy only after the newer one is complete)
+    target, older = work / 'timed_iter_3.pth', work / 'timed_iter_2.pth'
+    deadline = time.time() + 600
+    while not (target.exists() and not older.exists()) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.001)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert proc.returncode == -9, 'the run ended before its timed checkpoint 3'
+    timed_files = sorted(n for n in os.listdir(work) if n.startswith('timed_'))
+    assert len(timed_files) == 1  # only the newest copy is kept
+    named = open(work / 'last_checkpoint').read().strip()
+    assert osp.basename(named) == timed_files[0]
+    assert checkpoint_problem(named) is None
+    assert not [n for n in os.listdir(work) if n.startswith('iter_')]
+    res = subprocess.run(train_command(CONFIGS['daformer'], work, 1,
+                                       ['--resume', '--cfg-options'] + timed),
+                         cwd=tiny_benchmark, env=tool_env(), capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert f'resuming from {named}' in res.stdout + res.stderr
+    diff = checkpoint_diff(ref / f'iter_{ITERS}.pth', work / f'iter_{ITERS}.pth')
+    assert diff and all(v == 0 for v in diff.values()), diff
+    assert not [n for n in os.listdir(work) if n.startswith('timed_')]  # superseded

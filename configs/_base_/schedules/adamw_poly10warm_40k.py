@@ -39,8 +39,11 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # every 4000 iterations and, between them, every 30 minutes (only the newest
+    # timed copy is kept): a hard kill loses at most half an hour of GPU time
     checkpoint=dict(
-        type='ResumableCheckpointHook', by_epoch=False, interval=4000, max_keep_ckpts=1),
+        type='ResumableCheckpointHook', by_epoch=False, interval=4000, max_keep_ckpts=1,
+        time_interval=30),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # a picture of a validation image's prediction every 50 validation batches
     # (work_dir/<timestamp>/vis_data/vis_image and TensorBoard)

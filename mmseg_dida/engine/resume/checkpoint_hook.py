@@ -28,9 +28,11 @@ import collections
 import itertools
 import os
 import os.path as osp
+import time
 from typing import Optional
 
-from mmengine.dist import all_gather_object, get_dist_info, is_main_process
+import torch
+from mmengine.dist import all_gather_object, broadcast, get_dist_info, is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
@@ -95,14 +97,84 @@ def _index_sampler(loader):
 
 @HOOKS.register_module()
 class ResumableCheckpointHook(CheckpointHook):
-    """CheckpointHook with atomic files, delete-after-write, and the resume state
-    (random states per rank, stateful generators) in every checkpoint. Arguments:
-    those of :class:`mmengine.hooks.CheckpointHook`."""
+    """CheckpointHook with atomic files, delete-after-write, the resume state (random
+    states per rank, stateful generators) in every checkpoint, and an optional
+    checkpoint by time.
 
-    # (no constructor of its own: config checks read CheckpointHook's arguments)
+    Args:
+        time_interval: Minutes. When set, a checkpoint is also written after the first
+            iteration that ends that long after the last save (of either kind), as
+            ``timed_iter_<n>.pth``: complete or absent like the interval ones, named
+            by ``last_checkpoint``, found by ``--resume``; only the newest timed copy is
+            kept, and it is removed once an interval checkpoint is newer. A hard kill
+            (SIGKILL, a node crash) then loses at most about ``time_interval``
+            minutes of training. None (default): interval checkpoints only.
+        *args, **kwargs: those of :class:`mmengine.hooks.CheckpointHook`.
+    """
+
     _save_state: Optional[list] = None  # gathered for the checkpoint being written
     _loaded_state: Optional[list] = None  # from the checkpoint resumed
     _val_rng: Optional[dict] = None  # the process random states before a validation
+    TIMED_PREFIX = 'timed_'
+
+    def __init__(self, *args, time_interval: Optional[float] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if time_interval is not None and not (
+                isinstance(time_interval, (int, float)) and time_interval > 0):
+            raise ValueError('ResumableCheckpointHook: time_interval must be a number '
+                             f'of minutes > 0 or None, got {time_interval!r}')
+        self.time_interval = time_interval
+        self._last_save = time.monotonic()
+        self._timed_ckpt: Optional[str] = None
+
+    # ------------------------------------------------------------ by time
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        self._last_save = time.monotonic()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        saves = self.last_ckpt
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        if self.time_interval is None or self.last_ckpt != saves or \
+                self.is_last_train_iter(runner):
+            return
+        due = time.monotonic() - self._last_save >= 60.0 * self.time_interval
+        if get_dist_info()[1] > 1:  # every rank saves, or none: rank 0 decides
+            flag = torch.tensor([float(due)])
+            broadcast(flag, 0)
+            due = bool(flag.item())
+        if due:
+            self._save_timed(runner)
+
+    def _save_timed(self, runner) -> None:
+        step = runner.iter + 1
+        self._save_state = self._gather_state(runner)
+        filename = self.TIMED_PREFIX + self.filename_tmpl.format(step)
+        path = osp.join(self.out_dir, filename)
+        runner.save_checkpoint(
+            self.out_dir, filename, self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler, meta=dict(timed=True),
+            by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        self._save_state = None
+        self._last_save = time.monotonic()
+        if is_main_process():
+            atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), path)
+            self._remove_timed(keep=path)
+        self._timed_ckpt = path
+        runner.logger.info(f'time_interval: checkpoint {path} written ({self.time_interval} '
+                           'min since the last save)')
+
+    def _remove_timed(self, keep: Optional[str] = None) -> None:
+        """Delete the timed checkpoints of the work dir other than ``keep``."""
+        if not osp.isdir(self.out_dir):
+            return
+        for name in os.listdir(self.out_dir):
+            path = osp.join(self.out_dir, name)
+            if name.startswith(self.TIMED_PREFIX) and name.endswith('.pth') and \
+                    path != keep:
+                os.remove(path)
 
     # ------------------------------------------------------------------ saving
     def _local(self) -> bool:
@@ -146,6 +218,9 @@ class ResumableCheckpointHook(CheckpointHook):
             return
         # The new checkpoint is complete (atomic write); now name it, then prune.
         atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        self._last_save = time.monotonic()
+        if self.time_interval is not None:
+            self._remove_timed()  # older than this one
         for old in stale:
             path = osp.join(self.out_dir, self.filename_tmpl.format(old))
             if path != self.last_ckpt and osp.isfile(path):

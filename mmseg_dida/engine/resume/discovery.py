@@ -17,7 +17,8 @@ from ...utils.atomic_files import checkpoint_problem, remove_stale_temporaries
 __all__ = ['resume_candidates', 'find_resume_checkpoint', 'choose_resume_checkpoint',
            'ResumeError']
 
-_RUNNER_CKPT_RE = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
+# interval checkpoints and the time-based one (``timed_iter_<n>.pth``)
+_RUNNER_CKPT_RE = re.compile(r'^(?:timed_)?(iter|epoch)_(\d+)\.pth$')
 
 
 def _runner_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
@@ -31,7 +32,8 @@ def _runner_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
 
 def resume_candidates(work_dir: str) -> List[str]:
     """The files of ``work_dir`` that ``--resume`` looks at: ``last_checkpoint`` and
-    the runner's ``iter_<n>.pth`` / ``epoch_<n>.pth``, complete or not."""
+    the runner's ``iter_<n>.pth`` / ``epoch_<n>.pth`` (and ``timed_iter_<n>.pth``),
+    complete or not."""
     if not osp.isdir(work_dir):
         return []
     last = osp.join(work_dir, 'last_checkpoint')
