@@ -195,7 +195,7 @@ def test_daformer_run_deploys_with_didas_modules_unimportable(tmp_path):
         import mmseg_dida.models.uda.dacs  # noqa  the DAFormer components
         import mmseg_dida.models.decode_heads.weighted_loss  # noqa
         from mmseg_dida.deploy import save_deployable
-        from mmseg_dida.utils.model_loading import build_model_from_checkpoint
+        from mmseg_dida.deploy.model_loading import build_model_from_checkpoint
 
         init_default_scope('mmseg')
         seg = {SEG!r}

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.tools import load_tool
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DOCS = [osp.join(REPO, 'README.md')] + sorted(glob.glob(osp.join(REPO, 'docs', '*.md')))
 DIDA = osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py')
@@ -92,12 +94,8 @@ def test_onnx_input_is_the_raw_image_the_docs_say():
     tools/infer.py predicts for the image file; on the normalised image it does not."""
     text = ' '.join(_read(osp.join(REPO, 'docs/testing_export_inference.md')).split())
     assert 'raw image as the test pipeline loads it: BGR, values 0..255' in text
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    try:
-        import export as export_tool
-        import infer as infer_tool
-    finally:
-        sys.path.pop(0)
+    export_tool = load_tool('tools/export.py')
+    infer_tool = load_tool('tools/infer.py')
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
@@ -127,11 +125,7 @@ def test_onnx_input_is_the_raw_image_the_docs_say():
 
 def test_export_parameter_counts_the_docs_print():
     text = _read(osp.join(REPO, 'docs/testing_export_inference.md'))
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    try:
-        import export as export_tool
-    finally:
-        sys.path.pop(0)
+    export_tool = load_tool('tools/export.py')
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS

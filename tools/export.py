@@ -33,22 +33,22 @@ from mmseg.registry import MODELS  # noqa: E402
 from torch import Tensor, nn
 
 import mmseg_dida  # noqa: F401  (compat + registration)
+from mmseg_dida.apis.launch import UserError, load_config  # noqa: E402
 from mmseg_dida.deploy import (  # noqa: E402
     deploy_config,
     deploy_segmentor,
     save_deployable,
     training_segmentor,
 )
-from mmseg_dida.utils.console import silence_third_party_deprecations  # noqa: E402
-from mmseg_dida.utils.launch import UserError, load_config  # noqa: E402
-from mmseg_dida.utils.model_loading import (  # noqa: E402
+from mmseg_dida.deploy.model_loading import (  # noqa: E402
     build_model_from_checkpoint,
     strip_pretrained_init,
 )
-from mmseg_dida.utils.state_mapping import (  # noqa: E402
+from mmseg_dida.deploy.state_mapping import (  # noqa: E402
     CheckpointMismatchError,
     CheckpointReadError,
 )
+from mmseg_dida.utils.console import silence_third_party_deprecations  # noqa: E402
 
 
 def build_training_model(cfg: Config, checkpoint: str, strict: bool = True):

@@ -36,9 +36,9 @@ from tqdm import tqdm
 
 import mmseg_dida  # noqa: F401  (compat + registration)
 from mmseg_dida.deploy import deploy_config, deploy_segmentor
+from mmseg_dida.deploy.model_loading import build_model_from_checkpoint
+from mmseg_dida.deploy.state_mapping import CheckpointMismatchError, CheckpointReadError
 from mmseg_dida.utils.console import silence_third_party_deprecations
-from mmseg_dida.utils.model_loading import build_model_from_checkpoint
-from mmseg_dida.utils.state_mapping import CheckpointMismatchError, CheckpointReadError
 from mmseg_dida.utils.visualization import dataset_palette, label_palette
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -57,7 +57,7 @@ def load_segmentor(config: str, checkpoint: str, device: str,
     training run (UDA config: the deployed student, :func:`deploy_segmentor`).
 
     Weights are loaded by the project's strict loader
-    (:func:`mmseg_dida.utils.model_loading.load_model_weights`): a checkpoint that does
+    (:func:`mmseg_dida.deploy.model_loading.load_model_weights`): a checkpoint that does
     not fill every tensor of the model is refused with one line unless
     ``strict=False``; a UDA training checkpoint on its plain (deploy) config and a
     deploy checkpoint on its training config are mapped.

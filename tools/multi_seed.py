@@ -34,14 +34,12 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/run_report
+from mmengine.config import Config, DictAction
 
-from mmengine.config import Config, DictAction  # noqa: E402
-from run_report.aggregate import csv_text, markdown_table, write_atomic  # noqa: E402
-from run_report.curves import plot_curves  # noqa: E402
-from run_report.logs import RunLogError, final_metrics, read_scalars  # noqa: E402
-
-from mmseg_dida.utils.benchmark import schedule_options  # noqa: E402
+from mmseg_dida.apis.benchmark import schedule_options
+from mmseg_dida.apis.run_report.aggregate import csv_text, markdown_table, write_atomic
+from mmseg_dida.apis.run_report.curves import plot_curves
+from mmseg_dida.apis.run_report.logs import RunLogError, final_metrics, read_scalars
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: Lines of the training output shown on the console (the rest is in the log file).

@@ -9,7 +9,7 @@ Finished runs (their final checkpoint exists) are reused; interrupted ones resum
         [--methods ...] [--iters N] [--jobs 2] [--work-root DIR] [--data-root DIR]
         [--cfg-options KEY=VALUE ...]
 
-``--regime`` picks how the encoder starts (mmseg_dida/utils/benchmark.py, REGIMES):
+``--regime`` picks how the encoder starts (mmseg_dida/apis/benchmark.py, REGIMES):
 ``scratch`` (random init, the ``*_mit_tiny_*`` configs) or ``pretrained``
 (formula-pretrained weights with DAFormer's feature distance and learning rates, the
 ``*_mit_tiny_formula_*`` configs); the work dirs are named after the configs, so the
@@ -29,8 +29,7 @@ import time
 
 from mmengine.config import Config
 
-from mmseg_dida.datasets.procedural import DEFAULT_GAP
-from mmseg_dida.utils.benchmark import (
+from mmseg_dida.apis.benchmark import (
     MAIN_METHODS,
     REPO,
     TrainJob,
@@ -45,7 +44,8 @@ from mmseg_dida.utils.benchmark import (
     test_metrics,
     train_many,
 )
-from mmseg_dida.utils.report import format_per_class, format_table
+from mmseg_dida.apis.report import format_per_class, format_table
+from mmseg_dida.datasets.procedural import DEFAULT_GAP
 
 
 def parse_args(argv=None):

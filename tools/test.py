@@ -13,22 +13,22 @@ import sys
 from mmengine.config import DictAction
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
-from mmseg_dida.utils.atomic_files import atomic_write_text
-from mmseg_dida.utils.console import silence_third_party_deprecations
-from mmseg_dida.utils.launch import (
+from mmseg_dida.apis.launch import (
     UserError,
     build_runner,
     exit_process,
     load_config,
     shutdown_distributed,
 )
-from mmseg_dida.utils.model_loading import load_model_weights
-from mmseg_dida.utils.report import format_metrics
-from mmseg_dida.utils.state_mapping import (
+from mmseg_dida.apis.report import format_metrics
+from mmseg_dida.deploy.model_loading import load_model_weights
+from mmseg_dida.deploy.state_mapping import (
     CheckpointMismatchError,
     CheckpointReadError,
     read_checkpoint,
 )
+from mmseg_dida.utils.atomic_files import atomic_write_text
+from mmseg_dida.utils.console import silence_third_party_deprecations
 
 
 def parse_args(argv=None):

@@ -14,6 +14,17 @@ from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 import mmseg_dida  # noqa: F401  (compat layer + registration before mmseg is used)
+from mmseg_dida.apis.config_errors import explain_build_error
+from mmseg_dida.apis.launch import (
+    UserError,
+    build_runner,
+    exit_process,
+    launcher_rank,
+    load_config,
+    prepare_training,
+    shorten_schedule,
+    shutdown_distributed,
+)
 from mmseg_dida.datasets.transforms.checks import (
     DataError,
     data_error_line,
@@ -29,18 +40,7 @@ from mmseg_dida.engine.mixed_precision import (
 from mmseg_dida.engine.resume import STOP_EXIT_STATUS, TrainingStopped
 from mmseg_dida.engine.speed_options import SpeedOptionError, apply_speed_options
 from mmseg_dida.utils.atomic_files import atomic_write_text
-from mmseg_dida.utils.config_errors import explain_build_error
 from mmseg_dida.utils.console import header, silence_third_party_deprecations
-from mmseg_dida.utils.launch import (
-    UserError,
-    build_runner,
-    exit_process,
-    launcher_rank,
-    load_config,
-    prepare_training,
-    shorten_schedule,
-    shutdown_distributed,
-)
 
 # samples of each dataset checked before every training (all with --check-data)
 SAMPLED_CHECK = 8

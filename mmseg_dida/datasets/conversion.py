@@ -27,6 +27,7 @@ from .rcs import write_rcs_stats
 
 __all__ = [
     'read_palette_label', 'read_synthia_label', 'read_train_ids', 'find_files',
+    'convert_label_folder',
     'convert_label_file', 'convert_dataset', 'collect_rcs_stats', 'TABLES'
 ]
 
@@ -162,4 +163,34 @@ def collect_rcs_stats(label_files: Sequence[str], out_dir: str, nproc: int = 1,
                          id_to_trainid=id_to_trainid, num_classes=num_classes),
                  label_files, nproc)
     write_rcs_stats(out_dir, stats)
+    return stats
+
+
+def convert_label_folder(name: str, root: str, gt_dir: str, out_dir: Optional[str],
+                         pattern: str, raw_suffix: str, trainid_suffix: str,
+                         id_to_trainid: Mapping[int, int],
+                         reader: Callable[[str], np.ndarray], nproc: int = 1,
+                         rcs_subset: Optional[str] = None) -> List[Dict]:
+    """What each dataset converter of tools/convert_datasets does: the raw label files
+    matching ``pattern`` under ``<root>/<gt_dir>`` become trainId files beside them
+    (``raw_suffix`` replaced by ``trainid_suffix``), with progress, and the RCS
+    statistics of all of them (or of those under the sub-folder ``rcs_subset``, e.g.
+    Cityscapes' ``train``) go to ``out_dir`` (default ``root``). Returns the
+    statistics written."""
+    out_dir = out_dir or root
+    os.makedirs(out_dir, exist_ok=True)
+    folder = osp.join(root, gt_dir)
+    pairs = [(f, f[:-len(raw_suffix)] + trainid_suffix)
+             for f in find_files(folder, pattern)]
+    print(f'converting {len(pairs)} {name} label files in {folder} ({nproc} '
+          'processes):', flush=True)
+    stats = convert_dataset(pairs, id_to_trainid, reader, nproc, stats_root=out_dir)
+    subset = ''
+    if rcs_subset is not None:
+        prefix = osp.join(folder, rcs_subset) + os.sep
+        stats = [s for s, (src, _) in zip(stats, pairs) if src.startswith(prefix)]
+        subset = f'the {len(stats)} {rcs_subset} '
+    write_rcs_stats(out_dir, stats)
+    print(f'done: {len(pairs)} *{trainid_suffix} in {folder}; RCS statistics of '
+          f'{subset or str(len(stats)) + " "}files in {out_dir}')
     return stats

@@ -4,7 +4,7 @@
   log file only.
 * ``load_from`` without ``--resume`` (a new run that starts from a checkpoint's
   weights) goes through the project's loader
-  (:func:`~mmseg_dida.utils.model_loading.load_model_weights`): every tensor the
+  (:func:`~mmseg_dida.deploy.model_loading.load_model_weights`): every tensor the
   deployed model needs must come from the checkpoint, in any of the layouts it maps
   (the same model; a plain segmentor, e.g. ``deploy.pth``, into a UDA model's student;
   the student of another method's run, e.g. a DAFormer run into DAFormer + DiDA), and
@@ -17,9 +17,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..deploy.model_loading import load_model_weights
 from ..models.backbones.diffusion_encoder import DiffusionEncoder
 from ..utils.console import attach_console_filter
-from ..utils.model_loading import load_model_weights
 
 __all__ = ['UDARunner', 'load_initial_weights']
 

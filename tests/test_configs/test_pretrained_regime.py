@@ -15,8 +15,8 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
+from mmseg_dida.apis.benchmark import REGIMES, methods_of
 from mmseg_dida.models.utils.weight_loading import read_state_dict
-from mmseg_dida.utils.benchmark import REGIMES, methods_of
 from tests.helpers.uda import make_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -10,6 +10,7 @@ import pytest
 from mmengine.config import Config
 
 import mmseg_dida  # noqa: F401
+from mmseg_dida.apis.launch import check_data_roots
 from mmseg_dida.datasets.procedural import generate_benchmark
 from mmseg_dida.datasets.transforms.checks import (
     CheckFiles,
@@ -20,7 +21,6 @@ from mmseg_dida.datasets.transforms.checks import (
     insert_data_checks,
     scan_dataset,
 )
-from mmseg_dida.utils.launch import check_data_roots
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIDA_CFG = osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py')

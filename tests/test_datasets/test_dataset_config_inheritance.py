@@ -23,7 +23,7 @@ VARIANTS = {
 
 # The per-dataset base files (configs/_base_/datasets/<dataset>.py), whose names all
 # start with the dataset's.
-DATASET_BASES = ('gta', 'synthia', 'cityscapes', 'acdc', 'darkzurich')
+DATASET_BASES = ('gta', 'synthia', 'cityscapes', 'acdc', 'darkzurich', 'drive1080p')
 
 
 def _before():

@@ -148,7 +148,7 @@ def test_guard_skips_nonfinite_steps_with_one_device_read_per_step(fused):
     device once per step (its flags); other optimisers need the guard's read too.
     Either way the skipped steps leave weights, moments, step counts and running
     statistics as they were, and the finite step after them trains."""
-    from mmseg_dida.utils.host_sync import HostSyncCounter
+    from tests.helpers.host_sync import HostSyncCounter
     model = dacs(float('nan'), iterations=(1, 2), bn=True)
     wrapper = OptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2,
                                                        fused=fused))

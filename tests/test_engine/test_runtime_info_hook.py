@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mmseg_dida.engine.hooks import DeferredRuntimeInfoHook
-from mmseg_dida.utils.host_sync import HostSyncCounter
+from tests.helpers.host_sync import HostSyncCounter
 
 KEYS = ('loss', 'positives', 'acc', 'fixed')
 

@@ -59,7 +59,7 @@ def test_data_options_follow_the_gap(tmp_path):
     assert tool.parse_args([]).data_root == osp.join('data', 'procedural')
     assert tool.parse_args(['--gap', 'fog']).data_root == osp.join('data', 'procedural_fog')
     assert tool.parse_args(['--gap', 'fog', '--data-root', 'x']).data_root == 'x'
-    from mmseg_dida.utils.benchmark import METHODS
+    from mmseg_dida.apis.benchmark import METHODS
     opts = tool.data_options(METHODS['DAFormer'], 'data/procedural_fog')
     assert 'val_dataloader.dataset.data_root=data/procedural_fog/target' in opts
     # the default root leaves every config as it is, also one without a data_root

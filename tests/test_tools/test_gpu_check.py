@@ -6,8 +6,11 @@ import os.path as osp
 import subprocess
 import sys
 
-import gpu_check  # tools/benchmarks (pytest.ini's pythonpath)
 import pytest
+
+from tests.helpers.tools import load_tool
+
+gpu_check = load_tool('tools/benchmarks/gpu_check.py')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

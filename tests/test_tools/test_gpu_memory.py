@@ -4,11 +4,16 @@ and the table."""
 import gc
 import json
 import os.path as osp
+from contextlib import nullcontext
 
-import gpu_memory as gm  # tools/benchmarks (pytest.ini's pythonpath)
 import pytest
 import torch
-from dida_overhead import synthetic_batch
+
+from mmseg_dida.apis import memory_estimate as me
+from mmseg_dida.apis.step_benchmark import synthetic_batch
+from tests.helpers.tools import load_tool
+
+gm = load_tool('tools/benchmarks/gpu_memory.py')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -19,7 +24,7 @@ SIZE = (64, 128)
 
 # ------------------------------------------------------------------ the counter
 def test_live_bytes_count_each_storage_once_until_it_dies():
-    with gm.LiveStorageBytes(round_to=1) as tracker:
+    with me.LiveStorageBytes(round_to=1) as tracker:
         a = torch.empty(1000, dtype=torch.float32)  # 4000 B
         view = a.view(10, 100)  # same storage
         b = torch.empty(500, dtype=torch.float16)  # 1000 B
@@ -34,7 +39,7 @@ def test_live_bytes_count_each_storage_once_until_it_dies():
 
 
 def test_live_bytes_round_like_the_cuda_allocator():
-    with gm.LiveStorageBytes() as tracker:  # 512 B granularity
+    with me.LiveStorageBytes() as tracker:  # 512 B granularity
         x = torch.empty(3, dtype=torch.uint8)
         y = torch.empty(600, dtype=torch.uint8)
         assert tracker.current == 512 + 1024
@@ -43,7 +48,7 @@ def test_live_bytes_round_like_the_cuda_allocator():
 
 def test_live_bytes_track_preexisting_tensors_and_reset_peak():
     w = torch.empty(256)  # 1024 B made outside the mode
-    tracker = gm.LiveStorageBytes(round_to=1)
+    tracker = me.LiveStorageBytes(round_to=1)
     tracker.track([w, w.view(16, 16)])
     assert tracker.current == 1024
     with tracker:
@@ -61,14 +66,14 @@ def test_live_bytes_track_preexisting_tensors_and_reset_peak():
 def _fake_modes():
     from torch._subclasses.fake_tensor import FakeTensorMode
     fake = FakeTensorMode(allow_non_fake_inputs=True)
-    hybrid = gm.HybridFake()
+    hybrid = me.HybridFake()
     return fake, hybrid
 
 
 def test_hybrid_runs_label_arithmetic_for_real_and_bounds_the_rest():
     fake, hybrid = _fake_modes()
     labels = torch.tensor([[0, 1, 255], [1, 1, 0]])
-    tracker = gm.LiveStorageBytes(round_to=1)
+    tracker = me.LiveStorageBytes(round_to=1)
     with fake, tracker, hybrid:  # the counter sits between the fake mode and hybrid
         x = torch.ones(2, 3, 4)  # 24 floats: a small factory, made real
         big = torch.empty(300, 300)  # fake
@@ -102,8 +107,8 @@ def _run(config, device, amp=False, memory_saving=None, with_profiler=False):
         prof.append(profile(activities=[ProfilerActivity.CPU], profile_memory=True))
         return prof[-1]
 
-    out = gm.step_peak(model, optim, data, fake_mode, amp, round_to=1,
-                       around_step=around_step if with_profiler else gm.nullcontext)
+    out = me.step_peak(model, optim, data, fake_mode, amp, round_to=1,
+                       around_step=around_step if with_profiler else nullcontext)
     out.setdefault('assumptions', {})
     if with_profiler:
         out['allocator_peak'] = out['static'] + _allocation_peak(prof[0])
@@ -194,7 +199,7 @@ def test_cuda_fp32_ops_follow_cuda_autocast():
     from torch.utils.checkpoint import checkpoint
     x = torch.randn(2, 8, 4, 4, requires_grad=True)
     w = torch.randn(8, 8, 3, 3)
-    with gm.CudaAutocastFp32Ops():
+    with me.CudaAutocastFp32Ops():
         with torch.autocast('cpu', dtype=torch.float16):
             y = torch.nn.functional.conv2d(x, w, padding=1)
             assert y.dtype == torch.float16  # CUDA: lower precision

@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 
-import dist_launch  # tools/ (pytest.ini's pythonpath)
 import pytest
 
 from mmseg_dida.engine.resume import STOP_EXIT_STATUS, GracefulStopHook
@@ -41,7 +40,9 @@ from tests.helpers.reliability import (
     train_command,
     uninterrupted_run,
 )
+from tests.helpers.tools import load_tool
 
+dist_launch = load_tool('tools/dist_launch.py')
 ITERS = REF_ITERS
 ARGS = ['--cfg-options'] + FAST + schedule(ITERS, ckpt_interval=ITERS, val_interval=2)
 STOPPED = re.compile(r'stopped by SIGTERM after iteration (\d+) of \d+: checkpoint (\S+) '

@@ -134,8 +134,8 @@ def test_aggregation_of_fabricated_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_curve_keys_and_parse_of_log_text(tmp_path):
-    from run_report.curves import curve_keys, plot_curves  # tools/ (pytest.ini)
-    from run_report.logs import final_metrics, read_scalars
+    from mmseg_dida.apis.run_report.curves import curve_keys, plot_curves
+    from mmseg_dida.apis.run_report.logs import final_metrics, read_scalars
     fabricate_run(str(tmp_path / 'r'), 70.0, 80.0, *RUNS[1][2:4], as_keys=False)
     train, val = read_scalars(str(tmp_path / 'r'))
     assert [r['step'] for r in train] == [2, 4, 6, 8, 10]

@@ -59,8 +59,8 @@ def test_each_gap_has_its_own_data_root():
 
 
 def test_benchmark_data_generates_the_gap_and_refuses_another(tmp_path, monkeypatch):
+    from mmseg_dida.apis.benchmark import benchmark_data
     from mmseg_dida.datasets import procedural as P
-    from mmseg_dida.utils.benchmark import benchmark_data
     generate = P.generate_benchmark
     monkeypatch.setattr(P, 'generate_benchmark', lambda root, progress, gap: (
         generate(root, size=(32, 32), counts=dict(train=1, val=1), gap=gap)))
@@ -77,8 +77,8 @@ def test_benchmark_data_generates_the_gap_and_refuses_another(tmp_path, monkeypa
 def test_data_root_options_move_every_dataset(method):
     from mmengine.config import Config, DictAction
 
+    from mmseg_dida.apis.benchmark import METHODS, data_root_options
     from mmseg_dida.datasets.transforms.checks import dataset_nodes
-    from mmseg_dida.utils.benchmark import METHODS, data_root_options
     path = METHODS.get(method) or osp.join(
         REPO, 'configs/dida/hrda_mit_tiny_procedural_dida.py')
     assert data_root_options(Config.fromfile(path), 'data/procedural/') == []

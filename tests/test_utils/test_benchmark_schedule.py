@@ -3,7 +3,7 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from mmseg_dida.utils.benchmark import METHODS, REPO, schedule_options
+from mmseg_dida.apis.benchmark import METHODS, REPO, schedule_options
 
 
 def _apply(cfg, opts):

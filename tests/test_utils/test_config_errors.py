@@ -7,13 +7,13 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
-from mmseg_dida.utils.config_errors import (
+from mmseg_dida.apis.config_errors import (
     ConfigError,
     check_config,
     check_overrides,
     explain_build_error,
 )
-from mmseg_dida.utils.launch import UserError, load_config
+from mmseg_dida.apis.launch import UserError, load_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIDA_CFG = osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py')

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmseg_dida.utils.flops import conv_flops, flop_counter
+from mmseg_dida.apis.flops import conv_flops, flop_counter
 
 
 def _count(counter, fn):

@@ -7,7 +7,7 @@ from mmseg.models.losses import accuracy as mmseg_accuracy
 from mmseg_dida.models.losses.accuracy import seg_accuracy
 from mmseg_dida.models.utils.feature_distance import masked_feat_dist
 from mmseg_dida.models.utils.mixing import get_class_masks
-from mmseg_dida.utils.host_sync import HostSyncCounter
+from tests.helpers.host_sync import HostSyncCounter
 from tests.helpers.uda import build_dacs, make_batch, optim_wrapper, tiny_hrda
 
 
@@ -130,7 +130,7 @@ def test_dacs_iteration_follows_a_loaded_state():
 def test_cuda_step_makes_no_sync_that_torch_reports(name):
     """On a GPU (gpu_check's tests part runs ``-k cuda``): torch's own synchronisation
     debug mode agrees with the CPU counter that the step never waits."""
-    from mmseg_dida.utils.host_sync import count_cuda_syncs
+    from tests.helpers.host_sync import count_cuda_syncs
     model = build_dacs(**STEPS[name]).cuda()
     ow = optim_wrapper(model)
     model.train_step(make_batch(seed=0), ow)

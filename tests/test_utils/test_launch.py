@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmseg_dida.utils import launch
+from mmseg_dida.apis import launch
 from tests.helpers.reliability import tool_env
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -79,7 +79,7 @@ def test_the_tests_child_processes_see_no_gpu(repo_root, run_tool):
 
 _EXIT_SCRIPT = '''
 import atexit, sys
-from mmseg_dida.utils.launch import exit_process
+from mmseg_dida.apis.launch import exit_process
 atexit.register(lambda: open(sys.argv[1], 'w').write('handlers ran'))
 class Teardown:
     def __del__(self):  # runs at interpreter teardown only

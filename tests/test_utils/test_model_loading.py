@@ -1,4 +1,4 @@
-"""mmseg_dida.utils.model_loading: strict loading (one-line refusals), the UDA <->
+"""mmseg_dida.deploy.model_loading: strict loading (one-line refusals), the UDA <->
 plain segmentor layouts, models built from checkpoints without pretrained files."""
 import pytest
 import torch
@@ -6,12 +6,12 @@ from mmengine.config import Config
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
-from mmseg_dida.utils.model_loading import (
+from mmseg_dida.deploy.model_loading import (
     build_model_from_checkpoint,
     load_model_weights,
     strip_pretrained_init,
 )
-from mmseg_dida.utils.state_mapping import CheckpointMismatchError, CheckpointReadError
+from mmseg_dida.deploy.state_mapping import CheckpointMismatchError, CheckpointReadError
 from tests.helpers.uda import build_model as build
 from tests.helpers.uda import flat_segmentor
 from tests.helpers.uda import flat_uda as uda

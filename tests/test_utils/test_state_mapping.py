@@ -1,4 +1,4 @@
-"""mmseg_dida.utils.state_mapping: checkpoints read or refused, compared key by key,
+"""mmseg_dida.deploy.state_mapping: checkpoints read or refused, compared key by key,
 and a UDA student's tensors mapped to and from the plain segmentor's names by the
 wrappers' own layout (no DiffusionEncoder names in the mapping code)."""
 import pytest
@@ -6,8 +6,7 @@ import torch
 
 import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
-from mmseg_dida.utils.atomic_files import atomic_torch_save
-from mmseg_dida.utils.state_mapping import (
+from mmseg_dida.deploy.state_mapping import (
     CheckpointReadError,
     LoadReport,
     compare,
@@ -16,6 +15,7 @@ from mmseg_dida.utils.state_mapping import (
     segmentor_into_student,
     student_to_segmentor,
 )
+from mmseg_dida.utils.atomic_files import atomic_torch_save
 from tests.helpers.uda import build_model as build
 from tests.helpers.uda import flat_segmentor
 from tests.helpers.uda import flat_uda as uda

@@ -39,21 +39,23 @@ import csv
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.runner import Runner
 from mmseg.evaluation import IoUMetric
-from tqdm import tqdm
 
 import mmseg_dida  # noqa: F401  (compat + registration)
-from mmseg_dida.models.uda.dida import DiDA
+from mmseg_dida.apis.degraded_eval import (
+    degraded_batches,
+    degraded_pass,
+    domain_loaders,
+    load_model,
+)
 from mmseg_dida.models.utils.degradation import Degradation
 from mmseg_dida.utils.atomic_files import atomic_write
-from mmseg_dida.utils.model_loading import build_model_from_checkpoint
 
 DEFAULT_TIMESTEPS = tuple(range(0, 100, 10))
 
@@ -282,39 +284,6 @@ def source_readout_accuracy(a: np.ndarray, b: np.ndarray, labels_a: np.ndarray,
 
 
 # --------------------------------------------------------------- the model
-def load_model(cfg: Config, checkpoint: str, device: str):
-    """The trained model of ``cfg`` (a UDA model or a plain segmentor) with the
-    checkpoint's weights, in eval mode; its segmentor; its DiDA plug-in or None."""
-    model, _ = build_model_from_checkpoint(cfg, checkpoint, strict=True)
-    model.to(device).eval()
-    plugin = next((p for p in getattr(model, 'plugins', []) if isinstance(p, DiDA)),
-                  None)
-    return model, getattr(model, 'student', model), plugin
-
-
-def domain_loaders(cfg: Config) -> Dict[str, object]:
-    """name -> test dataloader config: the primary test set ('target' when the test
-    loop has extra sets, else 'test') and every extra set of a multi-dataset loop."""
-    extra = (cfg.get('test_cfg') or {}).get('extra') or {}
-    loaders = {'target' if extra else 'test': cfg.test_dataloader}
-    for name, item in extra.items():
-        loaders[name] = item['dataloader']
-    return loaders
-
-
-@torch.no_grad()
-def degraded_pass(segmentor, plugin, x_t: torch.Tensor, t: torch.Tensor
-                  ) -> Tuple[List[torch.Tensor], torch.Tensor]:
-    """Features and logits of the degraded path: DiDA's (fused features, its
-    segmentation path) or, for a baseline, h o g."""
-    if plugin is not None:
-        feats, logits = plugin.segment_degraded(segmentor, x_t, t)
-    else:
-        feats = segmentor.extract_feat(x_t)
-        logits = segmentor.decode_head(feats)
-    return list(feats), logits
-
-
 def pooled(feats: Sequence[torch.Tensor]) -> np.ndarray:
     """Global average pool of every level, concatenated: (N, sum C)."""
     return torch.cat([f.float().mean(dim=(2, 3)) for f in feats], dim=1).cpu().numpy()
@@ -377,49 +346,29 @@ def evaluate(cfg: Config, checkpoint: str, timesteps: Sequence[int],
     # (domain, t) -> lists of pooled / pixel arrays, pixel groups and pixel labels
     features = {}
     loaders = domain_loaders(cfg)
-    for domain, loader_cfg in loaders.items():
-        loader = Runner.build_dataloader(loader_cfg)
-        seen = 0
-        total = len(loader.dataset) if not max_images else min(max_images,
-                                                               len(loader.dataset))
-        bar = tqdm(total=total * len(timesteps), desc=f'bridge curve: {domain}',
-                   unit='img', file=sys.stdout, mininterval=2.0)
-        for batch in loader:
-            if max_images and seen >= max_images:
-                break
-            data = segmentor.data_preprocessor(batch, False)
-            x0 = data['inputs'].to(device)
-            samples = data['data_samples']
-            if max_images:
-                keep = max_images - seen
-                x0, samples = x0[:keep], samples[:keep]
-            n = x0.shape[0]
-            noise = _noise(degradation, x0, seed, seen)
-            for t_value in timesteps:
-                t = torch.full((n, ), int(t_value), dtype=torch.long, device=device)
-                x_t, _ = degradation(x0, t, noise=noise)
-                feats, logits = degraded_pass(segmentor, plugin, x_t, t)
-                logits = F.interpolate(logits, size=x0.shape[-2:], mode='bilinear',
-                                       align_corners=False)
-                preds = segmentor.postprocess_result(logits, samples)
-                for sample in preds:
-                    label = sample.gt_sem_seg.data.squeeze().to(device)
-                    pred = sample.pred_sem_seg.data.squeeze()
-                    res = IoUMetric.intersect_and_union(pred, label, num_classes,
-                                                        ignore)
-                    acc = areas.setdefault((domain, t_value), [0, 0, 0, 0])
-                    for i, r in enumerate(res):
-                        acc[i] = acc[i] + r.cpu()
-                store = features.setdefault((domain, t_value), ([], [], [], []))
-                store[0].append(pooled(feats))
-                pos = _positions(feats[0], seed, seen, pixels)
-                store[1].append(pixel_features(feats, pos))
-                store[2].append(np.repeat(np.arange(seen, seen + n), pixels))
-                store[3].append(position_labels(samples, pos, feats[0].shape[-2:],
-                                                x0.shape[-2:], ignore))
-                bar.update(n)
-            seen += n
-        bar.close()
+    for b in degraded_batches(cfg, segmentor, degradation, timesteps, max_images, seed,
+                              device, desc='bridge curve'):
+        domain, t_value, x0, samples, seen = b.domain, b.step, b.x0, b.samples, \
+            b.first_index
+        n = x0.shape[0]
+        feats, logits = degraded_pass(segmentor, plugin, b.x, b.t)
+        logits = F.interpolate(logits, size=x0.shape[-2:], mode='bilinear',
+                               align_corners=False)
+        preds = segmentor.postprocess_result(logits, samples)
+        for sample in preds:
+            label = sample.gt_sem_seg.data.squeeze().to(device)
+            pred = sample.pred_sem_seg.data.squeeze()
+            res = IoUMetric.intersect_and_union(pred, label, num_classes, ignore)
+            acc = areas.setdefault((domain, t_value), [0, 0, 0, 0])
+            for i, r in enumerate(res):
+                acc[i] = acc[i] + r.cpu()
+        store = features.setdefault((domain, t_value), ([], [], [], []))
+        store[0].append(pooled(feats))
+        pos = _positions(feats[0], seed, seen, pixels)
+        store[1].append(pixel_features(feats, pos))
+        store[2].append(np.repeat(np.arange(seen, seen + n), pixels))
+        store[3].append(position_labels(samples, pos, feats[0].shape[-2:],
+                                        x0.shape[-2:], ignore))
     names = list(loaders)
     rows = []
     for t_value in timesteps:
@@ -477,20 +426,6 @@ def _positions(feat: torch.Tensor, seed: int, first_index: int, k: int
     out = [torch.randperm(hw, generator=torch.Generator().manual_seed(
         seed * 1_000_003 + first_index + i))[:k] for i in range(n)]
     return torch.stack(out)
-
-
-def _noise(degradation: Degradation, x0: torch.Tensor, seed: int,
-           first_index: int) -> torch.Tensor:
-    """eps of each image at the degradation's noise resolution, from a generator
-    seeded by (seed, the image's index in its dataset): the same at every t and for
-    every model."""
-    n, c, h, w = x0.shape
-    s = degradation.noise_downsample
-    out = []
-    for i in range(n):
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + first_index + i)
-        out.append(torch.randn((c, h // s, w // s), generator=gen))
-    return torch.stack(out).to(x0)
 
 
 # --------------------------------------------------------------- output

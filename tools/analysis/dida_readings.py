@@ -52,13 +52,13 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmseg_dida  # noqa: F401
+from mmseg_dida.deploy.model_loading import build_model_from_checkpoint
 from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.losses.loss_keys import is_loss_key
 from mmseg_dida.models.segmentors.uda_segmentor import as_uda_segmentor
 from mmseg_dida.models.uda.dida import DiDA
 from mmseg_dida.models.utils.norm_buffers import per_part_batch_norm, preserved_norm_buffers
 from mmseg_dida.utils.atomic_files import atomic_write, atomic_write_text
-from mmseg_dida.utils.model_loading import build_model_from_checkpoint
 
 T_GRID = tuple(range(5, 100, 10))
 

@@ -39,13 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.runner import Runner
 from mmseg.evaluation import IoUMetric
-from tqdm import tqdm
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from bridge_curve import _noise, domain_loaders, load_model  # noqa: E402
-
+from mmseg_dida.apis.degraded_eval import degraded_batches, load_model
 from mmseg_dida.models.decode_heads.hrda_head import (  # noqa: E402
     HRDAHead,
     MultiResFeatures,
@@ -120,58 +116,33 @@ def evaluate(cfg: Config, checkpoint: str, timesteps: Sequence[int],
     num_classes = segmentor.decode_head.num_classes
     classes = None
     ignore = getattr(segmentor.decode_head, 'ignore_index', 255)
-    steps = ['clean'] + [int(t) for t in timesteps]
     areas: Dict[tuple, list] = {}
     att_sum: Dict[tuple, torch.Tensor] = {}
     att_count: Dict[tuple, torch.Tensor] = {}
-    for domain, loader_cfg in domain_loaders(cfg).items():
-        loader = Runner.build_dataloader(loader_cfg)
-        classes = classes or list(loader.dataset.metainfo.get(
-            'classes', [str(c) for c in range(num_classes)]))
-        total = len(loader.dataset) if not max_images else min(max_images,
-                                                               len(loader.dataset))
-        bar = tqdm(total=total * len(steps), desc=f'hrda scales: {domain}',
-                   unit='img', file=sys.stdout, mininterval=2.0)
-        seen = 0
-        for batch in loader:
-            if max_images and seen >= max_images:
-                break
-            data = segmentor.data_preprocessor(batch, False)
-            x0 = data['inputs'].to(device)
-            samples = data['data_samples']
-            if max_images:
-                keep = max_images - seen
-                x0, samples = x0[:keep], samples[:keep]
-            n = x0.shape[0]
-            noise = _noise(degradation, x0, seed, seen)
-            for step in steps:
-                if step == 'clean':
-                    x, t = x0, None
-                else:
-                    t = torch.full((n, ), step, dtype=torch.long, device=device)
-                    x, _ = degradation(x0, t, noise=noise)
-                out = scale_views(segmentor, x, t)
-                for i, sample in enumerate(samples):
-                    label = sample.gt_sem_seg.data.squeeze(0).to(device)
-                    for view in VIEWS:
-                        pred = _label_size(out[view][i], sample).argmax(0)
-                        res = IoUMetric.intersect_and_union(pred, label, num_classes,
-                                                            ignore)
-                        acc = areas.setdefault((domain, step, view), [0, 0, 0, 0])
-                        for k, r in enumerate(res):
-                            acc[k] = acc[k] + r.cpu()
-                    att = _label_size(out['att'][i], sample)
-                    s = att_sum.setdefault((domain, step), torch.zeros(num_classes))
-                    c = att_count.setdefault((domain, step), torch.zeros(num_classes))
-                    for cls in range(num_classes):
-                        mask = label == cls
-                        if mask.any():
-                            a = att[cls if att.shape[0] > 1 else 0]
-                            s[cls] += float(a[mask].sum())
-                            c[cls] += float(mask.sum())
-                bar.update(n)
-            seen += n
-        bar.close()
+    steps = ['clean'] + [int(t) for t in timesteps]
+    for b in degraded_batches(cfg, segmentor, degradation,
+                              [None] + [int(t) for t in timesteps], max_images, seed,
+                              device, desc='hrda scales'):
+        domain, step = b.domain, 'clean' if b.step is None else b.step
+        classes = classes or b.classes or [str(c) for c in range(num_classes)]
+        out = scale_views(segmentor, b.x, b.t)
+        for i, sample in enumerate(b.samples):
+            label = sample.gt_sem_seg.data.squeeze(0).to(device)
+            for view in VIEWS:
+                pred = _label_size(out[view][i], sample).argmax(0)
+                res = IoUMetric.intersect_and_union(pred, label, num_classes, ignore)
+                acc = areas.setdefault((domain, step, view), [0, 0, 0, 0])
+                for k, r in enumerate(res):
+                    acc[k] = acc[k] + r.cpu()
+            att = _label_size(out['att'][i], sample)
+            s = att_sum.setdefault((domain, step), torch.zeros(num_classes))
+            c = att_count.setdefault((domain, step), torch.zeros(num_classes))
+            for cls in range(num_classes):
+                mask = label == cls
+                if mask.any():
+                    a = att[cls if att.shape[0] > 1 else 0]
+                    s[cls] += float(a[mask].sum())
+                    c[cls] += float(mask.sum())
     rows = []
     for (domain, step, view), (inter, union, _, label) in areas.items():
         iou = (inter.double() / union.double() * 100).numpy()

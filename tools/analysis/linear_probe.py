@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from mmseg_dida.apis.report import format_per_class
 from mmseg_dida.models.utils.weight_loading import load_pretrained_checked
 from mmseg_dida.utils.atomic_files import atomic_write_text
-from mmseg_dida.utils.report import format_per_class
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODEL_CONFIG = osp.join(REPO, 'configs/_base_/models/benchmark_mit_tiny.py')

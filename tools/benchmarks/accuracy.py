@@ -1,5 +1,5 @@
 """Target mIoU and per-class IoU of source-only, DAFormer and DAFormer + DiDA (or any
-methods of mmseg_dida/utils/benchmark.py's table) on the procedural benchmark,
+methods of mmseg_dida/apis/benchmark.py's table) on the procedural benchmark,
 ``--seeds`` seeds each, printed side by side as mean +- std.
 
 Each (method, seed) trains with ``tools/train.py`` into ``<work-root>/<method>_s<seed>``
@@ -37,8 +37,7 @@ import sys
 
 from mmengine.config import Config
 
-from mmseg_dida.datasets.procedural import DEFAULT_GAP, default_root
-from mmseg_dida.utils.benchmark import (
+from mmseg_dida.apis.benchmark import (
     MAIN_METHODS,
     REPO,
     TrainJob,
@@ -52,7 +51,8 @@ from mmseg_dida.utils.benchmark import (
     test_metrics,
     train_many,
 )
-from mmseg_dida.utils.report import format_per_class, format_table, mean_std
+from mmseg_dida.apis.report import format_per_class, format_table, mean_std
+from mmseg_dida.datasets.procedural import DEFAULT_GAP, default_root
 
 
 def parse_args(argv=None):

@@ -25,8 +25,8 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
+from mmseg_dida.deploy.model_loading import strip_pretrained_init
 from mmseg_dida.utils.atomic_files import atomic_torch_save
-from mmseg_dida.utils.model_loading import strip_pretrained_init
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIGS = ['configs/dida/daformer_mit_tiny_procedural_dida.py',

@@ -16,7 +16,7 @@ are used by all. Per variant it reports:
 * FLOPs of one step (forward + backward of every loss group), counted with
   ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions:
   the arithmetic the step must do) with grouped convolutions' backward counted right
-  (:mod:`mmseg_dida.utils.flops`; torch's own formula counts MiT's depthwise
+  (:mod:`mmseg_dida.apis.flops`; torch's own formula counts MiT's depthwise
   convolutions' weight gradients channels-times too high), split the same way;
 * the time ratio the FLOPs predict (``pred x``): the baseline's step plus the
   variant's extra FLOPs at the rate (seconds per GFLOP) of the baseline's own network
@@ -80,10 +80,19 @@ import os
 import os.path as osp
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from typing import Optional
+
+from mmseg_dida.apis.step_benchmark import (
+    SEGMENTS,
+    after_each_group,
+    persistent_bytes,
+    rss_mb,
+    run_child,
+    synthetic_batch,
+    timed_steps,
+)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VARIANTS = dict(
@@ -127,29 +136,6 @@ def row_name(variant: str, speed: str) -> str:
     return variant if speed == 'default' else f'{variant}+{speed}'
 
 
-def _rss_mb() -> float:
-    with open('/proc/self/statm') as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
-
-
-def persistent_bytes(model, *optimizers) -> int:
-    """Bytes of the tensors that live between steps: parameters, buffers, optimiser
-    state (each storage once)."""
-    import torch
-    seen, total = set(), 0
-    tensors = list(model.parameters()) + list(model.buffers())
-    for optimizer in optimizers:
-        for state in optimizer.state.values():
-            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-    for t in tensors:
-        key = t.untyped_storage().data_ptr()
-        if key not in seen:
-            seen.add(key)
-            total += t.untyped_storage().nbytes()
-    return total
-
-
 def segmentor_cfg(model: str, size):
     from mmengine.config import Config
     if model == 'tiny':
@@ -164,80 +150,6 @@ def segmentor_cfg(model: str, size):
         seg.backbone.init_cfg = None  # timing only: no pretrained file needed
     seg.data_preprocessor.size = tuple(size)
     return seg
-
-
-def synthetic_batch(n, size, num_classes, seed=0):
-    import torch
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-
-    def packed(labelled):
-        inputs, samples = [], []
-        for _ in range(n):
-            inputs.append(torch.randint(0, 256, (3, h, w), generator=g,
-                                        dtype=torch.uint8))
-            s = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                            pad_shape=(h, w)))
-            if labelled:
-                s.gt_sem_seg = PixelData(data=torch.randint(
-                    0, num_classes, (1, h, w), generator=g))
-            samples.append(s)
-        return dict(inputs=inputs, data_samples=samples)
-
-    return dict(source=packed(True), target=packed(False))
-
-
-SEGMENTS = ('source', 'mixed', 'plugin', 'update')
-
-
-def _after_each_group(model, hooks: list) -> None:
-    """Call every function in ``hooks`` after each loss group's backward pass of
-    DACS (the list may be changed later): DACS asks for the next group right after
-    it has back-propagated the last one."""
-    loss_groups = model.loss_groups
-
-    def instrumented(ctx):
-        for group in loss_groups(ctx):
-            yield group
-            for hook in hooks:
-                hook()
-
-    model.loss_groups = instrumented
-
-
-def _segments(start: float, marks: list, end: float) -> dict:
-    """Durations of the step's parts from the group stamps: source group (with the
-    EMA update), mixed group (with pseudo-labelling and ClassMix), all plug-in
-    groups, and the optimiser update."""
-    return dict(source=marks[0] - start, mixed=marks[1] - marks[0],
-                plugin=marks[-1] - marks[1], update=end - marks[-1])
-
-
-def timed_steps(model, data, optim, steps: int, sync, marks: list,
-                cpu_marks: list = None) -> dict:
-    """``steps`` timed training steps: per step its wall time (``times``), its
-    process CPU time (``cpu_times``) and its parts from the group stamps that the
-    hooks of :func:`_after_each_group` append to ``marks`` (``segments``; with
-    ``cpu_marks``, the same in CPU time: ``cpu_segments``)."""
-    out = dict(times=[], segments=[], cpu_times=[])
-    if cpu_marks is not None:
-        out['cpu_segments'] = []
-    for _ in range(steps):
-        marks.clear()
-        if cpu_marks is not None:
-            cpu_marks.clear()
-        c0, t0 = time.process_time(), time.perf_counter()
-        model.train_step(data, optim)
-        sync()
-        t1, c1 = time.perf_counter(), time.process_time()
-        out['times'].append(t1 - t0)
-        out['cpu_times'].append(c1 - c0)
-        out['segments'].append(_segments(t0, marks, t1))
-        if cpu_marks is not None:
-            out['cpu_segments'].append(_segments(c0, cpu_marks, c1))
-    return out
 
 
 class SpeedState:
@@ -323,7 +235,7 @@ def run_variant(args) -> dict:
     from mmseg.registry import MODELS
 
     import mmseg_dida  # noqa: F401
-    from mmseg_dida.utils.flops import flop_counter
+    from mmseg_dida.apis.flops import flop_counter
 
     init_default_scope('mmseg')
     torch.manual_seed(0)
@@ -338,7 +250,7 @@ def run_variant(args) -> dict:
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         mem0 = torch.cuda.memory_allocated()
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     model = MODELS.build(uda)
     model.init_weights()
     model.to(device).train()
@@ -351,7 +263,7 @@ def run_variant(args) -> dict:
 
     marks: list = []
     hooks = [sync, lambda: marks.append(time.perf_counter())]
-    _after_each_group(model, hooks)
+    after_each_group(model, hooks)
     out = dict(variant=args.variant,
                params=sum(p.numel() for p in model.parameters()),
                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -426,21 +338,6 @@ def matmul_peak(device_name: str) -> dict:
     return dict(tflops=best / 1e12, tflops_cpu=best_cpu / 1e12,
                 dtype=str(dtype).replace('torch.', ''), n=n, device=device.type,
                 source='measured')
-
-
-def run_child(cmd, variant: str, measure: str) -> dict:
-    """Run one measurement in a fresh process (``cmd`` ends in this variant's options)
-    and return the JSON it prints after ``RESULT``; stop with its stderr if it fails."""
-    env = dict(os.environ)
-    if measure == 'memory':
-        # Freed blocks go back to the system at once, so that the resident size
-        # follows the live tensors (slows allocation down: never used for timing).
-        env['MALLOC_MMAP_THRESHOLD_'] = '65536'
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
-    line = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
-    if out.returncode or not line:
-        sys.exit(f'{variant} ({measure}) failed:\n{out.stderr[-3000:]}')
-    return json.loads(line[0][7:])
 
 
 def _child(args, variant: str, measure: str, speeds) -> dict:

@@ -8,7 +8,7 @@ Each variant runs in fresh processes (one timing it, one measuring its peak memo
 disturbed round counts. Per variant: the median step time, its parts (source group +
 EMA, mixed group + pseudo labels (HRDA: LR + overlapping HR windows of the teacher),
 plug-in groups, optimiser update), the FLOPs of one step (matrix products and
-convolutions, ``mmseg_dida.utils.flops``), the peak memory (CPU: peak resident size
+convolutions, ``mmseg_dida.apis.flops``), the peak memory (CPU: peak resident size
 with every freed block returned to the system at once; CUDA: max allocated) and the
 ratios of each to DAFormer.
 
@@ -30,18 +30,17 @@ import statistics
 import sys
 import time
 
-HERE = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(osp.dirname(HERE))
-sys.path.insert(0, HERE)
-from dida_overhead import (  # noqa: E402
+from mmseg_dida.apis.step_benchmark import (
     SEGMENTS,
-    _after_each_group,
-    _rss_mb,
+    after_each_group,
     persistent_bytes,
+    rss_mb,
     run_child,
     synthetic_batch,
     timed_steps,
 )
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 #: variant -> (config, (h, w) of its training images)
 VARIANTS = {
@@ -75,7 +74,7 @@ def run_variant(args) -> dict:
     from mmseg.registry import MODELS
 
     import mmseg_dida  # noqa: F401
-    from mmseg_dida.utils.flops import flop_counter
+    from mmseg_dida.apis.flops import flop_counter
 
     init_default_scope('mmseg')
     torch.manual_seed(0)
@@ -85,7 +84,7 @@ def run_variant(args) -> dict:
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         mem0 = torch.cuda.memory_allocated()
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.to(device).train()
@@ -100,7 +99,7 @@ def run_variant(args) -> dict:
     cpu_marks: list = []
     hooks = [sync, lambda: marks.append(time.perf_counter()),
              lambda: cpu_marks.append(time.process_time())]
-    _after_each_group(model, hooks)
+    after_each_group(model, hooks)
     for _ in range(args.warmup):
         model.train_step(data, optim)
     sync()

@@ -8,11 +8,8 @@ Reads ``<gta>/labels/<n>.png`` (Cityscapes label ids), writes
 files already converted.
 """
 import argparse
-import os
-import os.path as osp
 
-from mmseg_dida.datasets.conversion import TABLES, convert_dataset, find_files, read_palette_label
-from mmseg_dida.datasets.rcs import write_rcs_stats
+from mmseg_dida.datasets.conversion import TABLES, convert_label_folder, read_palette_label
 
 
 def parse_args(argv=None):
@@ -26,19 +23,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    out_dir = args.out_dir or args.gta_path
-    os.makedirs(out_dir, exist_ok=True)
-    gt_dir = osp.join(args.gta_path, args.gt_dir)
     # raw files end in a digit: 00001.png (not 00001_labelTrainIds.png)
-    files = find_files(gt_dir, r'.*[0-9]\.png')
-    pairs = [(f, f[:-len('.png')] + '_labelTrainIds.png') for f in files]
-    print(f'converting {len(pairs)} GTA label files in {gt_dir} '
-          f'({args.nproc} processes):', flush=True)
-    stats = convert_dataset(pairs, TABLES['gta'], read_palette_label, args.nproc,
-                            stats_root=out_dir)
-    write_rcs_stats(out_dir, stats)
-    print(f'done: {len(pairs)} *_labelTrainIds.png in {gt_dir}; RCS statistics of '
-          f'{len(stats)} files in {out_dir}')
+    convert_label_folder('GTA', args.gta_path, args.gt_dir, args.out_dir,
+                         r'.*[0-9]\.png',
+                         '.png', '_labelTrainIds.png',
+                         TABLES['gta'], read_palette_label, args.nproc)
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ a run whose loss stays non-finite stops with one clear error.
 * ``max_consecutive`` iterations in a row with a non-finite loss (on any process)
   raise :class:`NonFiniteLossError`, which ``tools/train.py`` reports as one line.
   Checkpoints written before are untouched.
-* Host waits (:mod:`mmseg_dida.utils.host_sync`): the hook reads the device once per
+* Host waits (``tests/helpers/host_sync.py``): the hook reads the device once per
   iteration, at its end (the step's flags stacked into one tensor; the buffers of a
   skipped step are restored on the device before). In full precision with a fused
   Adam/AdamW (the default on CUDA) the guard hands the optimiser a device flag

@@ -199,7 +199,7 @@ class DACS(BaseModel):
         self.record_pseudo_labels = False
         self.last_pseudo_labels: Optional[Tensor] = None
         # The batch goes to the device without the host waiting for the device's queue
-        # (a blocking upload would; mmseg_dida.utils.host_sync).
+        # (a blocking upload would; tests/helpers/host_sync.py).
         for module in self.modules():
             if isinstance(module, BaseDataPreprocessor):
                 module._non_blocking = True

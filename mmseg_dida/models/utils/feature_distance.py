@@ -29,7 +29,7 @@ def downscale_label_ratio(gt: Tensor, scale_factor: int, min_ratio: float,
         raise ValueError(f'downscale_label_ratio: gt must be (N, 1, H, W), got '
                          f'{tuple(gt.shape)}')
     # torch.where and a device-side assert instead of boolean indexing and min()/max()
-    # reads: nothing here makes the host wait for a GPU (mmseg_dida.utils.host_sync)
+    # reads: nothing here makes the host wait for a GPU (tests/helpers/host_sync.py)
     labels = gt[:, 0].long()
     labels = torch.where(labels == ignore_index, num_classes, labels)
     torch._assert_async(((labels >= 0) & (labels <= num_classes)).all(),

@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 from mmseg.registry import MODELS
 
 import mmseg_dida  # noqa: F401
-from mmseg_dida.utils.config_errors import explain_build_error
+from mmseg_dida.apis.config_errors import explain_build_error
 from tests.helpers.uda import make_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))

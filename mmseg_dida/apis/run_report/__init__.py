@@ -6,5 +6,5 @@
 * :mod:`.aggregate` -- mean +- std over seeds, Markdown and CSV tables;
 * :mod:`.curves` -- training curves (loss terms, pseudo-label confidence, mIoU) as PNG.
 
-Library code of the tools, not part of the installed package.
+Shared by the tools (mmseg_dida.apis): not used by the runtime packages.
 """

@@ -18,14 +18,14 @@ from typing import Dict, List, Tuple, Union
 import torch
 from torch import nn
 
-from ..deploy import (
+from ..utils.atomic_files import checkpoint_problem
+from .core import (
     SEGMENTOR_ATTR,
     deployed_key_map,
     deployed_name,
     training_segmentor,
     wrapper_classes,
 )
-from .atomic_files import checkpoint_problem
 
 __all__ = ['CheckpointReadError', 'CheckpointMismatchError', 'LoadReport',
            'read_state_dict', 'compare', 'student_to_segmentor',
@@ -45,7 +45,7 @@ class CheckpointMismatchError(ValueError):
 
 @dataclass
 class LoadReport:
-    """What :func:`~mmseg_dida.utils.model_loading.load_model_weights` did.
+    """What :func:`~mmseg_dida.deploy.model_loading.load_model_weights` did.
 
     Attributes:
         layout: 'same' (names as in the model), 'uda->segmentor' (a UDA training

@@ -35,7 +35,7 @@ from mmengine.config import Config, ConfigDict
 from mmseg.registry import HOOKS, MODELS
 from torch import nn
 
-from .utils.atomic_files import atomic_torch_save, atomic_write_text
+from ..utils.atomic_files import atomic_torch_save, atomic_write_text
 
 __all__ = ['SEGMENTOR_ATTR', 'is_wrapper', 'training_segmentor', 'replace_wrappers',
            'deploy_segmentor', 'deployed_key_map', 'wrapper_classes', 'deployed_name',

@@ -3,10 +3,10 @@
 
 * :func:`load_model_weights` -- load a checkpoint into a model *strictly*: every
   tensor of the model comes from the checkpoint with the same shape, or
-  :class:`~mmseg_dida.utils.state_mapping.CheckpointMismatchError` is raised with one
+  :class:`~mmseg_dida.deploy.state_mapping.CheckpointMismatchError` is raised with one
   line (how many keys are missing/unexpected/of another shape, the first few, and
   the likely cause). Two layouts are mapped instead of refused
-  (:mod:`mmseg_dida.utils.state_mapping`):
+  (:mod:`mmseg_dida.deploy.state_mapping`):
 
   - a UDA training checkpoint (``student.*``, ``teacher.*``, plug-ins, ...) loaded
     into a plain segmentor (e.g. the deploy config of that run): the student's
@@ -31,7 +31,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 from torch import nn
 
-from ..deploy import deployed_key_map, training_segmentor
+from .core import deployed_key_map, training_segmentor
 from .state_mapping import (
     STUDENT,
     CheckpointMismatchError,
@@ -79,7 +79,7 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
             line about a mapped layout and one warning line in non-strict mode.
 
     Returns:
-        :class:`~mmseg_dida.utils.state_mapping.LoadReport`.
+        :class:`~mmseg_dida.deploy.state_mapping.LoadReport`.
 
     Raises:
         CheckpointReadError: the file is missing, truncated or not a checkpoint.

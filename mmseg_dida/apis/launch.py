@@ -208,7 +208,7 @@ def check_resume_model(runner) -> None:
     """With ``--resume``: the checkpoint must hold the tensors of this config's model
     (a DAFormer run's checkpoint cannot continue as a DAFormer + DiDA run). Otherwise
     a :class:`UserError` that says how to start from its weights instead."""
-    from .state_mapping import checkpoint_tensor_names
+    from ..deploy.state_mapping import checkpoint_tensor_names
     path = runner.cfg.get('load_from') if runner.cfg.get('resume') else None
     if not path:
         return
