@@ -8,8 +8,9 @@ setup(
     packages=find_packages(include=['mmseg_dida', 'mmseg_dida.*']),
     python_requires='>=3.9',
     install_requires=[
-        'mmengine>=0.10.4,<1.0', 'mmsegmentation==1.2.2', 'numpy', 'timm',
+        'mmengine>=0.10.7,<0.11', 'mmsegmentation==1.2.2', 'numpy', 'timm',
         'opencv-python-headless', 'tqdm'
     ],
     license='Apache License 2.0',
+    license_files=['LICENSE'],
 )

@@ -148,7 +148,6 @@ class DiffusionEncoder(BaseModule):
         """Use the activation checkpointing of ``memory_saving`` from the next pass on
         (DiDA's ``'auto'`` changes it while training)."""
         saving = memory_saving_mode(memory_saving, 'DiffusionEncoder')
-        self.memory_saving = memory_saving
         self.checkpoint_g_prime = saving.checkpoint_g_prime
         self.checkpoint_g = saving.checkpoint_g
 

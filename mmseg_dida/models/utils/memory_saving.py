@@ -54,21 +54,19 @@ DEFAULT_MEMORY_SAVING = 'none'  # one batched degraded pass, one backward
 AUTO = 'auto'
 
 
-def memory_saving_mode(name: str, owner: str) -> MemorySaving:
-    """The mode called ``name``; a ValueError naming ``owner`` and the choices."""
-    if not isinstance(name, str) or name not in MEMORY_SAVING:
-        raise ValueError(f'{owner}: memory_saving must be one of '
-                         f'{list(MEMORY_SAVING)}, got {name!r}')
-    return MEMORY_SAVING[name]
-
-
-def check_memory_saving(name: str, owner: str) -> str:
-    """``name`` if it is a mode or ``'auto'``; a ValueError naming ``owner``
-    otherwise."""
-    if name != AUTO and (not isinstance(name, str) or name not in MEMORY_SAVING):
-        raise ValueError(f'{owner}: memory_saving must be one of '
-                         f'{list(MEMORY_SAVING) + [AUTO]}, got {name!r}')
+def check_memory_saving(name: str, owner: str, allow_auto: bool = True) -> str:
+    """``name`` if it is a mode (or, with ``allow_auto``, ``'auto'``); else a
+    ValueError naming ``owner`` and the choices. The one validator of the names."""
+    choices = list(MEMORY_SAVING) + ([AUTO] if allow_auto else [])
+    if not isinstance(name, str) or name not in choices:
+        raise ValueError(f'{owner}: memory_saving must be one of {choices}, '
+                         f'got {name!r}')
     return name
+
+
+def memory_saving_mode(name: str, owner: str) -> MemorySaving:
+    """The mode called ``name`` (:func:`check_memory_saving`, ``'auto'`` refused)."""
+    return MEMORY_SAVING[check_memory_saving(name, owner, allow_auto=False)]
 
 
 def initial_memory_saving(name: str) -> str:
