@@ -194,7 +194,7 @@ def test_daformer_run_deploys_with_didas_modules_unimportable(tmp_path):
         from mmseg.registry import MODELS
         import mmseg_dida.models.uda.dacs  # noqa  the DAFormer components
         import mmseg_dida.models.decode_heads.weighted_loss  # noqa
-        from mmseg_dida.deploy import save_deployable
+        from mmseg_dida.deploy.core import save_deployable
         from mmseg_dida.deploy.model_loading import build_model_from_checkpoint
 
         init_default_scope('mmseg')

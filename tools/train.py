@@ -18,6 +18,7 @@ from mmseg_dida.apis.config_errors import explain_build_error
 from mmseg_dida.apis.launch import (
     UserError,
     build_runner,
+    check_data_roots,
     exit_process,
     launcher_rank,
     load_config,
@@ -146,6 +147,10 @@ def build_cfg(args):
     except SpeedOptionError as e:
         raise UserError(str(e)) from None
     note = prepare_training(cfg, args.resume)
+    try:
+        check_data_roots(cfg)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
     if launcher_rank() == 0:
         # before the runner writes anything: every sample with --check-data, else a
         # few of each dataset (a wrong label table shows in any of them)

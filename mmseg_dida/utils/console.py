@@ -88,17 +88,19 @@ def header(runner: Runner, config: str, resume_note: Optional[str]) -> str:
     optim = (cfg.get('optim_wrapper') or {}).get('type', 'OptimWrapper')
     precision = {'AmpOptimWrapper': 'fp16 AMP', 'BF16OptimWrapper': 'bf16 AMP'}.get(
         optim, 'fp32')
-    lines = [f'config     {config}',
-             f'work dir   {osp.abspath(cfg.work_dir)}',
-             f'log file   {log_file_of(runner)} (config, environment, hooks)',
-             f'device     {device}, {world} process{"es" if world > 1 else ""}, '
+    lines = [f'config: {config}',
+             f'work dir: {osp.abspath(cfg.work_dir)}',
+             f'log file: {log_file_of(runner)} (config, environment, hooks)',
+             f'device: {device}, {world} process{"es" if world > 1 else ""}, '
              f'{precision}, seed {runner.seed}']
     model = cfg.get('model') or {}
     dida = [p for p in model.get('plugins', []) or [] if p.get('type') == 'DiDA']
     if dida:
-        lines.append(f"DiDA       memory_saving {dida[0].get('memory_saving', 'none')}")
-    if resume_note is None:
-        resume_note = (f'no (weights from load_from={cfg.load_from})'
-                       if cfg.get('load_from') else 'no (a first start)')
-    lines.append(f'resume     {resume_note}')
+        lines.append(f"DiDA: memory_saving {dida[0].get('memory_saving', 'none')}")
+    if resume_note is not None:  # what --resume chose
+        lines.append(f'--resume: {resume_note}')
+    else:
+        lines.append('resume: no (weights from load_from='
+                     f'{cfg.load_from})' if cfg.get('load_from') else
+                     'resume: no (a first start)')
     return '\n'.join(lines)

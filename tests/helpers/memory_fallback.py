@@ -31,7 +31,11 @@ SEGMENTOR = dict(
 
 
 def build(**dida):
-    """DACS around SEGMENTOR with DiDA (``dida``: its arguments), as configs give them."""
+    """DACS around SEGMENTOR with DiDA (``dida``: its arguments), as configs give them;
+    per-domain BatchNorm statistics unless given (the head has BatchNorm, and 'auto'
+    walks modes that run the domains apart: the rule that makes every mode compute
+    the same losses)."""
+    dida.setdefault('degraded_norm', 'per_domain')
     return build_dacs(ConfigDict(SEGMENTOR),
                       [ConfigDict(type='DiDA', recon_channels=8, **dida)],
                       imnet_feature_dist_lambda=0.0, pseudo_weight_ignore_top=0,

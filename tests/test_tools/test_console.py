@@ -27,8 +27,8 @@ def test_first_screen_shows_the_run_and_the_log_keeps_the_dumps(tiny_benchmark,
     first = next(i for i, ln in enumerate(lines) if 'Iter(train)' in ln)
     assert first <= 40, '\n'.join(lines[:first])
     head = '\n'.join(lines[:first])
-    for key in ('config ', 'work dir ', 'log file ', 'device ', 'seed 0', 'DiDA ',
-                'resume '):
+    for key in ('config: ', 'work dir: ', 'log file: ', 'device: ', 'seed 0', 'DiDA: ',
+                'resume: no (a first start)'):
         assert key in head, head
     for noise in ('Config:', 'Hooks will be executed', 'paramwise_options',
                   'is skipped since', 'has been overridden', 'The draw is False',

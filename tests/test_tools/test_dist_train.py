@@ -1,5 +1,6 @@
 """tools/dist_train.sh with 2 processes trains on a CPU-only machine (gloo); a visible
 GPU is hidden from the run, so the gloo path is checked everywhere."""
+import glob
 import os
 import os.path as osp
 import socket
@@ -32,7 +33,10 @@ def test_dist_train_two_cpu_processes(tiny_benchmark):
         cwd=tiny_benchmark, env=env, capture_output=True, text=True, timeout=600)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-3000:]
-    assert 'Distributed training: True' in log
-    assert 'GPU number: 2' in log  # mmengine's name for the world size
+    assert 'cpu, 2 processes' in res.stdout  # the header on the console
+    # the environment dump goes to the run's log file
+    env_dump = ''.join(open(p).read() for p in glob.glob(str(work / '*' / '*.log')))
+    assert 'Distributed training: True' in env_dump
+    assert 'GPU number: 2' in env_dump  # mmengine's name for the world size
     assert osp.isfile(work / 'iter_2.pth')
     assert 'source/mIoU' in log  # both val datasets evaluated across ranks
