@@ -37,7 +37,7 @@ def test_gap_runs_both_methods_on_its_data_with_mean_std(tmp_path, run_tool):
                     '--cfg-options'] + SMOKE, cwd=tmp_path, timeout=900)
     out = res.stdout
     assert res.returncode == 0, (out + res.stderr)[-3000:]
-    title = 'Procedural benchmark, gap fog, target val, seeds [0, 1]'
+    title = 'Procedural benchmark, gap fog, regime scratch, target val, seeds [0, 1]'
     assert title in out
     # mean +- std over the two seeds, then each seed
     assert re.search(r'\| DAFormer\s+\| [\d.]+ \+- [\d.]+\s+\| [\d.]+ / [\d.]+', out), \
