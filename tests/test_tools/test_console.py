@@ -41,6 +41,21 @@ def test_first_screen_shows_the_run_and_the_log_keeps_the_dumps(tiny_benchmark,
     for dump in ('Config:', 'System environment', 'Hooks will be executed',
                  'paramwise_options'):
         assert dump in text, dump
+    # tools/test.py: its metrics come after a few lines too, the dump in its log
+    res = run_tool([osp.join(REPO, 'tools/test.py'), config, str(work / 'iter_2.pth'),
+                    '--work-dir', str(tmp_path / 'test'), '--cfg-options'] + [
+                        o.replace('model.', 'model.segmentor.') for o in SMALL
+                        if not o.startswith(('train_', 'default_hooks'))],
+                   cwd=tiny_benchmark)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    lines = res.stdout.splitlines()
+    first = next(i for i, ln in enumerate(lines)
+                 if 'Iter(test)' in ln or 'per class results' in ln)
+    assert first <= 10, '\n'.join(lines[:first])
+    for noise in ('Config:', 'System environment', 'build_loss', 'FileClient'):
+        assert noise not in res.stdout + res.stderr, noise
+    test_log = glob.glob(str(tmp_path / 'test' / '*' / '*.log'))
+    assert test_log and 'Config:' in open(test_log[0]).read()
 
 
 def test_frozen_modules_enter_the_optimiser_as_mmengines_constructor_puts_them():
