@@ -191,13 +191,14 @@ def _loader_batches(cfg, loader_cfg, max_images):
 
 def class_signal(x: Tensor, labels: Tensor, ignore: int = 255) -> float:
     """The std over the classes present of the class-mean value of the normalised
-    image (averaged over channels): the class signal the noise competes with."""
+    image ``x`` (1, C, H, W) with ``labels`` (H, W), averaged over channels: the class
+    signal the noise competes with."""
     means = []
     for c in labels.unique():
         if int(c) == ignore:
             continue
         mask = labels == c
-        means.append(torch.stack([x[:, k][mask].mean() for k in range(x.shape[1])]))
+        means.append(torch.stack([x[0, k][mask].mean() for k in range(x.shape[1])]))
     if len(means) < 2:
         return float('nan')
     return float(torch.stack(means).std(dim=0).mean())
@@ -221,8 +222,7 @@ def run_t_buckets(args) -> int:
             batch = student.data_preprocessor(data, False)
             x0 = batch['inputs']
             gt = batch['data_samples'][0].gt_sem_seg.data.to(x0.device)  # (1, H, W)
-            sig.append(class_signal(x0, gt[0][None].expand(1, *gt.shape[-2:])
-                                    .squeeze(0)))
+            sig.append(class_signal(x0, gt[0]))
             eps = torch.randn(x0.shape, generator=gen)
             # the teacher's pseudo labels and weight, as training computes them
             pseudo, weight = model.pseudo_label(x0, batch['data_samples'])
