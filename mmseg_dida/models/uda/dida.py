@@ -103,6 +103,10 @@ class DiDA(BaseUDAPlugin):
             'uniform' (paper) or 'abar' (abar_t: 1 for clean, 0 for pure noise).
         ld_max_t: *variant*. Images with t >= ``ld_max_t`` do not enter L_D (they
             still enter L_R); None (paper): every t.
+        ld_t_weight_on: Which images ``ld_t_weight`` and ``ld_max_t`` apply to:
+            'both' (default) or *variant* 'target' (only L_D's target term, whose
+            pseudo labels come from the clean image although the noise erases the
+            target's class signal at lower t than the source's).
         seg_path: 'shared' (paper, Eq. 6: h segments degraded images, with the
             student's own loss) or *variant* 'time_conditioned' (the authors' earlier
             code: h's level embeddings, a time FiLM per level, a fusion of its own;
@@ -170,6 +174,7 @@ class DiDA(BaseUDAPlugin):
                  degraded_norm: str = 'joint',
                  recon_init: str = 'default',
                  recon_target: str = 'pooled',
+                 ld_t_weight_on: str = 'both',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         _check_choice('recon', recon, RECON_ARCHS)
@@ -182,6 +187,7 @@ class DiDA(BaseUDAPlugin):
         _check_choice('degraded_norm', degraded_norm, DEGRADED_NORMS)
         _check_choice('recon_init', recon_init, PRED_INITS)
         _check_choice('recon_target', recon_target, RECON_TARGETS)
+        _check_choice('ld_t_weight_on', ld_t_weight_on, ('both', 'target'))
         if recon_target != 'pooled' and recon is None:
             raise ValueError(f'DiDA: recon_target={recon_target!r} needs h\' '
                              '(recon is None)')
@@ -231,6 +237,7 @@ class DiDA(BaseUDAPlugin):
                                 memory_saving=self.active_memory_saving,
                                 block_time=bool(g_block_time))
         self.degraded_norm = degraded_norm
+        self.ld_t_weight_on = ld_t_weight_on
         self.recon_init = recon_init
         self.recon_target = recon_target
         self.recon = recon
@@ -429,14 +436,18 @@ class DiDA(BaseUDAPlugin):
             return ctx.pseudo_weight_masked
         return ctx.pseudo_weight
 
-    def ld_image_weight(self, t: Tensor) -> Optional[Tensor]:
-        """Per-image weight of L_D by t (None: 1, the paper)."""
+    def ld_image_weight(self, t: Tensor, num_src: int = 0) -> Optional[Tensor]:
+        """Per-image weight of L_D by t (None: 1, the paper), for the images ``t``
+        of which the first ``num_src`` are source; with ``ld_t_weight_on='target'``
+        the source images keep weight 1."""
         weight = None
         if self.ld_t_weight == 'abar':
             weight = self.degradation.abar[t].float()
         if self.ld_max_t is not None:
             keep = (t < self.ld_max_t).float()
             weight = keep if weight is None else weight * keep
+        if weight is not None and self.ld_t_weight_on == 'target' and num_src:
+            weight = torch.cat([torch.ones_like(weight[:num_src]), weight[num_src:]])
         return weight
 
     def _chunk_losses(self, ctx: UDAStepContext, x_t: Tensor, t: Tensor,
@@ -466,7 +477,7 @@ class DiDA(BaseUDAPlugin):
                                                **scale))
         losses = self.dic_loss(seg_loss, labels, num_src=num_src,
                                tgt_weight=tgt_weight,
-                               image_weight=self.ld_image_weight(t))
+                               image_weight=self.ld_image_weight(t, num_src))
         if self.recon_head is not None and transform is not None:
             # noise per view: the eps added to the view at the input's resolution
             # (the whole image, HRDA's detail crop) is what h' reads.

@@ -88,6 +88,7 @@ VARIANTS = {  # variant -> the plug-in options it changes (nothing else may diff
     'recon_zero_init': {'recon_init': 'zero'},
     'recon_unit_target': {'recon_target': 'unit_variance'},
     't_per_domain': {'degradation.share_t': False},
+    'ld_abar_target': {'ld_t_weight': 'abar', 'ld_t_weight_on': 'target'},
 }
 
 

@@ -219,3 +219,20 @@ def test_unit_variance_target_rescales_pooled_noise():
         build_dacs(plugins=[dict(type='DiDA', recon_target='unit_variance',
                                  degradation=dict(type='Degradation',
                                                   noise_downsample=4))])
+
+
+# ------------------------------------------------------------------ ld_t_weight_on
+def test_t_weight_of_the_target_term_only():
+    t = torch.tensor([10, 80, 10, 80])  # [source; target] pairs sharing t
+    both = build_dacs(plugins=[dict(type='DiDA', recon_channels=8, ld_t_weight='abar')])
+    only = build_dacs(plugins=[dict(type='DiDA', recon_channels=8, ld_t_weight='abar',
+                                    ld_t_weight_on='target')])
+    abar = both.plugins[0].degradation.abar[t].float()
+    torch.testing.assert_close(both.plugins[0].ld_image_weight(t, 2), abar)
+    torch.testing.assert_close(only.plugins[0].ld_image_weight(t, 2),
+                               torch.cat([torch.ones(2), abar[2:]]))
+    # the per-domain memory modes hand out a target chunk alone: weighted as target
+    torch.testing.assert_close(only.plugins[0].ld_image_weight(t[2:], 0), abar[2:])
+    off = build_dacs(plugins=[dict(type='DiDA', recon_channels=8,
+                                   ld_t_weight_on='target')])
+    assert off.plugins[0].ld_image_weight(t, 2) is None  # nothing to apply: the paper
