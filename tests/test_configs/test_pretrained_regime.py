@@ -17,6 +17,7 @@ from mmseg.registry import MODELS
 import mmseg_dida  # noqa: F401
 from mmseg_dida.apis.benchmark import REGIMES, methods_of
 from mmseg_dida.models.utils.weight_loading import read_state_dict
+from tests.helpers.configs import flat
 from tests.helpers.uda import make_batch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -25,22 +26,12 @@ PAIRS = [(m, methods_of('scratch')[m], methods_of('pretrained')[m])
          for m in methods_of('scratch')]
 
 
-def _flat(d, prefix=''):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f'{prefix}{k}.'))
-        else:
-            out[f'{prefix}{k}'] = v
-    return out
-
-
 @pytest.mark.parametrize('method,scratch,pretrained', PAIRS, ids=[p[0] for p in PAIRS])
 def test_a_pretrained_config_is_its_scratch_twin_plus_the_regime(method, scratch,
                                                                   pretrained):
     assert set(REGIMES) == {'scratch', 'pretrained'}
     a, b = Config.fromfile(scratch), Config.fromfile(pretrained)
-    fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+    fa, fb = flat(a.to_dict()), flat(b.to_dict())
     changed = {k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k)}
     uda = 'segmentor' in a.model
     bb = 'model.segmentor.backbone.' if uda else 'model.backbone.'

@@ -8,6 +8,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.optim import OptimWrapper
 
 import mmseg_dida  # noqa: F401
+from tests.helpers.configs import flat
 from tests.helpers.uda import build_dacs
 
 from .test_dida import SEGMENTOR, batch
@@ -92,19 +93,9 @@ VARIANTS = {  # variant -> the plug-in options it changes (nothing else may diff
 }
 
 
-def _flat(d, prefix=''):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f'{prefix}{k}.'))
-        else:
-            out[f'{prefix}{k}'] = v
-    return out
-
-
 def _plugin_diff(path):
-    base = _flat(row_plugin(PROCEDURAL).to_dict())
-    other = _flat(row_plugin(path).to_dict())
+    base = flat(row_plugin(PROCEDURAL).to_dict())
+    other = flat(row_plugin(path).to_dict())
     return {k: other.get(k) for k in set(base) | set(other)
             if base.get(k) != other.get(k)}
 
@@ -167,8 +158,8 @@ HRDA_VARIANTS = {  # issue 17's HRDA + DiDA variants -> the options they change
 def test_hrda_variant_changes_only_its_options(name):
     path = osp.join(REPO, 'configs/dida/variants',
                     f'hrda_mit_tiny_procedural_dida_{name}.py')
-    base = _flat(row_plugin(HRDA_PROCEDURAL).to_dict())
-    other = _flat(row_plugin(path).to_dict())
+    base = flat(row_plugin(HRDA_PROCEDURAL).to_dict())
+    other = flat(row_plugin(path).to_dict())
     diff = {k: other.get(k) for k in set(base) | set(other)
             if base.get(k) != other.get(k)}
     assert diff == HRDA_VARIANTS[name]

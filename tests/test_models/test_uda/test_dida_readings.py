@@ -16,6 +16,7 @@ from mmseg_dida.models.backbones.diffusion_encoder import mix_ffn_depthwise_conv
 from mmseg_dida.models.decode_heads.recon_head import ReconHead
 from mmseg_dida.models.utils.norm_buffers import norm_buffers, per_part_batch_norm
 from tests.helpers.uda import build_dacs, make_batch, tiny_segmentor, toy_context
+from tests.test_models.test_uda.test_dida import _grads_by_groups as grads_by_groups
 from tests.test_models.test_uda.test_dida_norm_buffers import bn_segmentor
 
 
@@ -149,13 +150,7 @@ def _group_grads(model):
     ctx = toy_context(model)
     model.zero_grad()
     torch.manual_seed(3)
-    totals = {}
-    for group in model.plugins[0].loss_groups(ctx):
-        sum(v for k, v in group.items() if 'loss' in k).backward()
-        for k, v in group.items():
-            totals[k] = totals.get(k, 0) + v.detach()
-    return totals, {n: p.grad.clone() for n, p in model.named_parameters()
-                    if p.grad is not None}
+    return grads_by_groups(model, ctx)
 
 
 @pytest.mark.parametrize('saving', ['per_domain', 'g_prime', 'encoders'])
