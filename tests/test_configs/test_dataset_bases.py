@@ -22,6 +22,10 @@ PAIRS = sorted(n for n in (osp.splitext(osp.basename(p))[0]
 # with the CityscapesDataset type) and the user's own.
 OTHER_DATA = ('procedural_256x128', 'uda_procedural_256x128', 'uda_procedural_hr_512x256',
               'uda_custom_template')
+# Pipelines shared by datasets of one camera (drive1080p.py: ACDC's and Dark Zurich's
+# 1920x1080 frames), inherited by those datasets' files; their names start with the
+# file's name, and no pair holds two datasets of one shared file.
+SHARED = {'drive1080p': ('acdc', 'darkzurich')}
 
 
 def load(name):
@@ -35,10 +39,22 @@ def without(d, key):
 def test_every_dataset_base_file_is_paired():
     names = {osp.splitext(osp.basename(p))[0]
              for p in glob.glob(osp.join(CFG_DIR, '*.py'))}
-    assert names == (set(DATASETS) | set(PAIRS) | set(OTHER_DATA) | {'uda_loaders'})
+    assert names == (set(DATASETS) | set(PAIRS) | set(OTHER_DATA) | set(SHARED)
+                     | {'uda_loaders'})
     assert len(PAIRS) == 8
     used = {PAIR.match(n).group(g) for n in PAIRS for g in (1, 3)}
     assert used == set(DATASETS)
+    for users in SHARED.values():
+        for n in PAIRS:
+            assert sum(PAIR.match(n).group(g) in users for g in (1, 3)) <= 1, n
+
+
+@pytest.mark.parametrize('shared', sorted(SHARED))
+def test_shared_pipeline_names_are_its_own(shared):
+    cfg = load(shared)
+    assert cfg and all(k.startswith(shared + '_') for k in cfg), sorted(cfg)
+    for name in SHARED[shared]:
+        assert set(cfg) <= set(load(name))  # inherited by each of its datasets
 
 
 @pytest.mark.parametrize('name', DATASETS)
@@ -47,6 +63,9 @@ def test_dataset_base_names_are_its_own(name):
     inherit from its source's and its target's files because every name there starts
     with the dataset's. The high-resolution form differs only in its pipeline."""
     cfg = load(name)
+    for shared, users in SHARED.items():
+        if name in users:
+            cfg = {k: v for k, v in cfg.items() if not k.startswith(shared + '_')}
     assert all(k == name or k.startswith(name + '_') for k in cfg), sorted(cfg)
     for key in cfg:
         if key.endswith('_hr'):
