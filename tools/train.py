@@ -147,25 +147,29 @@ def build_cfg(args):
     except SpeedOptionError as e:
         raise UserError(str(e)) from None
     note = prepare_training(cfg, args.resume)
+    return cfg, note
+
+
+def check_training_data(cfg, check_all: bool):
+    """The data roots, then (before the runner writes anything) every sample with
+    --check-data, else a few of each dataset: a wrong label table shows in any of
+    them."""
     try:
         check_data_roots(cfg)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
-    if launcher_rank() == 0:
-        # before the runner writes anything: every sample with --check-data, else a
-        # few of each dataset (a wrong label table shows in any of them)
-        try:
-            scanned = set()
-            for path, node in dataset_nodes(cfg):
-                key = (str(node.get('type')), str(node.get('data_root')),
-                       str(node.get('data_prefix')))
-                if key not in scanned:  # val and test are often the same data
-                    scanned.add(key)
-                    scan_dataset(node, path, sample=0 if args.check_data else
-                                 SAMPLED_CHECK)
-        except DataError as e:
-            raise UserError(str(e)) from None
-    return cfg, note
+    if launcher_rank() != 0:
+        return
+    try:
+        scanned = set()
+        for path, node in dataset_nodes(cfg):
+            key = (str(node.get('type')), str(node.get('data_root')),
+                   str(node.get('data_prefix')))
+            if key not in scanned:  # val and test are often the same data
+                scanned.add(key)
+                scan_dataset(node, path, sample=0 if check_all else SAMPLED_CHECK)
+    except DataError as e:
+        raise UserError(str(e)) from None
 
 
 def main(argv=None):
@@ -173,6 +177,7 @@ def main(argv=None):
     silence_third_party_deprecations()
     try:
         cfg, note = build_cfg(args)
+        check_training_data(cfg, args.check_data)
         runner = build_runner(cfg, args.launcher)
     except UserError as e:
         print(f'error: {args.config}: {e}', file=sys.stderr)
