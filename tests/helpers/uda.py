@@ -49,6 +49,14 @@ def tiny_segmentor(num_classes=4, head='WeightedSegformerHead', size=64):
         train_cfg=dict(), test_cfg=ConfigDict(mode='whole'))
 
 
+# A 4-stage MiT with 8 channels per stage (the "flat" toy): the backbone of
+# flat_segmentor and of the DiDA and DiffusionEncoder tests.
+FLAT_MIT = dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
+                num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
+                out_indices=(0, 1, 2, 3), mlp_ratio=2, drop_path_rate=0.0)
+
+
 def flat_segmentor(num_classes=4, head_norm_cfg=None):
     """The tools' toy: a 4-stage MiT with 8 channels per stage on 32x64 inputs and a
     SegFormer head (BN in the head with ``head_norm_cfg``); used by the export, infer
@@ -62,11 +70,7 @@ def flat_segmentor(num_classes=4, head_norm_cfg=None):
         type='EncoderDecoder',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=[100.0, 110.0, 120.0],
                                std=[50.0, 55.0, 60.0], bgr_to_rgb=True, size=(32, 64)),
-        backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
-                      num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                      patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
-                      out_indices=(0, 1, 2, 3), mlp_ratio=2),
-        decode_head=head, train_cfg=dict(), test_cfg=dict(mode='whole'))
+        backbone=dict(FLAT_MIT), decode_head=head, train_cfg=dict(), test_cfg=dict(mode='whole'))
 
 
 def tiny_hrda(num_classes=4, size=64, hr_crop=32, head='WeightedSegformerHead',

@@ -9,12 +9,9 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.models.backbones.diffusion_encoder import DiffusionEncoder
 from mmseg_dida.models.utils.memory_saving import MEMORY_SAVING
 from mmseg_dida.models.utils.time_embedding import TimeFiLM, sinusoidal_embedding
+from tests.helpers.uda import FLAT_MIT
 
-TINY_MIT = dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
-                num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
-                out_indices=(0, 1, 2, 3),
-                mlp_ratio=2, drop_path_rate=0.0)
+TINY_MIT = FLAT_MIT
 
 
 def _build(mode='full', **kw):

@@ -13,7 +13,7 @@ import mmseg_dida  # noqa: F401
 from mmseg_dida.deploy import deploy_segmentor
 from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.uda.plugin import sum_loss_groups
-from tests.helpers.uda import build_dacs, plugin_context
+from tests.helpers.uda import FLAT_MIT, build_dacs, plugin_context
 
 H, W, C = 32, 64, 4
 SEGMENTOR = dict(
@@ -21,10 +21,7 @@ SEGMENTOR = dict(
     data_preprocessor=dict(type='SegDataPreProcessor', mean=[120.0] * 3,
                            std=[60.0] * 3, bgr_to_rgb=True, pad_val=0,
                            seg_pad_val=255, size=(H, W)),
-    backbone=dict(type='MixVisionTransformer', in_channels=3, embed_dims=8,
-                  num_stages=4, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                  patch_sizes=[7, 3, 3, 3], sr_ratios=[8, 4, 2, 1],
-                  out_indices=(0, 1, 2, 3), mlp_ratio=2, drop_path_rate=0.0),
+    backbone=dict(FLAT_MIT),
     decode_head=dict(type='WeightedSegformerHead', in_channels=[8, 8, 8, 8],
                      in_index=[0, 1, 2, 3], channels=8, dropout_ratio=0.0,
                      num_classes=C, align_corners=False,
