@@ -114,6 +114,14 @@ def test_onnx_input_is_the_raw_image_the_docs_say():
     tools/infer.py predicts for the image file; on the normalised image it does not."""
     text = ' '.join(_read(osp.join(REPO, 'docs/testing_export_inference.md')).split())
     assert 'raw image as the test pipeline loads it: BGR, values 0..255' in text
+    readme = ' '.join(_read(osp.join(REPO, 'README.md')).split())
+    assert 'an ONNX graph that takes the raw image as the test pipeline loads it' in readme
+    for name, doc in (('README.md', readme), ('docs/testing_export_inference.md', text)):
+        # no sentence about the ONNX input may call it normalised
+        for sentence in re.split(r'(?<=[.;:])\s', doc):
+            if 'ONNX' in sentence:
+                assert not re.search(r'normali[sz]ed (image|input)', sentence), (
+                    name, sentence)
     export_tool = load_tool('tools/export.py')
     infer_tool = load_tool('tools/infer.py')
     from mmengine.config import Config
