@@ -84,10 +84,13 @@ def shorten_schedule(cfg: Config, iters: int) -> None:
     train_cfg.update(max_iters=iters, val_interval=iters)
     schedulers = cfg.get('param_scheduler') or []
     for sched in [schedulers] if isinstance(schedulers, dict) else schedulers:
-        for key in ('begin', 'end'):
-            if isinstance(sched.get(key), int):
-                sched[key] = max(1 if key == 'end' else 0,
-                                 round(sched[key] * iters / old))
+        begin, end = sched.get('begin', 0), sched.get('end')
+        if isinstance(begin, int):
+            sched['begin'] = begin = round(begin * iters / old)
+        if isinstance(end, int):
+            # a warm-up needs two steps to ramp: mmengine applies its start factor at
+            # its first step and undoes it only at a later one inside [begin, end)
+            sched['end'] = max(begin + 2, round(end * iters / old))
     hooks = cfg.get('default_hooks') or {}
     for name in ('checkpoint', 'logger'):
         if isinstance(hooks.get(name), dict) and 'interval' in hooks[name]:
