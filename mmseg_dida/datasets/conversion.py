@@ -135,9 +135,13 @@ def _convert_pair(pair, **kwargs):
 def _run(func, tasks: Sequence, nproc: int) -> list:
     if nproc < 1:
         raise ValueError(f'--nproc must be >= 1, got {nproc}')
-    if nproc > 1 and len(tasks) > 1:
-        return track_parallel_progress(func, list(tasks), nproc)
-    return track_progress(func, list(tasks))
+    try:
+        if nproc > 1 and len(tasks) > 1:
+            return track_parallel_progress(func, list(tasks), nproc)
+        return track_progress(func, list(tasks))
+    except BaseException:
+        print(flush=True)  # end the progress bar's line before the error line
+        raise
 
 
 def convert_dataset(pairs: Sequence, id_to_trainid: Mapping[int, int],

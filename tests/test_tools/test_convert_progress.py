@@ -35,3 +35,20 @@ def test_gta_and_rcs_stats_progress(tmp_path, run_tool):
     assert 'counting class pixels of 5 label files' in res.stdout
     assert re.search(r'5/5, .*ETA', res.stdout) and 'done: RCS statistics of 5' in (
         res.stdout)
+
+
+def test_an_error_line_is_not_glued_to_the_progress_bar(tmp_path, run_tool):
+    """A bad label stops the count with one error line that starts its own line of
+    the terminal (the bar's line is ended first)."""
+    from PIL import Image
+    folder = tmp_path / 'labels'
+    folder.mkdir()
+    for i in range(3):  # the third file is a colour image
+        label = np.full((8, 16, 3), 70, np.uint8) if i == 2 else np.zeros((8, 16),
+                                                                          np.uint8)
+        Image.fromarray(label).save(folder / f'x{i}_labelTrainIds.png')
+    res = run_tool([osp.join(REPO, 'tools/convert_datasets/rcs_stats.py'), str(folder),
+                    '-o', str(tmp_path / 'rcs')], cwd=str(tmp_path))
+    assert res.returncode == 2
+    assert res.stdout.endswith('\n'), repr(res.stdout[-200:])
+    assert res.stderr.startswith('error: ') and 'mode RGB' in res.stderr
