@@ -23,10 +23,12 @@ The paper's ablation ticks "g_time" (a time embedding in the shared encoder g) i
 row from the second on, the full method included, without saying where g reads t.
 ``block_time=True`` is the reading of the authors' earlier code: a FiLM of t inside
 every Mix-FFN of g, after its depthwise convolution, in degraded passes only (forward
-hooks; g's weights and keys are untouched, and a pass without t is exactly g).
+hooks that live for one degraded call of g; g's weights and keys are untouched, a pass
+without t is exactly g, and the FiLMs start at the identity).
 """
 import copy
 from contextlib import contextmanager
+from functools import partial
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -79,8 +81,9 @@ class DiffusionEncoder(BaseModule):
             'default' (a zero FiLM would zero its features).
         block_time: Also condition g itself on t: a FiLM (:class:`TimeFiLM`, its
             own per block) of the hidden features of every MiT Mix-FFN of g, after
-            the depthwise convolution, in degraded passes only; g' (mode 'full') is
-            not modulated inside. False (default): g never reads t.
+            the depthwise convolution, in degraded passes only, starting at the
+            identity (g's degraded pass begins as g); g' (mode 'full') is not
+            modulated inside. False (default): g never reads t.
         memory_saving: DiDA's memory saving mode
             (:data:`~mmseg_dida.models.utils.memory_saving.MEMORY_SAVING`); this
             wrapper reads its activation checkpointing of g' and of g in degraded
@@ -114,9 +117,12 @@ class DiffusionEncoder(BaseModule):
         self.compensation_init = compensation_init
         self.set_memory_saving(memory_saving)
         self._t: Optional[Tensor] = None
-        self._block_emb: Optional[Tensor] = None  # Embed(t) while g runs degraded
         self.g_prime_synced = False
         self.block_time = bool(block_time)
+        # the time MLP is drawn before the FiLMs, as before the readings' options
+        # came (a seeded run initialises the same weights)
+        if mode != 'none' or self.block_time:
+            self.time_embed = TimeEmbedding(embed_dim, time_dim)
         if mode == 'none':
             self.level_channels = list(level_channels or [])
         else:
@@ -125,24 +131,20 @@ class DiffusionEncoder(BaseModule):
             self.level_channels = [int(c) for c in level_channels]
             self.film = nn.ModuleList(
                 TimeFiLM(time_dim, c, compensation_init) for c in self.level_channels)
-        if mode != 'none' or self.block_time:
-            self.time_embed = TimeEmbedding(embed_dim, time_dim)
         if mode == 'full':
             # g' starts as a copy of g's weights, taken in init_weights (after g's
             # pretrained weights are loaded); it must not load g's file again.
             self.g_prime = copy.deepcopy(self.backbone)
             self.g_prime._is_init = True
-        if self.block_time:  # after g' was copied: g' gets no hooks
+        if self.block_time:
             convs = mix_ffn_depthwise_convs(self.backbone)
             if not convs:
                 raise ValueError('DiffusionEncoder: block_time needs a backbone with '
                                  f'MiT Mix-FFNs, {type(self.backbone).__name__} has '
                                  'none')
-            self.block_film = nn.ModuleList(TimeFiLM(time_dim, c.out_channels)
-                                            for c in convs)
-            for i, conv in enumerate(convs):
-                conv.dida_block_index = i
-                conv.register_forward_hook(self._block_hook)
+            # identity at the start: g's degraded pass begins as g itself
+            self.block_film = nn.ModuleList(
+                TimeFiLM(time_dim, c.out_channels, 'identity') for c in convs)
 
     def set_memory_saving(self, memory_saving: str) -> None:
         """Use the activation checkpointing of ``memory_saving`` from the next pass on
@@ -152,26 +154,25 @@ class DiffusionEncoder(BaseModule):
         self.checkpoint_g = saving.checkpoint_g
 
     # ------------------------------------------------------------------ helpers
-    def _block_hook(self, module: nn.Module, args, out: Tensor) -> Optional[Tensor]:
-        """Forward hook of g's depthwise convolutions: the block's time FiLM while
-        g runs a degraded pass; nothing (the output unchanged) otherwise. A deep copy
-        of the model copies the hook with its own wrapper (an EMA teacher keeps g
-        alone, whose copied wrapper never runs a degraded pass)."""
-        emb = self._block_emb
-        if emb is None:
-            return None
-        return self.block_film[module.dida_block_index](out, emb)
-
     def _run_g(self, x: Tensor, emb: Optional[Tensor]):
-        """g(x), with its blocks' time FiLM at ``emb`` when ``block_time``; set
-        inside the function, so that a checkpointed g recomputes it alike."""
-        if not self.block_time:
+        """g(x); with ``block_time`` and a time embedding ``emb``, every Mix-FFN's
+        depthwise convolution output goes through its block FiLM at ``emb``. The
+        hooks live only for this call (a checkpointed g that recomputes the call
+        registers them again): g carries no hook outside a degraded pass, so the
+        EMA teacher's and the deployed copies of g are plain g."""
+        if not self.block_time or emb is None:
             return self.backbone(x)
-        prev, self._block_emb = self._block_emb, emb
+        handles = [conv.register_forward_hook(partial(self._block_film_hook, i, emb))
+                   for i, conv in enumerate(mix_ffn_depthwise_convs(self.backbone))]
         try:
             return self.backbone(x)
         finally:
-            self._block_emb = prev
+            for handle in handles:
+                handle.remove()
+
+    def _block_film_hook(self, index: int, emb: Tensor, module: nn.Module, args,
+                         out: Tensor) -> Tensor:
+        return self.block_film[index](out, emb)
 
     @staticmethod
     def infer_level_channels(backbone: nn.Module, size: int = 64) -> List[int]:

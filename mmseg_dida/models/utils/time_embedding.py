@@ -7,9 +7,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ['sinusoidal_embedding', 'TimeEmbedding', 'TimeFiLM', 'COMPENSATION_INITS']
+__all__ = ['sinusoidal_embedding', 'TimeEmbedding', 'TimeFiLM', 'COMPENSATION_INITS',
+           'FILM_INITS']
 
+#: the starts of the diffusion encoder's compensation FiLMs (``compensation_init``)
 COMPENSATION_INITS = ('default', 'zero')
+#: every start of a TimeFiLM: also 'identity' (g's block FiLMs of ``block_time``)
+FILM_INITS = COMPENSATION_INITS + ('identity', )
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -42,13 +46,14 @@ class TimeFiLM(nn.Module):
     (MLP_s, MLP_b) = split(Linear(SiLU(e), 2 C)).
 
     ``init='zero'`` starts the modulation at z * 0 + 0 = 0 for every t (weights 0,
-    MLP_s bias -1, MLP_b bias 0); ``'default'`` keeps torch's Linear initialisation
-    (scale and shift near 0, i.e. z * ~1 + ~0)."""
+    MLP_s bias -1, MLP_b bias 0); ``'identity'`` at z * 1 + 0 = z (weights and
+    biases 0); ``'default'`` keeps torch's Linear initialisation (scale and shift
+    near 0, i.e. z * ~1 + ~0)."""
 
     def __init__(self, time_dim: int, channels: int, init: str = 'default'):
         super().__init__()
-        if init not in COMPENSATION_INITS:
-            raise ValueError(f'TimeFiLM: init must be one of {COMPENSATION_INITS}, '
+        if init not in FILM_INITS:
+            raise ValueError(f'TimeFiLM: init must be one of {FILM_INITS}, '
                              f'got {init!r}')
         self.channels = channels
         self.init = init
@@ -58,11 +63,12 @@ class TimeFiLM(nn.Module):
     @torch.no_grad()
     def reset_modulation(self) -> None:
         """Apply ``init`` to the output layer (nothing for 'default')."""
-        if self.init == 'zero':
+        if self.init in ('zero', 'identity'):
             linear = self.mlp[-1]
             linear.weight.zero_()
             linear.bias.zero_()
-            linear.bias[:self.channels] = -1.0
+            if self.init == 'zero':
+                linear.bias[:self.channels] = -1.0
 
     def forward(self, z: Tensor, emb: Tensor) -> Tensor:
         scale, shift = self.mlp(emb).chunk(2, dim=1)

@@ -15,6 +15,7 @@ from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.backbones.diffusion_encoder import mix_ffn_depthwise_convs
 from mmseg_dida.models.decode_heads.recon_head import ReconHead
 from mmseg_dida.models.utils.norm_buffers import norm_buffers, per_part_batch_norm
+from mmseg_dida.models.utils.time_embedding import TimeEmbedding
 from tests.helpers.uda import build_dacs, make_batch, tiny_segmentor, toy_context
 from tests.test_models.test_uda.test_dida import _grads_by_groups as grads_by_groups
 from tests.test_models.test_uda.test_dida_norm_buffers import bn_segmentor
@@ -37,6 +38,22 @@ def _set_block_films(encoder, scale_plus_one: float):
 
 
 # ------------------------------------------------------------------ g_block_time
+@pytest.mark.parametrize('block_time', [False, True])
+def test_the_time_mlp_is_drawn_before_the_films(block_time):
+    """A seeded DiffusionEncoder draws its time MLP first, then the compensation
+    FiLMs (the order before the readings' options; a seeded run initialises the
+    same weights and a checkpoint's optimiser state maps onto the same tensors)."""
+    g = _mit()
+    torch.manual_seed(7)
+    enc = DiffusionEncoder(copy.deepcopy(g), block_time=block_time)
+    torch.manual_seed(7)
+    ref = TimeEmbedding(16, 256)
+    for a, b in zip(enc.time_embed.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
+    names = [n for n, _ in enc.named_parameters()]
+    assert names.index('time_embed.mlp.0.weight') < names.index('film.0.mlp.1.weight')
+
+
 def test_block_time_off_is_todays_encoder():
     g = _mit()
     enc = DiffusionEncoder(copy.deepcopy(g))
@@ -57,18 +74,23 @@ def test_block_time_modulates_g_inside_its_blocks_in_degraded_passes_only(mode):
     enc = DiffusionEncoder(copy.deepcopy(g), mode=mode, block_time=True)
     convs = mix_ffn_depthwise_convs(enc.backbone)
     assert len(convs) == 4 == len(enc.block_film)  # one Mix-FFN per stage here
-    assert all(len(c._forward_hooks) == 1 for c in convs)
-    if mode == 'full':  # g' is not modulated inside
-        assert all(not c._forward_hooks for c in mix_ffn_depthwise_convs(enc.g_prime))
+    seen = []  # hooks exist during a degraded call of g only
+    probe = convs[0].register_forward_pre_hook(
+        lambda m, args: seen.append(len(m._forward_hooks)))
     x, t = torch.randn(2, 3, 64, 64), torch.tensor([10, 80])
     with torch.no_grad():
-        # without t: exactly g, whatever the FiLMs hold
-        for a, b in zip(enc(x), g(x)):
-            assert torch.equal(a, b)
-        # identity FiLMs: the degraded g is g
-        _set_block_films(enc, 1.0)
+        # at the start the FiLMs are the identity: the degraded g is g
         feats, _ = enc.degraded_levels(x, t)
         for a, b in zip(feats, g(x)):
+            assert torch.equal(a, b)
+        probe.remove()
+        assert seen == [1] and all(not c._forward_hooks for c in convs)
+        if mode == 'full':  # g' is not modulated inside
+            assert all(not c._forward_hooks
+                       for c in mix_ffn_depthwise_convs(enc.g_prime))
+        # without t: exactly g, whatever the FiLMs hold
+        _set_block_films(enc, 3.0)
+        for a, b in zip(enc(x), g(x)):
             assert torch.equal(a, b)
         # FiLMs that zero the depthwise outputs: g with those outputs zeroed
         _set_block_films(enc, 0.0)
@@ -92,17 +114,11 @@ def test_block_time_trains_deploys_and_checkpoints_alike():
     before = [p.clone() for p in enc.block_film.parameters()]
     model.train_step(make_batch(), optim)
     assert any(not torch.equal(a, b) for a, b in zip(before, enc.block_film.parameters()))
-    # the teacher's g has the hooks' copies but never runs degraded: clean = g
-    teacher_g = model.teacher_model.backbone
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        plain = copy.deepcopy(teacher_g)
-        for conv in mix_ffn_depthwise_convs(plain):
-            conv._forward_hooks.clear()
-        for a, b in zip(teacher_g(x), plain(x)):
-            assert torch.equal(a, b)
-    # deployed: g's keys only
+    # the teacher's and the deployed g are plain g: no hook, no wrapper behind one
     deployed = deploy_segmentor(model)
+    for g in (model.teacher_model.backbone, deployed.backbone):
+        assert all(not m._forward_hooks and not m._forward_pre_hooks
+                   for m in g.modules())
     assert not any('block_film' in k for k in deployed.state_dict())
     # activation checkpointing of g recomputes the same modulated pass
     grads = []
