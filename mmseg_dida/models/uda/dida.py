@@ -227,6 +227,13 @@ class DiDA(BaseUDAPlugin):
                              'checkpointed passes are recomputed outside the scope)')
         self.degradation = MODELS.build(degradation or dict(type='Degradation'))
         self.dic_loss = MODELS.build(dict(type='DICLoss', loss_weight=lambda_d))
+        if ld_t_weight_on != 'both' and ld_t_weight == 'uniform' and ld_max_t is None:
+            raise ValueError(f'DiDA: ld_t_weight_on={ld_t_weight_on!r} chooses the images '
+                             "that ld_t_weight or ld_max_t applies to; neither is set "
+                             "(ld_t_weight='uniform', ld_max_t=None)")
+        if recon_init != 'default' and recon is None:
+            raise ValueError(f"DiDA: recon_init={recon_init!r} initialises h', which "
+                             'recon=None leaves out')
         if recon_target == 'unit_variance' and (
                 self.degradation.kind != 'noise'
                 or self.degradation.noise_downsample != 1):
@@ -312,21 +319,25 @@ class DiDA(BaseUDAPlugin):
             if name not in modules:
                 raise ValueError(f'DiDA: degraded_frozen_modules: the student has no '
                                  f'module {name!r}')
-        if (self.degraded_norm == 'joint' and has_batch_norm(student)
+        seg_path_module = None
+        if self.seg_path == 'time_conditioned':
+            seg_path_module = TimeConditionedSegPath(
+                student.decode_head, self.encoder_cfg['embed_dim'],
+                self.encoder_cfg['time_dim'])
+        if (self.degraded_norm == 'joint'
+                and any(has_batch_norm(m) for m in (student, seg_path_module)
+                        if m is not None)
                 and (self.memory_saving == AUTO or memory_saving_mode(
                     self.memory_saving, 'DiDA').per_domain)):
             raise ValueError(
                 f'DiDA: memory_saving={self.memory_saving!r} runs the degraded source '
                 'and target images as separate passes, so the BatchNorm layers of the '
-                "student cannot normalise them jointly (degraded_norm='joint'); set "
-                "degraded_norm='per_domain' (the same losses in every mode) or "
+                "degraded path cannot normalise them jointly (degraded_norm='joint'); "
+                "set degraded_norm='per_domain' (the same losses in every mode) or "
                 "memory_saving='none'")
         encoder = DiffusionEncoder(student.backbone, **self.encoder_cfg)
         student.backbone = encoder
-        if self.seg_path == 'time_conditioned':
-            self.seg_path_module = TimeConditionedSegPath(
-                student.decode_head, self.encoder_cfg['embed_dim'],
-                self.encoder_cfg['time_dim'])
+        self.seg_path_module = seg_path_module
         if self.recon is not None:
             channels = (encoder.level_channels or
                         DiffusionEncoder.infer_level_channels(encoder.backbone))
@@ -460,7 +471,10 @@ class DiDA(BaseUDAPlugin):
         views' batch, and ``target`` None (the eps of the view h' reads is)."""
         transform = None if views is None else views.for_images(index)
         both = 0 < num_src < x_t.shape[0]
-        norm_scope = (per_part_batch_norm(ctx.student, (num_src, x_t.shape[0] - num_src))
+        # every BatchNorm of the degraded path: the student's and, with
+        # seg_path='time_conditioned', that path's own fusion
+        path = [m for m in (ctx.student, self.seg_path_module) if m is not None]
+        norm_scope = (per_part_batch_norm(path, (num_src, x_t.shape[0] - num_src))
                       if self.degraded_norm == 'per_domain' and both else nullcontext())
         with frozen_parameters(ctx.student, self.degraded_frozen_modules), norm_scope:
             out = self.degraded_forward(ctx.student, x_t, t, transform)

@@ -19,7 +19,7 @@ its batch (DiDA: the degraded source images, then the degraded target images) wi
 part's own batch statistics, as separate passes over the parts would.
 """
 from contextlib import contextmanager
-from typing import Dict, Iterator, Sequence
+from typing import Dict, Iterator, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -59,15 +59,21 @@ def has_batch_norm(module: nn.Module) -> bool:
 
 
 @contextmanager
-def per_part_batch_norm(module: nn.Module, sizes: Sequence[int]) -> Iterator[None]:
-    """Scope in which every BatchNorm layer of ``module`` normalises the parts
-    ``sizes`` (consecutive, along the batch) of each input separately: in training
-    mode with each part's batch statistics, and its running statistics moved once per
-    part in order, exactly as consecutive passes over the parts would. An input whose
-    batch is not ``sum(sizes)`` is an error. Layers in eval mode are unchanged."""
+def per_part_batch_norm(modules: Union[nn.Module, Sequence[nn.Module]],
+                        sizes: Sequence[int]) -> Iterator[None]:
+    """Scope in which every BatchNorm layer of ``modules`` (one module or several)
+    normalises the parts ``sizes`` (consecutive, along the batch) of each input
+    separately: in training mode with each part's batch statistics, and its running
+    statistics moved once per part in order, exactly as consecutive passes over the
+    parts would. An input whose batch is not ``sum(sizes)`` is an error. Layers in
+    eval mode are unchanged; a layer's own ``forward`` attribute, if one was set
+    before, is restored on exit."""
     sizes = [int(s) for s in sizes]
     total = sum(sizes)
-    layers = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    if isinstance(modules, nn.Module):
+        modules = [modules]
+    layers = list({id(m): m for module in modules for m in module.modules()
+                   if isinstance(m, _BatchNorm)}.values())
 
     def split_forward(layer):
         plain = layer.forward
@@ -81,10 +87,14 @@ def per_part_batch_norm(module: nn.Module, sizes: Sequence[int]) -> Iterator[Non
             return torch.cat([plain(part) for part in x.split(sizes)])
         return forward
 
+    saved = [(layer, layer.__dict__.get('forward')) for layer in layers]
     for layer in layers:
         layer.forward = split_forward(layer)
     try:
         yield
     finally:
-        for layer in layers:
-            del layer.forward
+        for layer, own in saved:
+            if own is None:
+                del layer.forward
+            else:
+                layer.forward = own

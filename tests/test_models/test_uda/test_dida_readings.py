@@ -154,6 +154,15 @@ def test_per_part_batch_norm_equals_separate_passes():
     joint = copy.deepcopy(ref)
     assert not torch.allclose(joint(torch.cat([a, b])), out)
     assert 'forward' not in vars(net[1])  # the scope left the layers as they were
+    # several modules at once; a forward set on a layer before is put back
+    other = nn.Sequential(nn.BatchNorm2d(3)).train()
+    own = other[0].forward
+    other[0].forward = own
+    with per_part_batch_norm([net, other], (2, 3)):
+        assert 'forward' in vars(net[1]) and other[0].forward is not own
+        with pytest.raises(ValueError, match='a batch of 4'):
+            other(torch.cat([a, a]))
+    assert other[0].forward is own and 'forward' not in vars(net[1])
 
 
 def _bn_dida(**dida):
@@ -185,6 +194,30 @@ def test_per_domain_statistics_make_every_memory_mode_equal(saving):
     lj, _ = _group_grads(_bn_dida(memory_saving='none'))
     assert lj['loss_dic_src'].item() != pytest.approx(la['loss_dic_src'].item(),
                                                      rel=1e-4)
+
+
+def test_per_domain_statistics_cover_the_time_conditioned_path():
+    """seg_path='time_conditioned' has a BatchNorm of its own (a copy of the
+    head's fusion): per-domain statistics reach it too, so the modes agree."""
+    (la, ga), (lb, gb) = (_group_grads(_bn_dida(
+        memory_saving=m, degraded_norm='per_domain', seg_path='time_conditioned'))
+        for m in ('none', 'per_domain'))
+    assert any(isinstance(m, nn.BatchNorm2d)
+               for m in _bn_dida(seg_path='time_conditioned').plugins[0]
+               .seg_path_module.modules())
+    for k in ('loss_dic_src', 'loss_dic_tgt', 'loss_recon'):
+        assert lb[k].item() == pytest.approx(la[k].item(), rel=1e-5), k
+    for n in ga:
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-4, atol=1e-6)
+
+
+def test_an_option_without_its_subject_is_an_error():
+    with pytest.raises(ValueError, match="ld_t_weight_on='target' chooses"):
+        build_dacs(plugins=[dict(type='DiDA', recon_channels=8,
+                                 ld_t_weight_on='target')])
+    with pytest.raises(ValueError, match="recon_init='zero' initialises h'"):
+        build_dacs(plugins=[dict(type='DiDA', recon_channels=8, recon=None,
+                                 recon_init='zero')])
 
 
 def test_joint_statistics_with_split_passes_is_one_error():
