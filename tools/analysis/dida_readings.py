@@ -14,13 +14,15 @@ over windows of iterations::
 
 ``t-buckets``: for a trained DiDA checkpoint, source val and target val images are
 degraded at t = 5, 15, ..., 95 (the same eps per image at every t) and segmented by the
-degraded path (h o (g + g') at t); per t: source cross-entropy and accuracy against
-the labels, and on target L_D's target term as training computes it (cross-entropy
-against the EMA teacher's pseudo labels of the clean image, weighted by its confidence
-q^T), the agreement with those pseudo labels, and the accuracy against the labels the
-training never sees. Also, per domain, the t from which the noise's std exceeds the
-class signal (the std of the class-mean colours of the normalised image, times
-sqrt(abar_t)). Writes ``t_buckets.csv``::
+degraded path (h o (g + g') at t) in eval mode, one image at a time: BatchNorm layers
+use their running statistics (the clean images'), where training normalises with the
+degraded batch's own statistics, so read the trend over t rather than the level. Per
+t: source cross-entropy and accuracy against the labels, and on target L_D's target
+term in training's form (cross-entropy against the EMA teacher's pseudo labels of the
+clean image, weighted by its confidence q^T), the agreement with those pseudo labels,
+and the accuracy against the labels the training never sees. Also, per domain, the t
+from which the noise's std exceeds the class signal (the std of the class-mean colours
+of the normalised image, times sqrt(abar_t)). Writes ``t_buckets.csv``::
 
     python tools/analysis/dida_readings.py t-buckets CONFIG CHECKPOINT [--max-images N]
 
@@ -57,6 +59,7 @@ from mmseg_dida.models.backbones import DiffusionEncoder
 from mmseg_dida.models.losses.loss_keys import is_loss_key
 from mmseg_dida.models.segmentors.uda_segmentor import as_uda_segmentor
 from mmseg_dida.models.uda.dida import DiDA
+from mmseg_dida.models.uda.ema_teacher import disable_stochastic_layers
 from mmseg_dida.models.utils.norm_buffers import per_part_batch_norm, preserved_norm_buffers
 from mmseg_dida.utils.atomic_files import atomic_write, atomic_write_text
 
@@ -290,6 +293,9 @@ def run_bn_stats(args) -> int:
     cfg, model, plugin = load(args.config, args.checkpoint, args.cfg_options)
     student = model.student
     student.train()
+    # the two forwards compared below differ in their statistics only: no dropout
+    # or drop path, and the same random draws (an HRDA crop) in each
+    disable_stochastic_layers(student)
     layers = {n: m for n, m in student.named_modules() if isinstance(m, _BatchNorm)}
     if not layers:
         print('[readings] the student has no BatchNorm layer: joint and per-domain '
@@ -322,15 +328,19 @@ def run_bn_stats(args) -> int:
             return fn
         handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
         labels = torch.cat([ctx.src_labels.long(), ctx.pseudo_label.long()])
-        with preserved_norm_buffers(student):
-            out = plugin.degraded_forward(student, deg['x_t'], deg['t'])
-        for h in handles:
-            h.remove()
+        try:
+            with preserved_norm_buffers(student), torch.random.fork_rng():
+                torch.manual_seed(b)
+                out = plugin.degraded_forward(student, deg['x_t'], deg['t'])
+        finally:
+            for h in handles:
+                h.remove()
         for name, (dm, vr) in captured.items():
             stats[name]['dmean'].append(dm)
             stats[name]['var_ratio'].append(vr)
         for norm, scope in (('joint', None), ('per_domain', (n, n))):
-            with preserved_norm_buffers(student):
+            with preserved_norm_buffers(student), torch.random.fork_rng():
+                torch.manual_seed(b)
                 if scope is None:
                     o = out
                 else:
