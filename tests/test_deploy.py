@@ -137,6 +137,19 @@ def test_deploy_config_drops_training_only_hooks_by_attribute():
     assert len(cfg.custom_hooks) == 5 and cfg.model.type == 'DACS'  # unchanged
 
 
+def test_deploy_config_drops_the_training_lifecycle_of_the_schedules():
+    """The default hooks a schedule declares for training (graceful stop, the
+    non-finite guard, deferred runtime info, speed options) stay behind; the
+    standard ones (logger, checkpoint, visualisation) are kept."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs/dida/daformer_mit_tiny_procedural_dida.py'))
+    assert {'graceful_stop', 'nonfinite_loss', 'runtime_info',
+            'speed_options'} <= set(cfg.default_hooks)
+    plain = deploy_config(cfg)
+    assert set(plain.default_hooks) == set(cfg.default_hooks) - {
+        'graceful_stop', 'nonfinite_loss', 'runtime_info', 'speed_options'}
+    assert plain.default_hooks.checkpoint == cfg.default_hooks.checkpoint
+
+
 def test_save_deployable_writes_the_plain_checkpoint_and_config(tmp_path):
     model = _perturbed(build(uda([dict(type='DiDA', recon_channels=8)])))
     cfg = Config(dict(default_scope='mmseg', model=uda(), custom_hooks=[]))

@@ -21,6 +21,7 @@ from mmseg_dida.apis.launch import (
     shutdown_distributed,
 )
 from mmseg_dida.apis.report import format_metrics
+from mmseg_dida.deploy.core import drop_training_only_hooks
 from mmseg_dida.deploy.model_loading import load_model_weights
 from mmseg_dida.deploy.state_mapping import (
     CheckpointMismatchError,
@@ -101,9 +102,7 @@ def build_cfg(args):
         cfg.test_evaluator['keep_results'] = True
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
         cfg.pop(key, None)  # testing needs none of the training data
-    hooks = cfg.get('default_hooks', None) or {}
-    for key in ('graceful_stop', 'nonfinite_loss', 'runtime_info', 'speed_options'):
-        hooks.pop(key, None)  # nor the training run's lifecycle (a SIGTERM ends a test)
+    drop_training_only_hooks(cfg)  # nor the training lifecycle (a SIGTERM ends a test)
     return cfg
 
 

@@ -9,6 +9,7 @@ from .core import (
                    deploy_segmentor,
                    deployed_key_map,
                    deployed_name,
+                   drop_training_only_hooks,
                    is_training_only_hook,
                    is_wrapper,
                    replace_wrappers,
@@ -19,4 +20,5 @@ from .core import (
 
 __all__ = ['SEGMENTOR_ATTR', 'is_wrapper', 'training_segmentor', 'replace_wrappers',
            'deploy_segmentor', 'deployed_key_map', 'wrapper_classes', 'deployed_name',
-           'deploy_config', 'is_training_only_hook', 'save_deployable']
+           'deploy_config', 'drop_training_only_hooks', 'is_training_only_hook',
+           'save_deployable']

@@ -39,7 +39,8 @@ from ..utils.atomic_files import atomic_torch_save, atomic_write_text
 
 __all__ = ['SEGMENTOR_ATTR', 'is_wrapper', 'training_segmentor', 'replace_wrappers',
            'deploy_segmentor', 'deployed_key_map', 'wrapper_classes', 'deployed_name',
-           'deploy_config', 'is_training_only_hook', 'save_deployable']
+           'deploy_config', 'drop_training_only_hooks', 'is_training_only_hook',
+           'save_deployable']
 
 #: The attribute under which a self-training model holds the segmentor it trains
 #: (DACS and the methods built on it); its checkpoints hold that segmentor's tensors
@@ -135,7 +136,8 @@ def deployed_name(key: str, expected: Collection[str],
 def deploy_config(cfg: Config) -> Config:
     """A plain mmseg segmentor config from a training config: ``model`` becomes the
     UDA model's ``segmentor`` (keeping the data preprocessor), the hooks whose class
-    sets ``training_only = True`` are dropped; data, evaluation and runtime settings
+    sets ``training_only = True`` are dropped (custom and default hooks:
+    :func:`drop_training_only_hooks`); data, evaluation and runtime settings
     are kept. ``cfg`` is not changed."""
     cfg = copy.deepcopy(cfg)
     model = cfg.model
@@ -144,9 +146,22 @@ def deploy_config(cfg: Config) -> Config:
         if 'data_preprocessor' not in seg and 'data_preprocessor' in model:
             seg.data_preprocessor = model.data_preprocessor
         cfg.model = seg
+    drop_training_only_hooks(cfg)
+    return cfg
+
+
+def drop_training_only_hooks(cfg: Config) -> None:
+    """Remove from ``cfg`` (in place) every custom hook and every default hook
+    whose class sets ``training_only = True`` (the training lifecycle: graceful stop,
+    non-finite guard, deferred runtime info, speed options; DiDA's and the
+    pseudo-label hooks): what a test run and a deployed config do without. mmengine
+    fills a removed standard default hook (``runtime_info``) with its own."""
     hooks = cfg.get('custom_hooks', None) or []
     cfg.custom_hooks = [h for h in hooks if not is_training_only_hook(h)]
-    return cfg
+    defaults = cfg.get('default_hooks', None) or {}
+    for key in [k for k, h in defaults.items()
+                if isinstance(h, dict) and is_training_only_hook(h)]:
+        defaults.pop(key)
 
 
 def is_training_only_hook(hook_cfg: dict) -> bool:

@@ -70,6 +70,8 @@ class NonFiniteLossHook(Hook):
             training stops with :class:`NonFiniteLossError`. Default 10.
     """
 
+    training_only = True  # dropped from test runs and deployed configs
+
     priority = 'ABOVE_NORMAL'
 
     def __init__(self, max_consecutive: int = 10):

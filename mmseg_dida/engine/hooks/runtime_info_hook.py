@@ -36,6 +36,8 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
         max_pending: Steps kept on the device at most before they are read anyway.
     """
 
+    training_only = True  # a test run or a deployed config gets mmengine's own
+
     def __init__(self, max_pending: int = 1000):
         if not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError('DeferredRuntimeInfoHook: max_pending must be an int >= 1, '

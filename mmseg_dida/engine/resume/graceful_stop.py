@@ -109,6 +109,7 @@ class GracefulStopHook(Hook):
     """
 
     priority = 'LOWEST'  # after the checkpoint hook (VERY_LOW) of the same iteration
+    training_only = True  # a test or a deployed config keeps the default signals
 
     def __init__(self, signals: Sequence[str] = ('SIGTERM', 'SIGINT', 'SIGUSR1')):
         if isinstance(signals, str) or not signals:
