@@ -32,6 +32,7 @@ from mmseg_dida.datasets.transforms.checks import (
     dataset_nodes,
     scan_dataset,
 )
+from mmseg_dida.deploy.state_mapping import CheckpointMismatchError, CheckpointReadError
 from mmseg_dida.engine.hooks import NonFiniteLossError
 from mmseg_dida.engine.mixed_precision import (
     AMP_WRAPPERS,
@@ -199,6 +200,9 @@ def main(argv=None):
     except NonFiniteLossError as e:
         print(f'error: {args.config}: {e}', file=sys.stderr)
         return 3
+    except (CheckpointReadError, CheckpointMismatchError) as e:  # load_from's weights
+        print(f'error: {args.config}: load_from: {e}', file=sys.stderr)
+        return 2
     except Exception as e:  # a component built at the start of training
         line = explain_build_error(runner.cfg, e, root=None)
         if line is None or os.environ.get('MMSEG_DIDA_DEBUG'):

@@ -135,12 +135,20 @@ def _option_problem(cfg: Config, key: str, err: Exception) -> str:
 def build_runner(cfg: Config, launcher: str):
     """Check the data roots, set up the launcher and build the runner (which builds
     the model, so unknown config keys surface here); with ``--resume``, check that
-    the checkpoint is one of this model (:func:`check_resume_model`). A failure leaves
-    nothing behind in the work dir."""
+    the checkpoint is one of this model (:func:`check_resume_model`); without it, that
+    a ``load_from`` file is there and complete. A failure explained in one line leaves
+    nothing behind in the work dir (with ``MMSEG_DIDA_DEBUG`` or an error it cannot
+    explain, the traceback comes instead)."""
     try:
         check_data_roots(cfg)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
+    start = cfg.get('load_from') if not cfg.get('resume') else None
+    if start and '://' not in str(start):  # a local file (mmengine also takes URLs)
+        from ..utils.atomic_files import checkpoint_problem
+        problem = checkpoint_problem(start)
+        if problem is not None:
+            raise UserError(f'load_from: checkpoint {start} cannot be used: {problem}')
     setup_launcher(cfg, launcher)
     work_dir = osp.abspath(cfg.work_dir)
     existed = osp.isdir(work_dir)
@@ -215,9 +223,13 @@ def check_resume_model(runner) -> None:
     path = runner.cfg.get('load_from') if runner.cfg.get('resume') else None
     if not path:
         return
+    from ..deploy.state_mapping import CheckpointReadError
     model = getattr(runner.model, 'module', runner.model)
     own = set(model.state_dict())
-    saved = checkpoint_tensor_names(path)
+    try:
+        saved = checkpoint_tensor_names(path)
+    except CheckpointReadError as e:
+        raise UserError(f'--resume: {e}') from None
     missing, extra = sorted(own - saved), sorted(saved - own)
     if not (missing or extra):
         return

@@ -80,16 +80,16 @@ class LoadReport:
         return '; '.join(parts) or 'all keys match'
 
 
-def read_checkpoint(path: str, map_location='cpu'):
-    """The object saved in the checkpoint file ``path``; a
-    :class:`CheckpointReadError` (one line) when it is missing, truncated or cannot
-    be read."""
+def read_checkpoint(path: str, map_location='cpu', mmap: bool = False):
+    """The object saved in the checkpoint file ``path`` (``mmap``: its tensors
+    memory-mapped, not read); a :class:`CheckpointReadError` (one line) when it is
+    missing, truncated or cannot be read."""
     problem = checkpoint_problem(path)
     if problem is not None:
         raise CheckpointReadError(f'checkpoint {path} cannot be used: {problem}')
     try:
         # safe loading (runner checkpoints: see mmseg_dida.compat)
-        return torch.load(path, map_location=map_location)
+        return torch.load(path, map_location=map_location, mmap=mmap)
     except Exception as e:  # a corrupt archive member, an unknown pickled class
         raise CheckpointReadError(f'checkpoint {path} cannot be read: '
                                   f'{type(e).__name__}: {str(e).splitlines()[0]}'
@@ -99,11 +99,7 @@ def read_checkpoint(path: str, map_location='cpu'):
 def checkpoint_tensor_names(path: str) -> set:
     """The names of the model tensors in the checkpoint file ``path`` (memory-mapped:
     the tensors are not read)."""
-    problem = checkpoint_problem(path)
-    if problem is not None:
-        raise CheckpointReadError(f'checkpoint {path} cannot be used: {problem}')
-    ckpt = torch.load(path, map_location='cpu', mmap=True)
-    state, _ = read_state_dict(ckpt)
+    state, _ = read_state_dict(read_checkpoint(path, mmap=True))
     return set(state)
 
 

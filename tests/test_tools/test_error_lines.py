@@ -125,3 +125,23 @@ def test_resume_without_a_complete_checkpoint_is_one_line(bench, run_tool):
     assert 'iter_2.pth skipped (it is truncated' in line
     assert 'start from iteration 0 without --resume' in line
     assert '--cfg-options load_from=PATH' in line
+
+
+def test_a_bad_load_from_is_one_line(bench, run_tool):
+    """load_from (a new run from a checkpoint's weights): a missing or truncated file
+    is refused before anything is written, a checkpoint of another model when the
+    run loads it; one line, exit 2, both."""
+    missing = bench / 'nowhere.pth'
+    res = run_tool([TRAIN, CONFIGS['dida'], '--work-dir', str(bench / 'w1'),
+                    '--cfg-options', f'load_from={missing}'] + FAST, cwd=bench)
+    assert res.returncode == 2
+    assert f'load_from: checkpoint {missing} cannot be used: it does not exist' in (
+        error_line(res))
+    assert not osp.exists(bench / 'w1')
+    torch.save({'state_dict': {'backbone.foo': torch.zeros(1)}}, bench / 'other.pth')
+    res = run_tool([TRAIN, CONFIGS['dida'], '--work-dir', str(bench / 'w2'),
+                    '--cfg-options', f'load_from={bench / "other.pth"}'] + FAST,
+                   cwd=bench)
+    assert res.returncode == 2
+    assert error_line(res).startswith(f"error: {CONFIGS['dida']}: load_from: ")
+    assert not list((bench / 'w2').glob('iter_*.pth'))
