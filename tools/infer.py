@@ -35,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 import mmseg_dida  # noqa: F401  (compat + registration)
+from mmseg_dida.apis.launch import UserError, load_config
 from mmseg_dida.deploy import deploy_config, deploy_segmentor
 from mmseg_dida.deploy.model_loading import build_model_from_checkpoint
 from mmseg_dida.deploy.state_mapping import CheckpointMismatchError, CheckpointReadError
@@ -62,11 +63,10 @@ def load_segmentor(config: str, checkpoint: str, device: str,
     ``strict=False``; a UDA training checkpoint on its plain (deploy) config and a
     deploy checkpoint on its training config are mapped.
     """
-    if not osp.isfile(config):
-        raise InferError(f"config file '{config}' does not exist")
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    try:  # the same reading as train/test: a missing _base_ or bad option is a line
+        cfg = load_config(config, cfg_options)
+    except UserError as e:
+        raise InferError(f'{config}: {e}') from None
     try:
         model, report = build_model_from_checkpoint(cfg, checkpoint, strict=strict)
     except (CheckpointReadError, CheckpointMismatchError) as e:

@@ -95,6 +95,11 @@ def _label_ids(args):
 def check(args):
     if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', args.name):
         raise ArgumentError(f"NAME '{args.name}' must be letters, digits and _")
+    parent = osp.dirname(osp.abspath(args.out_dir))
+    if not osp.isdir(osp.join(parent, '_base_')):  # the configs say ../_base_/...
+        raise ArgumentError(f'--out-dir {args.out_dir}: its parent folder has no _base_ '
+                            'folder, so the written configs\' ../_base_ entries would '
+                            f'not resolve; use a folder of configs/ (default {OUT_DIR})')
     if len(set(args.classes)) != len(args.classes):
         raise ArgumentError(f'--classes has duplicates: {args.classes}')
     unknown = [c for c in args.thing_classes if c not in args.classes]

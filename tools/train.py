@@ -159,8 +159,8 @@ def check_training_data(cfg, check_all: bool):
         check_data_roots(cfg)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
-    if launcher_rank() != 0:
-        return
+    # every rank checks (a rank that skipped it would wait for the others in the
+    # process group's start); rank 0 shows the progress
     try:
         scanned = set()
         for path, node in dataset_nodes(cfg):
@@ -168,7 +168,8 @@ def check_training_data(cfg, check_all: bool):
                    str(node.get('data_prefix')))
             if key not in scanned:  # val and test are often the same data
                 scanned.add(key)
-                scan_dataset(node, path, sample=0 if check_all else SAMPLED_CHECK)
+                scan_dataset(node, path, progress=launcher_rank() == 0,
+                             sample=0 if check_all else SAMPLED_CHECK)
     except DataError as e:
         raise UserError(str(e)) from None
 

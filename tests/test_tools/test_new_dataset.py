@@ -93,7 +93,9 @@ def test_wrong_arguments_are_one_line_and_write_nothing(project, monkeypatch, ca
                            (['--classes', 'a', 'b', '--palette', '1,2,3'],
                             '--palette has 1 colours for 2 classes'),
                            (['--classes', 'a', '--img-dir', 'images'],
-                            'no image folder')):
+                            'no image folder'),
+                           (['--classes', 'a', '--out-dir', str(project / 'elsewhere')],
+                            'its parent folder has no _base_ folder')):
         assert _tool().main(base + extra) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith('error:') and message in err and '\n' not in err

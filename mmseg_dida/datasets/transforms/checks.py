@@ -232,7 +232,7 @@ def scan_dataset(node: dict, path: str = 'dataset', progress: bool = True,
         indices = sorted({int(i) for i in np.linspace(0, n - 1, min(sample, n))}) \
             if n else []
         progress = False
-    else:
+    elif progress:
         root = osp.normpath(str(node.get('data_root', '')))
         print(f'checking {n} samples of {path} ({root})', flush=True)
     bar = ProgressBar(len(indices)) if progress and indices else None

@@ -21,8 +21,8 @@ a run whose loss stays non-finite stops with one clear error.
   (``found_inf``, as GradScaler does), whose kernel skips the update, so the guard
   reads nothing; with other optimisers it reads the flag before the update.
 
-``tools/train.py`` adds it as ``default_hooks.nonfinite_loss`` unless the config sets
-that key (``None`` switches it off)::
+The schedules declare it as ``default_hooks.nonfinite_loss``
+(``configs/_base_/schedules/default_hooks.py``; ``None`` switches it off)::
 
     --cfg-options default_hooks.nonfinite_loss.max_consecutive=20
 """

@@ -14,8 +14,8 @@ values, in the order, that mmengine's hook would have given it, so the logs, the
 smoothed values and the saved histories are unchanged. At most ``max_pending`` steps
 wait (the default 1000 bounds the memory: ~20 numbers per step).
 
-``tools/train.py`` puts it in place of ``default_hooks.runtime_info`` unless the config
-sets that key.
+The schedules declare it as ``default_hooks.runtime_info``
+(``configs/_base_/schedules/default_hooks.py``).
 """
 from typing import Dict, List, Optional, Tuple
 

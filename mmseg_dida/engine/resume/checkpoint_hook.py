@@ -3,11 +3,11 @@
 Crash safety (local work dirs):
 
 * the checkpoint file is complete or absent: mmengine's ``save_checkpoint`` writes
-  through a temporary file + fsync + rename (``mmseg_dida.compat``);
+  through a temporary file + fsync + rename (:mod:`.checkpoint_io`);
 * an old checkpoint (``max_keep_ckpts``, the previous best) is deleted only after the
   new one is complete, and ``last_checkpoint`` (rewritten atomically) always names a
   complete file. A kill at any moment leaves a checkpoint ``--resume`` can use
-  (``tools/train.py`` also falls back to the newest complete one).
+  (``--resume`` also falls back to the newest complete one: :mod:`.discovery`).
 
 Exact resume (:mod:`mmseg_dida.engine.resume.state`): every checkpoint carries, for
 each rank, the process random states (python, numpy, torch) and the state of every
@@ -21,8 +21,10 @@ first batch after the skipped ones is drawn. A validation does not consume the
 training run's random numbers (the process states are restored after it), so a run
 is the same with or without validations in between.
 
-Use it as the ``checkpoint`` default hook (``tools/train.py`` puts it in place of a
-plain ``CheckpointHook``); its arguments are CheckpointHook's.
+It is the ``checkpoint`` default hook of every schedule
+(``configs/_base_/schedules/default_hooks.py``; a config that sets a plain
+``CheckpointHook`` there gets mmengine's saves, without exact resume); its arguments
+are CheckpointHook's, plus ``time_interval``.
 """
 import collections
 import itertools

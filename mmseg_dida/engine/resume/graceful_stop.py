@@ -33,8 +33,8 @@ SIGINT is Ctrl-C.
   (which ends its workers with SIGTERM when it must) it ends the child quietly, as
   torch's handler does; from anyone else it is ignored.
 
-``tools/train.py`` adds the hook as ``default_hooks.graceful_stop`` unless the config
-sets that key (None switches it off)::
+The schedules declare it as ``default_hooks.graceful_stop``
+(``configs/_base_/schedules/default_hooks.py``; None switches it off)::
 
     --cfg-options "default_hooks.graceful_stop.signals=['SIGTERM']"
 """
