@@ -148,6 +148,8 @@ def test_deploy_config_drops_the_training_lifecycle_of_the_schedules():
     assert set(plain.default_hooks) == set(cfg.default_hooks) - {
         'graceful_stop', 'nonfinite_loss', 'runtime_info', 'speed_options'}
     assert plain.default_hooks.checkpoint == cfg.default_hooks.checkpoint
+    cfg.work_dir = 'work_dirs/the_training_run'  # not the deployed model's folder
+    assert 'work_dir' not in deploy_config(cfg) and cfg.work_dir
 
 
 def test_save_deployable_writes_the_plain_checkpoint_and_config(tmp_path):

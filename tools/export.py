@@ -234,6 +234,11 @@ def size_report(rows: List[Tuple[str, int, str]]) -> str:
     return '\n'.join(lines)
 
 
+#: the least share of pixels on which onnxruntime's labels must equal PyTorch's (a
+#: tie between two logits may round either way; anything more is a wrong graph)
+ONNX_MIN_LABEL_AGREEMENT = 0.999
+
+
 def onnx_stage(model: nn.Module, out_dir: str, name: str, opset: int
                ) -> Tuple[Dict[str, float], str]:
     """--onnx: export the deployed network and check it against onnxruntime;
@@ -308,15 +313,25 @@ def main(argv=None):
         print(' '.join(f'{k}={v}' for k, v in report.items()))
         ok = (report['same_names_as_baseline'] and report['max_abs_logit_diff'] == 0
               and report['num_params'] == report['baseline_num_params'])
-        if not ok:
-            print('export verification FAILED', file=sys.stderr)
+        if not ok:  # nothing that failed its check stays behind
+            for path in (ckpt_path, cfg_path):
+                if path and osp.exists(path):
+                    os.remove(path)
+            print('export verification FAILED (the exported files were removed)',
+                  file=sys.stderr)
             return 1
         print('export verification passed')
     deployed = num_params(deploy_segmentor(model))
     rows = [('training model (all parts)', num_params(model), args.checkpoint),
             ('deployed segmentor', deployed, ckpt_path)]
     if args.onnx:
-        _, onnx_path = onnx_stage(model, out_dir, args.name, args.opset)
+        parity, onnx_path = onnx_stage(model, out_dir, args.name, args.opset)
+        if parity['label_agreement'] < ONNX_MIN_LABEL_AGREEMENT:
+            os.remove(onnx_path)
+            print(f"ONNX check FAILED: label agreement {parity['label_agreement']:.6f} "
+                  f'< {ONNX_MIN_LABEL_AGREEMENT} (the ONNX file was removed)',
+                  file=sys.stderr)
+            return 1
         rows.append(('deployed segmentor, ONNX', deployed, onnx_path))
     print(size_report(rows))
     return 0

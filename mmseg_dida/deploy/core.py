@@ -147,6 +147,7 @@ def deploy_config(cfg: Config) -> Config:
             seg.data_preprocessor = model.data_preprocessor
         cfg.model = seg
     drop_training_only_hooks(cfg)
+    cfg.pop('work_dir', None)  # the training run's folder is not the deployed model's
     return cfg
 
 
