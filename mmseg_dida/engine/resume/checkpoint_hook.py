@@ -125,13 +125,18 @@ class ResumableCheckpointHook(CheckpointHook):
                 isinstance(time_interval, (int, float)) and time_interval > 0):
             raise ValueError('ResumableCheckpointHook: time_interval must be a number '
                              f'of minutes > 0 or None, got {time_interval!r}')
+        if time_interval is not None and self.by_epoch:
+            raise ValueError('ResumableCheckpointHook: time_interval needs an '
+                             'iteration-based schedule (by_epoch=False)')
         self.time_interval = time_interval
         self._last_save = time.monotonic()
-        self._timed_ckpt: Optional[str] = None
 
     # ------------------------------------------------------------ by time
     def before_train(self, runner) -> None:
         super().before_train(runner)
+        if self.time_interval is not None and not self._local():
+            raise ValueError('ResumableCheckpointHook: time_interval writes to a local '
+                             'work dir only (it prunes its older copy there)')
         self._last_save = time.monotonic()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
@@ -164,7 +169,6 @@ class ResumableCheckpointHook(CheckpointHook):
         if is_main_process():
             atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), path)
             self._remove_timed(keep=path)
-        self._timed_ckpt = path
         runner.logger.info(f'time_interval: checkpoint {path} written ({self.time_interval} '
                            'min since the last save)')
 
