@@ -20,6 +20,7 @@ from mmseg_dida.apis.launch import (
     build_runner,
     check_data_roots,
     exit_process,
+    header,
     launcher_rank,
     load_config,
     prepare_training,
@@ -42,7 +43,7 @@ from mmseg_dida.engine.mixed_precision import (
 from mmseg_dida.engine.resume import STOP_EXIT_STATUS, TrainingStopped
 from mmseg_dida.engine.speed_options import SpeedOptionError, apply_speed_options
 from mmseg_dida.utils.atomic_files import atomic_write_text
-from mmseg_dida.utils.console import header, silence_third_party_deprecations
+from mmseg_dida.utils.console import silence_third_party_deprecations
 
 # samples of each dataset checked before every training (all with --check-data)
 SAMPLED_CHECK = 8

@@ -28,10 +28,13 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 from ..datasets.transforms.checks import insert_data_checks
+from ..engine.mixed_precision import precision_of
 from ..engine.resume import ResumeError, choose_resume_checkpoint
 from ..engine.runner import UDARunner
+from ..utils.console import log_file_of
 from .config_errors import ConfigError, check_config, check_overrides, explain_build_error
 
 
@@ -393,3 +396,31 @@ def check_data_roots(cfg, keys=('train_dataloader', 'val_dataloader', 'test_data
                     f"data root '{ds['data_root']}' has no image ending in "
                     f"'{suffix}' under '{prefix}' (config key {key}.data_root); see "
                     'data/README.md to prepare the dataset')
+
+
+def header(runner: Runner, config: str, resume_note: Optional[str]) -> str:
+    """The few lines a run starts with: config, work dir and log file, device, seed,
+    precision, DiDA's memory mode, and what it resumes from."""
+    import torch
+    cfg = runner.cfg
+    world = runner.world_size
+    device = (f'cuda ({torch.cuda.get_device_name(0)})' if torch.cuda.is_available()
+              else 'cpu')
+    precision = precision_of(cfg.get('optim_wrapper') or {})
+    precision = precision if precision == 'fp32' else f'{precision} AMP'
+    lines = [f'config: {config}',
+             f'work dir: {osp.abspath(cfg.work_dir)}',
+             f'log file: {log_file_of(runner)} (config, environment, hooks)',
+             f'device: {device}, {world} process{"es" if world > 1 else ""}, '
+             f'{precision}, seed {runner.seed}']
+    model = cfg.get('model') or {}
+    dida = [p for p in model.get('plugins', []) or [] if p.get('type') == 'DiDA']
+    if dida:
+        lines.append(f"DiDA: memory_saving {dida[0].get('memory_saving', 'none')}")
+    if resume_note is not None:  # what --resume chose
+        lines.append(f'--resume: {resume_note}')
+    else:
+        lines.append('resume: no (weights from load_from='
+                     f'{cfg.load_from})' if cfg.get('load_from') else
+                     'resume: no (a first start)')
+    return '\n'.join(lines)

@@ -46,11 +46,22 @@ from mmengine.optim import OptimWrapper
 from mmseg.registry import OPTIM_WRAPPERS
 from torch import nn
 
-__all__ = ['BF16OptimWrapper', 'autocast_device_type', 'AMP_WRAPPERS',
+__all__ = ['BF16OptimWrapper', 'autocast_device_type', 'AMP_WRAPPERS', 'precision_of',
            'precision_problem', 'set_mixed_precision']
 
 #: ``--amp PRECISION`` -> the optimiser wrapper that trains in it
 AMP_WRAPPERS = {'fp16': 'AmpOptimWrapper', 'bf16': 'BF16OptimWrapper'}
+
+
+def precision_of(optim_wrapper: dict) -> str:
+    """'fp16', 'bf16' or 'fp32': what the optimiser wrapper config trains in (its
+    type with or without a scope, AmpOptimWrapper's ``dtype``)."""
+    kind = str(optim_wrapper.get('type', 'OptimWrapper')).split('.')[-1]
+    if kind == 'BF16OptimWrapper':
+        return 'bf16'
+    if kind == 'AmpOptimWrapper':
+        return 'bf16' if 'bfloat16' in str(optim_wrapper.get('dtype') or '') else 'fp16'
+    return 'fp32'
 
 
 def precision_problem(optim_wrapper: dict, cuda: bool,
@@ -66,9 +77,9 @@ def precision_problem(optim_wrapper: dict, cuda: bool,
                    else 'tools/train.py --amp bf16 (BF16OptimWrapper) or drop --amp')
             return (f'AmpOptimWrapper ({dtype} autocast with loss scaling) needs CUDA '
                     f'and none is available here; use {fix}')
-    if kind == 'BF16OptimWrapper' and cuda and not cuda_bf16:
-        return ('BF16OptimWrapper: this CUDA device does not support bfloat16; use '
-                'AmpOptimWrapper (tools/train.py --amp fp16)')
+    if precision_of(optim_wrapper) == 'bf16' and cuda and not cuda_bf16:
+        return (f'{kind}: this CUDA device does not support bfloat16; use '
+                'AmpOptimWrapper in float16 (tools/train.py --amp fp16)')
     return None
 
 
@@ -79,9 +90,9 @@ def set_mixed_precision(cfg, precision: str) -> str:
     wrapper cannot be converted."""
     wanted = AMP_WRAPPERS[precision]
     optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if optim_type == wanted:
-        return f'--amp {precision}: the config already uses {wanted}.'
-    if optim_type not in ('OptimWrapper', 'mmengine.OptimWrapper'):
+    if precision_of(cfg.optim_wrapper) == precision:
+        return f'--amp {precision}: the config already trains in {precision} ({optim_type}).'
+    if str(optim_type).split('.')[-1] != 'OptimWrapper':
         raise ValueError(f'--amp {precision} turns optim_wrapper.type OptimWrapper into '
                          f'{wanted} and cannot convert {optim_type}')
     cfg.optim_wrapper.type = wanted

@@ -4,15 +4,14 @@ mmengine writes everything it logs to both the terminal and the run's log file: 
 whole config (hundreds of lines), the environment, the order of every hook and one
 line per parameter of the optimiser's paramwise options, before the first progress
 line. Here the log file keeps all of it, and the terminal gets a short header
-(:func:`header`) and then the progress: :class:`ConsoleFilter` drops the dumps from the
-console handlers of the runner's logger (:func:`attach_console_filter`, used by
-:class:`~mmseg_dida.engine.runner.UDARunner`), and
-:data:`THIRD_PARTY_DEPRECATIONS` names the deprecation warnings of mmseg / mmengine
+(:func:`mmseg_dida.apis.launch.header`) and then the progress: :class:`ConsoleFilter`
+drops the dumps from the console handlers of the runner's logger
+(:func:`attach_console_filter`, used by :class:`~mmseg_dida.engine.runner.UDARunner`),
+and :data:`THIRD_PARTY_DEPRECATIONS` names the deprecation warnings of mmseg / mmengine
 that a user cannot act on; they are silenced here and nowhere else
 (:func:`silence_third_party_deprecations`).
 """
 import logging
-import os.path as osp
 import re
 import warnings
 from typing import Optional
@@ -20,7 +19,7 @@ from typing import Optional
 from mmengine.runner import Runner
 
 __all__ = ['ConsoleFilter', 'attach_console_filter', 'THIRD_PARTY_DEPRECATIONS',
-           'silence_third_party_deprecations', 'header', 'log_file_of']
+           'silence_third_party_deprecations', 'log_file_of']
 
 #: start of the messages that go to the log file only
 LOG_FILE_ONLY = (
@@ -75,32 +74,3 @@ def log_file_of(runner: Runner) -> Optional[str]:
         if isinstance(handler, logging.FileHandler):
             return handler.baseFilename
     return None
-
-
-def header(runner: Runner, config: str, resume_note: Optional[str]) -> str:
-    """The few lines a run starts with: config, work dir and log file, device, seed,
-    precision, DiDA's memory mode, and what it resumes from."""
-    import torch
-    cfg = runner.cfg
-    world = runner.world_size
-    device = (f'cuda ({torch.cuda.get_device_name(0)})' if torch.cuda.is_available()
-              else 'cpu')
-    optim = (cfg.get('optim_wrapper') or {}).get('type', 'OptimWrapper')
-    precision = {'AmpOptimWrapper': 'fp16 AMP', 'BF16OptimWrapper': 'bf16 AMP'}.get(
-        optim, 'fp32')
-    lines = [f'config: {config}',
-             f'work dir: {osp.abspath(cfg.work_dir)}',
-             f'log file: {log_file_of(runner)} (config, environment, hooks)',
-             f'device: {device}, {world} process{"es" if world > 1 else ""}, '
-             f'{precision}, seed {runner.seed}']
-    model = cfg.get('model') or {}
-    dida = [p for p in model.get('plugins', []) or [] if p.get('type') == 'DiDA']
-    if dida:
-        lines.append(f"DiDA: memory_saving {dida[0].get('memory_saving', 'none')}")
-    if resume_note is not None:  # what --resume chose
-        lines.append(f'--resume: {resume_note}')
-    else:
-        lines.append('resume: no (weights from load_from='
-                     f'{cfg.load_from})' if cfg.get('load_from') else
-                     'resume: no (a first start)')
-    return '\n'.join(lines)

@@ -5,7 +5,11 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from mmseg_dida.engine.mixed_precision import precision_problem, set_mixed_precision
+from mmseg_dida.engine.mixed_precision import (
+    precision_of,
+    precision_problem,
+    set_mixed_precision,
+)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO, 'tools/train.py')
@@ -59,8 +63,17 @@ def test_conversion_of_the_optim_wrapper(cpu_only):
     cfg = _cfg()  # mmengine's default type
     set_mixed_precision(cfg, 'bf16')
     assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
-    assert 'already uses' in set_mixed_precision(cfg, 'bf16')  # unchanged
+    assert 'already trains in bf16' in set_mixed_precision(cfg, 'bf16')  # unchanged
     assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
+    # the type with its scope, and AmpOptimWrapper in bfloat16, count as bf16 too
+    for given in (dict(type='mmseg.BF16OptimWrapper'),
+                  dict(type='AmpOptimWrapper', dtype='bfloat16')):
+        cfg = _cfg(given['type'])
+        cfg.optim_wrapper.update(given)
+        assert 'already trains in bf16' in set_mixed_precision(cfg, 'bf16')
+        assert precision_of(cfg.optim_wrapper) == 'bf16'
+    assert precision_of(dict(type='AmpOptimWrapper')) == 'fp16'
+    assert precision_of(dict(type='mmengine.OptimWrapper')) == 'fp32'
     with pytest.raises(ValueError, match='cannot convert AmpOptimWrapper'):
         set_mixed_precision(_cfg('AmpOptimWrapper'), 'bf16')
     cfg = _cfg('OptimWrapper')
