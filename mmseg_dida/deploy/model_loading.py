@@ -109,7 +109,7 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
     bad_shape = {m.split(':')[0] for m in mismatched}
     missing = [k for k in result.missing_keys if k not in bad_shape]
     unexpected = list(state) if other_student else list(result.unexpected_keys)
-    report.loaded = len(same) - len(unexpected)
+    report.loaded = 0 if other_student else len(same) - len(unexpected)
     partial = None
     if missing or unexpected:
         mapped = None
@@ -133,6 +133,9 @@ def load_model_weights(model: nn.Module, checkpoint: Union[str, dict], *,
                    for k, v in candidate.items() if expected.get(k) != v.shape]
             if not m2 and not mm2:
                 mapped, report.layout, report.dropped = candidate, 'uda->uda', dropped
+            else:  # what this model's student lacks, not the raw key lists
+                missing, unexpected, mismatched = m2, unused, mm2
+                partial = candidate
         elif model_uda and not ckpt_uda:
             candidate, m2, unused = segmentor_into_student(model, state)
             mm2 = [f'{k}: {tuple(v.shape)} vs {tuple(expected[k])}'

@@ -17,12 +17,6 @@ from tests.helpers.uda import flat_segmentor
 from tests.helpers.uda import flat_uda as uda
 
 SEG = flat_segmentor()
-
-
-
-
-
-
 DIDA = dict(type='DiDA', recon_channels=8)
 
 
@@ -97,6 +91,24 @@ def test_mismatch_is_one_line_with_counts_and_cause(tmp_path):
     with pytest.raises(CheckpointMismatchError, match=r'\d+ missing .*1 unexpected '
                        r'\(foo.weight\).*another architecture'):
         load_model_weights(build(SEG), str(tmp_path / 'x.pth'))
+
+
+def test_another_methods_run_of_another_student_is_refused_by_its_student(tmp_path):
+    """A UDA checkpoint into another UDA model whose student differs (here the
+    number of classes): the refusal names what the student lacks or has in another
+    shape, not the whole checkpoint as unexpected; --non-strict loads what fits."""
+    other = dict(SEG, decode_head=dict(SEG['decode_head'], num_classes=7))
+    src = build(uda())
+    path = _save(src, tmp_path / 'u.pth')
+    model = build(dict(uda([DIDA]), segmentor=other))
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_model_weights(model, path)
+    msg = str(err.value)
+    assert 'decode_head.conv_seg.weight' in msg and 'teacher.' not in msg, msg
+    report = load_model_weights(model, path, strict=False)
+    assert report.loaded > 0 and not report.exact
+    got = model.student.backbone.backbone.layers[0][0].projection.weight
+    assert torch.equal(got, src.student.backbone.layers[0][0].projection.weight)
 
 
 def test_non_strict_loads_what_matches(tmp_path):
