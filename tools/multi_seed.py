@@ -37,9 +37,10 @@ from typing import Dict, List, Optional, Tuple
 from mmengine.config import Config, DictAction
 
 from mmseg_dida.apis.benchmark import schedule_options
-from mmseg_dida.apis.run_report.aggregate import csv_text, markdown_table, write_atomic
+from mmseg_dida.apis.run_report.aggregate import csv_text, markdown_table
 from mmseg_dida.apis.run_report.curves import plot_curves
 from mmseg_dida.apis.run_report.logs import RunLogError, final_metrics, read_scalars
+from mmseg_dida.utils.atomic_files import atomic_write_text
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: Lines of the training output shown on the console (the rest is in the log file).
@@ -192,8 +193,8 @@ def report(runs: List[Run], out_dir: str) -> Tuple[str, List[str]]:
         raise MultiSeedError('no finished run to report: ' + '; '.join(missing))
     os.makedirs(out_dir, exist_ok=True)
     md = markdown_table(metrics)
-    write_atomic(osp.join(out_dir, 'results.md'), md)
-    write_atomic(osp.join(out_dir, 'results.csv'), csv_text(metrics))
+    atomic_write_text(osp.join(out_dir, 'results.md'), md)
+    atomic_write_text(osp.join(out_dir, 'results.csv'), csv_text(metrics))
     for name, seeds in series.items():
         plot_curves(seeds, osp.join(out_dir, f'curves_{name}.png'),
                     title=f'{name}, seeds {sorted(seeds)}')

@@ -14,8 +14,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .logs import IOU_PREFIX
 
-__all__ = ['mean_std', 'summarise', 'markdown_table', 'csv_text', 'write_atomic',
-           'SUMMARY_KEYS']
+__all__ = ['mean_std', 'summarise', 'markdown_table', 'csv_text', 'SUMMARY_KEYS']
 
 Runs = Mapping[str, Mapping[int, Mapping[str, float]]]
 
@@ -134,8 +133,3 @@ def _class_keys(runs: Runs) -> List[str]:
     return [f'{p}{IOU_PREFIX}{c}' for p in _prefixes(runs)
             for c in _ordered_classes(runs, p)]
 
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` complete or not at all (temporary file, fsync, rename)."""
-    from mmseg_dida.utils.atomic_files import atomic_write_text
-    atomic_write_text(path, text)
