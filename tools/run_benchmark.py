@@ -5,14 +5,15 @@ training model), and print the mIoU table and the per-class IoU side by side.
 
 Finished runs (their final checkpoint exists) are reused; interrupted ones resume.
 
-    python tools/run_benchmark.py [--regime scratch|pretrained] [--gap NAME]
+    python tools/run_benchmark.py [--regime pretrained|scratch] [--gap NAME]
         [--methods ...] [--iters N] [--jobs 2] [--work-root DIR] [--data-root DIR]
         [--cfg-options KEY=VALUE ...]
 
 ``--regime`` picks how the encoder starts (mmseg_dida/apis/benchmark.py, REGIMES):
-``scratch`` (random init, the ``*_mit_tiny_*`` configs) or ``pretrained``
-(formula-pretrained weights with DAFormer's feature distance and learning rates, the
-``*_mit_tiny_formula_*`` configs); the work dirs are named after the configs, so the
+``pretrained`` (the default: formula-pretrained weights with DAFormer's feature
+distance and learning rates, the ``*_mit_tiny_formula_*`` configs; it puts the known
+methods in the literature's order more often, docs/results.md) or ``scratch`` (random
+init, the ``*_mit_tiny_*`` configs); the work dirs are named after the configs, so the
 two regimes never share one.
 
 ``--gap`` picks the benchmark's gap preset (tools/generate_benchmark.py: full, texture,

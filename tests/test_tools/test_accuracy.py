@@ -32,7 +32,8 @@ def test_gap_runs_both_methods_on_its_data_with_mean_std(tmp_path, run_tool):
     work = tmp_path / 'work'
     # one method, two seeds: 4 fresh interpreters (DAFormer+DiDA is re-rooted by the
     # same options: tests/test_tools/test_run_benchmark.py checks them per method)
-    res = run_tool([TOOL, '--gap', 'fog', '--seeds', '0', '1', '--methods', 'DAFormer',
+    res = run_tool([TOOL, '--regime', 'scratch', '--gap', 'fog', '--seeds', '0', '1',
+                    '--methods', 'DAFormer',
                     '--iters', '2', '--jobs', '2', '--work-root', str(work),
                     '--cfg-options'] + SMOKE, cwd=tmp_path, timeout=900)
     out = res.stdout

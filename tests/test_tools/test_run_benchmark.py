@@ -32,7 +32,7 @@ def test_main_job_smoke(tiny_benchmark, tmp_path, run_tool):
     # the per-class table: a header with the benchmark's classes, one row per method
     header = re.search(r'\| method\s+\|(.*road.*)\|', out)
     assert header and 'sky' in header.group(1), out[-3000:]
-    stem = 'daformer_mit_tiny_procedural_dida_6it'
+    stem = 'daformer_mit_tiny_formula_procedural_dida_6it'  # the default regime's
     assert osp.isfile(work / stem / 'export' / 'deploy.pth')
     assert osp.isfile(work / stem / 'test' / 'test_metrics.json')
     # a second run reuses every finished training
