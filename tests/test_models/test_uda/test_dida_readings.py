@@ -277,6 +277,5 @@ def test_t_weight_of_the_target_term_only():
                                torch.cat([torch.ones(2), abar[2:]]))
     # the per-domain memory modes hand out a target chunk alone: weighted as target
     torch.testing.assert_close(only.plugins[0].ld_image_weight(t[2:], 0), abar[2:])
-    off = build_dacs(plugins=[dict(type='DiDA', recon_channels=8,
-                                   ld_t_weight_on='target')])
+    off = build_dacs(plugins=[dict(type='DiDA', recon_channels=8)])
     assert off.plugins[0].ld_image_weight(t, 2) is None  # nothing to apply: the paper
