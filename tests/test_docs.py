@@ -212,3 +212,17 @@ def test_shipped_weights_are_what_pretrained_readme_says():
         with open(path, 'rb') as f:
             digest = hashlib.sha256(f.read()).hexdigest()
         assert digest in text and f'{osp.getsize(path):,} bytes' in text, path
+
+
+def test_the_main_job_excerpt_is_the_default_commands_output():
+    """README: "What the main job prints" is the real output of the first command in
+    its default regime and methods (a changed default needs a new excerpt)."""
+    from mmseg_dida.apis.benchmark import DEFAULT_REGIME, MAIN_METHODS
+    text = _read(osp.join(REPO, 'README.md'))
+    section = text.split('## What the main job prints', 1)[1].split('\n## ', 1)[0]
+    assert '[benchmark] data: ' in section and '[benchmark] done in' in section
+    title = re.search(r'Procedural benchmark, gap full, regime (\w+) ', section)
+    assert title and title.group(1) == DEFAULT_REGIME, section[:500]
+    rows = re.findall(r'^\| (\S+)\s+\| [\d.]+\s+\| [\d.]+\s+\| [\d.]+\s+\|$', section,
+                      re.M)
+    assert rows == list(MAIN_METHODS), rows
