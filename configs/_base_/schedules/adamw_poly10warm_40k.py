@@ -1,3 +1,4 @@
+_base_ = ['./default_hooks.py']
 # DAFormer's optimiser and schedule (Hoyer et al., CVPR 2022, Sec. 4.1; original
 # configs/_base_/schedules/{adamw,poly10warm}.py): AdamW lr 6e-5, betas (0.9, 0.999),
 # weight decay 0.01, decode head lr x10, no weight decay on position blocks and norms;
@@ -35,24 +36,6 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=40001),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    # every 4000 iterations and, between them, every 30 minutes (only the newest
-    # timed copy is kept): a hard kill loses at most half an hour of GPU time
-    checkpoint=dict(
-        type='ResumableCheckpointHook', by_epoch=False, interval=4000, max_keep_ckpts=1,
-        time_interval=30),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    # a picture of a validation image's prediction every 50 validation batches
-    # (work_dir/<timestamp>/vis_data/vis_image and TensorBoard)
-    visualization=dict(type='SegVisualizationHook', draw=True, interval=50),
-    # the run's lifecycle: a stop on SIGTERM/SIGINT/SIGUSR1 after the current
-    # iteration, with a checkpoint (mmseg_dida/engine/resume); a stop after 10
-    # non-finite losses in a row; the log read from the device once per interval;
-    # the config key `speed` applied to the model (mmseg_dida/engine/speed_options.py)
-    graceful_stop=dict(type='GracefulStopHook'),
-    nonfinite_loss=dict(type='NonFiniteLossHook'),
-    runtime_info=dict(type='DeferredRuntimeInfoHook'),
-    speed_options=dict(type='SpeedOptionsHook'))
+# every 4000 iterations and, between them, every 30 minutes (only the newest
+# timed copy is kept): a hard kill loses at most half an hour of GPU time
+default_hooks = dict(checkpoint=dict(interval=4000, time_interval=30))
