@@ -226,3 +226,16 @@ def test_the_main_job_excerpt_is_the_default_commands_output():
     rows = re.findall(r'^\| (\S+)\s+\| [\d.]+\s+\| [\d.]+\s+\| [\d.]+\s+\|$', section,
                       re.M)
     assert rows == list(MAIN_METHODS), rows
+
+
+def test_the_results_table_is_the_same_in_readme_and_results_md():
+    """The regime x preset x method table is shown twice (README's overview and
+    docs/results.md beside the order checks); both copies carry the same numbers."""
+    def table(path):
+        lines = _read(path).splitlines()
+        start = lines.index('| method | scratch, full | scratch, fog | pretrained, full '
+                            '| pretrained, fog |')
+        end = next(i for i in range(start, len(lines)) if not lines[i].startswith('|'))
+        return lines[start:end]
+    readme = table(osp.join(REPO, 'README.md'))
+    assert len(readme) == 9 and readme == table(osp.join(REPO, 'docs', 'results.md'))
