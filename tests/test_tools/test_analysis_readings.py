@@ -65,7 +65,17 @@ def test_t_buckets_and_bn_statistics_of_a_trained_dida_run(tiny_benchmark, tmp_p
     assert all(a > b for a, b in zip(abar, abar[1:]))  # more noise with t
     for r in target:
         assert 0 <= float(r['agree_pseudo']) <= 1 and 0 <= float(r['q']) <= 1
-    assert 'the noise std exceeds it from t =' in capsys.readouterr().out
+    classes = [k[len('recall.'):] for k in rows[0] if k.startswith('recall.')]
+    assert 'pole' in classes and 'traffic sign' in classes
+    present = [c for c in classes if not np.isnan(float(rows[0]['recall.' + c]))]
+    assert 'road' in present and len(present) < len(classes)  # not all 19 drawn
+    for r in rows:
+        for c in present:
+            assert 0 <= float(r['recall.' + c]) <= 1
+        assert (r.get('agree.road') not in (None, '')) == (r['domain'] == 'target')
+    printed = capsys.readouterr().out
+    assert 'the noise std exceeds it from t =' in printed
+    assert '| domain | t | ' + ' | '.join(present) + ' |' in printed  # present only
     assert readings.main(['bn-stats', DIDA, dida_checkpoint, '--batches', '2', '--out',
                           str(out), '--cfg-options',
                           'model.segmentor.data_preprocessor.size=(64,128)'] + quiet) == 0
@@ -73,6 +83,17 @@ def test_t_buckets_and_bn_statistics_of_a_trained_dida_run(tiny_benchmark, tmp_p
     assert any(name.startswith('decode_head.') for name in stats['layers'])
     assert all(v['variance_ratio'] >= 1 - 1e-6 for v in stats['layers'].values())
     assert set(stats['losses']) == {'joint', 'per_domain'}
+
+
+def test_class_hits_count_right_and_all_pixels_per_label_class():
+    labels = torch.tensor([[0, 0, 1, 1, 1, 255, 3]])
+    pred = torch.tensor([[0, 1, 1, 1, 0, 1, 3]])
+    hits = readings.class_hits(pred, labels, num_classes=3)
+    # class 0: 1 of 2 right; class 1: 2 of 3; class 2 absent; 255 and 3 (>= 3) left out
+    np.testing.assert_array_equal(hits, [[1, 2, 0], [2, 3, 0]])
+    recalls = readings._recalls('recall', hits, ('a', 'b', 'c'))
+    assert recalls['recall.a'] == 0.5 and abs(recalls['recall.b'] - 2 / 3) < 1e-12
+    assert np.isnan(recalls['recall.c'])
 
 
 def test_class_signal_is_the_spread_of_class_means():

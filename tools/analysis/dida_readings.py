@@ -20,7 +20,10 @@ degraded batch's own statistics, so read the trend over t rather than the level.
 t: source cross-entropy and accuracy against the labels, and on target L_D's target
 term in training's form (cross-entropy against the EMA teacher's pseudo labels of the
 clean image, weighted by its confidence q^T), the agreement with those pseudo labels,
-and the accuracy against the labels the training never sees. Also, per domain, the t
+and the accuracy against the labels the training never sees; per class, the recall
+against the labels (both domains) and the agreement with the pseudo labels (target),
+pixels summed over the images (columns ``recall.<class>``, ``agree.<class>``: whether
+thin classes lose their signal at lower t than large ones). Also, per domain, the t
 from which the noise's std exceeds the class signal (the std of the class-mean colours
 of the normalised image, times sqrt(abar_t)). Writes ``t_buckets.csv``::
 
@@ -183,9 +186,13 @@ def load(config: str, checkpoint: str, options=None):
     return cfg, model.eval(), plugin
 
 
-def _loader_batches(cfg, loader_cfg, max_images):
-    loader = Runner.build_dataloader(dict(loader_cfg, batch_size=1, num_workers=0,
-                                          persistent_workers=False))
+def _image_loader(loader_cfg):
+    """``loader_cfg`` one image at a time, in this process."""
+    return Runner.build_dataloader(dict(loader_cfg, batch_size=1, num_workers=0,
+                                        persistent_workers=False))
+
+
+def _loader_batches(loader, max_images):
     for i, data in enumerate(loader):
         if max_images and i >= max_images:
             return
@@ -207,6 +214,19 @@ def class_signal(x: Tensor, labels: Tensor, ignore: int = 255) -> float:
     return float(torch.stack(means).std(dim=0).mean())
 
 
+def class_hits(pred: Tensor, labels: Tensor, num_classes: int,
+               ignore: int = 255) -> np.ndarray:
+    """(2, num_classes): per class c, the pixels labelled c that ``pred`` gets right
+    and all pixels labelled c (``ignore`` and labels >= num_classes left out); summed
+    over images, their ratio is the class's recall."""
+    labels, pred = labels.flatten().long(), pred.flatten().long()
+    keep = (labels != ignore) & (labels < num_classes)
+    labels, pred = labels[keep], pred[keep]
+    total = torch.bincount(labels, minlength=num_classes)
+    hit = torch.bincount(labels[pred == labels], minlength=num_classes)
+    return torch.stack([hit, total]).numpy().astype(np.float64)
+
+
 @torch.no_grad()
 def run_t_buckets(args) -> int:
     cfg, model, plugin = load(args.config, args.checkpoint, args.cfg_options)
@@ -218,10 +238,17 @@ def run_t_buckets(args) -> int:
     gen = torch.Generator().manual_seed(0)
     rows, signal = [], {}
     for domain, loader_cfg in loaders.items():
+        loader = _image_loader(loader_cfg)
+        classes = tuple(loader.dataset.metainfo['classes'])
+        num_classes = len(classes)
         sums = {t: dict(ce=0.0, wce=0.0, w=0.0, agree=0.0, acc=0.0, pl_acc=0.0, n=0.0)
                 for t in T_GRID}
+        # per class: right / all pixels of each label class (recall), and on target
+        # the same against the pseudo labels (what L_D's target term asks for)
+        hits = {t: np.zeros((2, num_classes)) for t in T_GRID}
+        pl_hits = {t: np.zeros((2, num_classes)) for t in T_GRID}
         sig = []
-        for data in _loader_batches(cfg, loader_cfg, args.max_images):
+        for data in _loader_batches(loader, args.max_images):
             batch = student.data_preprocessor(data, False)
             x0 = batch['inputs']
             gt = batch['data_samples'][0].gt_sem_seg.data.to(x0.device)  # (1, H, W)
@@ -239,7 +266,9 @@ def run_t_buckets(args) -> int:
                                        align_corners=False)
                 pred = logits.argmax(1)
                 s = sums[t]
+                hits[t] += class_hits(pred, gt, num_classes)
                 if domain == 'target':
+                    pl_hits[t] += class_hits(pred, pseudo, num_classes)
                     ce = F.cross_entropy(logits, pseudo, reduction='none')
                     s['wce'] += float((ce * q).mean())
                     s['agree'] += float((pred == pseudo).float().mean())
@@ -260,6 +289,9 @@ def run_t_buckets(args) -> int:
             if domain == 'target':
                 row.update(ld_tgt=s['wce'] / n, agree_pseudo=s['agree'] / n,
                            pseudo_acc=s['pl_acc'] / n, q=s['w'] / n)
+            row.update(_recalls('recall', hits[t], classes))
+            if domain == 'target':
+                row.update(_recalls('agree', pl_hits[t], classes))
             rows.append(row)
     os.makedirs(args.out, exist_ok=True)
     keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[-1]).index(k)
@@ -284,7 +316,23 @@ def run_t_buckets(args) -> int:
               f"{r['acc_gt']:.3f} | {r.get('ld_tgt', float('nan')):.3f} | "
               f"{r.get('agree_pseudo', float('nan')):.3f} | "
               f"{r.get('pseudo_acc', float('nan')):.3f} |")
+    print('\nPer class: recall against the labels (target: the labels training never '
+          'sees)')
+    present = [c for c in classes
+               if any(not np.isnan(r['recall.' + c]) for r in rows)]
+    print('| domain | t | ' + ' | '.join(present) + ' |')
+    print('|---|---|' + '---|' * len(present))
+    for r in rows:
+        print(f"| {r['domain']} | {r['t']} | " + ' | '.join(
+            f"{r['recall.' + c]:.3f}" for c in present) + ' |')
     return 0
+
+
+def _recalls(prefix: str, hits: np.ndarray, classes) -> Dict[str, float]:
+    """{'<prefix>.<class>': right / all pixels of the class} (nan where absent)."""
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ratio = hits[0] / hits[1]
+    return {f'{prefix}.{c}': float(v) for c, v in zip(classes, ratio)}
 
 
 # --------------------------------------------------------------------- bn-stats
