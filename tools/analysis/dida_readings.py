@@ -294,8 +294,11 @@ def run_t_buckets(args) -> int:
                 row.update(_recalls('agree', pl_hits[t], classes))
             rows.append(row)
     os.makedirs(args.out, exist_ok=True)
-    keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[-1]).index(k)
-                  if k in rows[-1] else 99)
+    # the source row's columns in their order, then the target-only ones by name (a
+    # set's order is not stable across runs)
+    keys = sorted({k for r in rows for k in r},
+                  key=lambda k: (list(rows[-1]).index(k) if k in rows[-1] else
+                                 len(rows[-1]), k))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()
