@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+from mmseg.evaluation import IoUMetric
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -217,13 +218,10 @@ def class_signal(x: Tensor, labels: Tensor, ignore: int = 255) -> float:
 def class_hits(pred: Tensor, labels: Tensor, num_classes: int,
                ignore: int = 255) -> np.ndarray:
     """(2, num_classes): per class c, the pixels labelled c that ``pred`` gets right
-    and all pixels labelled c (``ignore`` and labels >= num_classes left out); summed
-    over images, their ratio is the class's recall."""
-    labels, pred = labels.flatten().long(), pred.flatten().long()
-    keep = (labels != ignore) & (labels < num_classes)
-    labels, pred = labels[keep], pred[keep]
-    total = torch.bincount(labels, minlength=num_classes)
-    hit = torch.bincount(labels[pred == labels], minlength=num_classes)
+    and all pixels labelled c (``ignore`` and labels >= num_classes left out), from
+    mmseg's ``IoUMetric.intersect_and_union`` as the other analysis tools count;
+    summed over images, their ratio is the class's recall."""
+    hit, _, _, total = IoUMetric.intersect_and_union(pred, labels, num_classes, ignore)
     return torch.stack([hit, total]).numpy().astype(np.float64)
 
 
@@ -286,12 +284,11 @@ def run_t_buckets(args) -> int:
             n = max(s['n'], 1)
             row = dict(domain=domain, t=t, abar=float(deg.abar[t]),
                        ce_gt=s['ce'] / n, acc_gt=s['acc'] / n)
-            if domain == 'target':
-                row.update(ld_tgt=s['wce'] / n, agree_pseudo=s['agree'] / n,
-                           pseudo_acc=s['pl_acc'] / n, q=s['w'] / n)
             row.update(_recalls('recall', hits[t], classes))
             if domain == 'target':
-                row.update(_recalls('agree', pl_hits[t], classes))
+                row.update(ld_tgt=s['wce'] / n, agree_pseudo=s['agree'] / n,
+                           pseudo_acc=s['pl_acc'] / n, q=s['w'] / n,
+                           **_recalls('agree', pl_hits[t], classes))
             rows.append(row)
     os.makedirs(args.out, exist_ok=True)
     # the source row's columns in their order, then the target-only ones by name (a
