@@ -25,9 +25,8 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from mmseg_dida.engine.hooks.pseudo_label_hook import STATS_FILENAME as STATS_FILE
 from mmseg_dida.utils.atomic_files import atomic_write_text
-
-STATS_FILE = 'pseudo_label_stats.jsonl'
 
 
 def load_records(work_dir: str) -> List[dict]:

@@ -37,7 +37,10 @@ from mmseg.registry import HOOKS
 
 from ...utils.atomic_files import atomic_write_text
 
-__all__ = ['PseudoLabelStatsHook', 'target_label_path']
+__all__ = ['PseudoLabelStatsHook', 'STATS_FILENAME', 'target_label_path']
+
+#: the record file the hook writes into the work dir (and the analysis tools read)
+STATS_FILENAME = 'pseudo_label_stats.jsonl'
 
 
 def target_label_path(img_path: str, img_suffix: str = '_leftImg8bit.png',
@@ -71,7 +74,7 @@ class PseudoLabelStatsHook(Hook):
     def __init__(self, interval: int = 500, img_suffix: str = '_leftImg8bit.png',
                  label_suffix: str = '_gtFine_labelTrainIds.png',
                  ignore_index: int = 255,
-                 filename: str = 'pseudo_label_stats.jsonl'):
+                 filename: str = STATS_FILENAME):
         if not isinstance(interval, int) or interval < 0:
             raise ValueError('PseudoLabelStatsHook: interval must be an int >= 0, '
                              f'got {interval!r}')
