@@ -2,7 +2,8 @@
 link they name exists, every flag of a command they show is in that tool's --help,
 and every figure or convention they state that the code prints or defines (the ONNX
 input, the export's parameter counts, the stop line, the data check's error line, the
-shipped weights' digest) is recomputed here."""
+shipped weights' digest, the DiDA switches the screens name) is recomputed or looked up
+here."""
 import glob
 import hashlib
 import json
@@ -239,3 +240,31 @@ def test_the_results_table_is_the_same_in_readme_and_results_md():
         return lines[start:end]
     readme = table(osp.join(REPO, 'README.md'))
     assert len(readme) == 9 and readme == table(osp.join(REPO, 'docs', 'results.md'))
+
+
+def test_every_screened_dida_option_is_a_switch_off_by_default():
+    """docs/results.md's table of issue 28's screens names each option as the
+    `--cfg-options model.plugins.0.<key>=<value>` it ran with: every key is an argument
+    of DiDA (or, as `degradation.<key>`, of its Degradation), and every value differs
+    from that argument's default, so the default row is the paper's maths."""
+    import inspect
+
+    from mmseg_dida.models.uda.dida import DiDA
+    from mmseg_dida.models.utils.degradation import Degradation
+
+    text = _read(osp.join(REPO, 'docs', 'results.md'))
+    start = text.index('| option | seed 1 | seed 2 |')
+    rows = text[start:].split('\n\n', 1)[0].splitlines()[3:]  # header, rule, default
+    assert len(rows) >= 7, rows
+    params = {'': inspect.signature(DiDA).parameters,
+              'degradation.': inspect.signature(Degradation).parameters}
+    for row in rows:
+        options = re.match(r'\| `([^`]+)`', row)
+        assert options, row
+        for option in options.group(1).split():
+            key, value = option.split('=')
+            prefix = 'degradation.' if key.startswith('degradation.') else ''
+            name = key[len(prefix):]
+            assert name in params[prefix], f'{key} (docs/results.md) is not an option'
+            assert str(params[prefix][name].default) != value, (
+                f'{option} (docs/results.md) is the default, not a screened switch')
