@@ -246,7 +246,7 @@ def test_every_screened_dida_option_is_a_switch_off_by_default():
     """docs/results.md's table of issue 28's screens names each option as the
     `--cfg-options model.plugins.0.<key>=<value>` it ran with: every key is an argument
     of DiDA (or, as `degradation.<key>`, of its Degradation), and every value differs
-    from that argument's default, so the default row is the paper's maths."""
+    from that argument's default (a row that named the default would not be a screen)."""
     import inspect
 
     from mmseg_dida.models.uda.dida import DiDA
