@@ -33,7 +33,7 @@ def _record(iteration, pole_tp, sign_tp):
 def _work_dir(tmp_path, name, records):
     d = tmp_path / name
     d.mkdir()
-    (d / curve.STATS_FILE).write_text(''.join(json.dumps(r) + '\n' for r in records))
+    (d / curve.STATS_FILENAME).write_text(''.join(json.dumps(r) + '\n' for r in records))
     return d
 
 
@@ -84,11 +84,11 @@ def test_main_prints_one_row_per_run_and_writes_the_csv(tmp_path, capsys):
 
 def test_bad_input_gets_one_clear_error(tmp_path, capsys):
     assert curve.main([str(tmp_path)]) == 1
-    assert f'no {curve.STATS_FILE} in {tmp_path}' in capsys.readouterr().err
+    assert f'no {curve.STATS_FILENAME} in {tmp_path}' in capsys.readouterr().err
     d = _work_dir(tmp_path, 'run', [_record(500, 0, 0)])
     assert curve.main([str(d), '--classes', 'bicycle']) == 1
     assert "class 'bicycle' is not among" in capsys.readouterr().err
-    (d / curve.STATS_FILE).write_text('{"iter": 500}\nnot json\n')
+    (d / curve.STATS_FILENAME).write_text('{"iter": 500}\nnot json\n')
     assert curve.main([str(d)]) == 1
     assert 'line 2: not a pseudo-label record' in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -25,18 +25,19 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmseg_dida.engine.hooks.pseudo_label_hook import STATS_FILENAME as STATS_FILE
+from mmseg_dida.engine.hooks.pseudo_label_hook import STATS_FILENAME
 from mmseg_dida.utils.atomic_files import atomic_write_text
 
 
 def load_records(work_dir: str) -> List[dict]:
     """The records of ``work_dir``, one per window, sorted by iteration (a later record
     of the same iteration, as a resumed run writes, replaces an earlier one)."""
-    path = osp.join(work_dir, STATS_FILE)
+    path = osp.join(work_dir, STATS_FILENAME)
     if not osp.isfile(path):
         raise FileNotFoundError(
-            f'pseudo_label_curve: no {STATS_FILE} in {work_dir} (PseudoLabelStatsHook '
-            'writes it into the work dir of every UDA run; is this a work dir?)')
+            f'pseudo_label_curve: no {STATS_FILENAME} in {work_dir} '
+            '(PseudoLabelStatsHook writes it into the work dir of every UDA run; is this '
+            'a work dir?)')
     by_iter: Dict[int, dict] = {}
     with open(path) as f:
         for lineno, line in enumerate(f, 1):
